@@ -1,0 +1,1 @@
+"""The HTTP app: thin FastAPI routes over the services. One router module per domain."""

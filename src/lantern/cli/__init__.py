@@ -1,0 +1,1 @@
+"""The ``lantern`` command line: thin commands over the services, one module per domain."""

@@ -1,0 +1,73 @@
+"""What every command shares: loading settings, opening the data directory, printing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from lantern.errors import LanternError
+from lantern.pki import CertificateAuthority
+from lantern.runtime.datadir import DataDir
+from lantern.settings import Settings, load_settings
+from lantern.store import Database
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+T = TypeVar("T")
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", envvar="LANTERN_DATA_DIR", help="Data directory (default ./lantern-data)."
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", envvar="LANTERN_CONFIG", help="TOML settings file."),
+]
+
+
+def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
+    """Print an error (and what to do about it) and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    if hint:
+        err_console.print(f"[dim]hint:[/] {hint}")
+    return typer.Exit(code)
+
+
+def settings_from(data_dir: Path | None, config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config_file=config, data_dir=data_dir, **overrides)
+    except LanternError as exc:
+        raise fail(str(exc), "fix the setting named above (see README, 'Settings')") from None
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine, turning Lantern errors into a clean message and exit 1."""
+    try:
+        return asyncio.run(coro)
+    except LanternError as exc:
+        raise fail(str(exc)) from None
+
+
+async def with_store(settings: Settings, fn: Callable[[Database], Awaitable[T]]) -> T:
+    """Open (and migrate) the database, run ``fn``, close it."""
+    db = await Database.open(settings.effective_database_url)
+    try:
+        return await fn(db)
+    finally:
+        await db.close()
+
+
+def load_ca(settings: Settings) -> CertificateAuthority:
+    """The platform CA in the data directory (created there if this is the first command run)."""
+    data = DataDir(settings.data_dir.resolve())
+    data.ensure()
+    ca, _ = CertificateAuthority.load_or_create(data.ca_dir, settings.server_names)
+    return ca

@@ -1,0 +1,53 @@
+"""``lantern serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+
+from lantern.cli.common import ConfigOption, DataDirOption, console, fail, settings_from
+from lantern.errors import LanternError
+from lantern.runtime.server import RunningServer, serve
+
+
+def serve_command(
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+    http_port: Annotated[int | None, typer.Option(help="HTTP port (default 8080).")] = None,
+) -> None:
+    """Run Lantern: MQTT gateway, HTTP API and workers in one process, until Ctrl-C."""
+    settings = settings_from(data_dir, config)
+    if http_port is not None:
+        settings = settings.model_copy(
+            update={"http": settings.http.model_copy(update={"port": http_port})}
+        )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+    def ready(running: RunningServer) -> None:
+        console.print("[bold green]Lantern is running.[/]")
+        for line in running.banner:
+            console.print(f"  {line}")
+        console.print("Next: in another terminal, create a claim certificate for your devices:")
+        console.print(
+            "  lantern claims create --template DefaultProvisioningTemplate --out ./certs"
+        )
+        console.print("Stop with Ctrl-C.")
+
+    try:
+        try:
+            import uvloop
+
+            uvloop.run(serve(settings, ready))
+        except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+            asyncio.run(serve(settings, ready))
+    except LanternError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(str(exc), "is another Lantern running? choose other ports in settings") from None
+    console.print("Lantern stopped.")

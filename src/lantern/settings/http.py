@@ -1,0 +1,21 @@
+"""Settings of the HTTP app (admin, FHIR, uploads and downloads, /push)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from lantern.settings.base import SectionModel
+
+
+class HTTPSettings(SectionModel):
+    """Where the HTTP app listens and how others reach it."""
+
+    host: str = Field(default="127.0.0.1", description="Bind address of the HTTP app.")
+    port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port.")
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL devices and callers use (signed links); default http://<host>:<port>.",
+    )
+    tls: bool = Field(
+        default=False, description="Serve HTTPS with the platform's server certificate."
+    )

@@ -1,0 +1,29 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from lantern.store import Database
+
+POSTGRES_URL = os.environ.get(
+    "LANTERN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1/test"
+)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """An empty directory for a Lantern data directory (not yet created)."""
+    return tmp_path / "lantern-data"
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated SQLite database in a temporary directory."""
+    db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
+    yield db
+    await db.close()

@@ -1,0 +1,67 @@
+"""Settings: defaults, TOML, environment, and loud failures on unknown or invalid keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lantern.errors import ConfigError
+from lantern.settings import load_settings
+
+
+def test_defaults_use_sqlite_in_the_data_dir() -> None:
+    settings = load_settings(environ={})
+    assert settings.data_dir == Path("lantern-data")
+    assert settings.mqtt.port == 8883
+    assert settings.mqtt.tcp_port is None and settings.mqtt.ws_port is None
+    assert settings.effective_database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.effective_database_url.endswith("lantern-data/lantern.db")
+
+
+def test_toml_then_environment_then_overrides(tmp_path: Path) -> None:
+    cfg = tmp_path / "lantern.toml"
+    cfg.write_text('data_dir = "/srv/x"\n[mqtt]\nport = 1000\ntcp_port = 1883\n')
+    settings = load_settings(cfg, environ={"LANTERN_MQTT__PORT": "2000"})
+    assert settings.data_dir == Path("/srv/x")
+    assert settings.mqtt.port == 2000  # the environment beats the file
+    assert settings.mqtt.tcp_port == 1883
+    settings = load_settings(cfg, environ={}, data_dir=Path("/other"))
+    assert settings.data_dir == Path("/other")  # a CLI flag beats both
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[http]\nport = 9999\n")
+    assert load_settings(environ={"LANTERN_CONFIG": str(cfg)}).http.port == 9999
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"LANTERN_MQTT__PROT": "1"}, "mqtt.prot"),
+        ({"LANTERN_DATADIR": "x"}, "datadir"),
+        ({"LANTERN_MQTT__PORT": "not-a-port"}, "mqtt.port"),
+        ({"LANTERN_MQTT__PORT": "70000"}, "mqtt.port"),
+        ({"LANTERN_LOG_LEVEL": "loud"}, "log_level"),
+    ],
+)
+def test_bad_environment_names_the_setting(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_settings(environ=environ)
+
+
+def test_unknown_toml_key_names_the_setting(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[mqtt]\nportt = 1\n")
+    with pytest.raises(ConfigError, match=r"mqtt\.portt: unknown setting"):
+        load_settings(cfg, environ={})
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[mqtt\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(bad, environ={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "missing.toml", environ={})

@@ -1,0 +1,93 @@
+"""Run ``lantern serve`` as a real subprocess, as a user would, on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from support.net import free_port
+
+
+@dataclass
+class LanternProcess:
+    """A ``lantern serve`` child process. Use as a context manager; ``stop()`` sends SIGTERM."""
+
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    http_port: int = field(default_factory=free_port)
+    mqtt_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[str] | None = None
+    output: str = ""
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data_dir / "ca" / "ca.pem"
+
+    def command_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LANTERN_")}
+        env.update(
+            LANTERN_DATA_DIR=str(self.data_dir),
+            LANTERN_HTTP__PORT=str(self.http_port),
+            LANTERN_MQTT__PORT=str(self.mqtt_port),
+        )
+        env.update(self.env)
+        return env
+
+    def start(self, timeout: float = 30.0) -> LanternProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lantern", "serve"],
+            env=self.command_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read() if self.proc.stdout else ""
+                raise RuntimeError(f"lantern serve exited with {self.proc.returncode}:\n{out}")
+            try:
+                if httpx.get(f"{self.http_url}/healthz", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise TimeoutError(f"lantern serve not healthy after {timeout}s:\n{self.output}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Signal the process, wait for it, keep its output; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        self.output += out or ""
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+            self.output += out or ""
+
+    def __enter__(self) -> LanternProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
