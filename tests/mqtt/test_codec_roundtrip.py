@@ -63,7 +63,7 @@ def test_roundtrip(level: int, data: st.DataObject) -> None:
 def test_every_packet_type_is_generated(level: int) -> None:
     seen: set[type] = set()
 
-    @settings(max_examples=200, deadline=None, database=None)
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True)
     @given(packets(level))
     def collect(packet: Packet) -> None:
         seen.add(type(packet))

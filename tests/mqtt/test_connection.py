@@ -182,6 +182,34 @@ def test_disconnect_from_client_ends_events() -> None:
     assert conn.next_event() is None
 
 
+def test_disconnect_may_not_raise_session_expiry_from_zero() -> None:
+    # [MQTT-3.14.2-2]: CONNECT had no Session Expiry Interval (0); the DISCONNECT sets one.
+    conn = connected(5)
+    conn.receive_data(encode(Disconnect(properties=Properties(session_expiry_interval=30)), 5))
+    with pytest.raises(ProtocolViolation, match=r"\[MQTT-3.14.2-2\]") as info:
+        conn.next_event()
+    assert info.value.reason_code == RC.PROTOCOL_ERROR
+    assert conn.state is S.ERROR
+    # The one packet still allowed out reports it; then the connection is closed.
+    data = conn.send(Disconnect(info.value.reason_code))
+    assert client_view(data, 5) == [Disconnect(RC.PROTOCOL_ERROR)]
+    assert conn.state is S.CLOSED
+    with pytest.raises(LocalProtocolError):
+        conn.send(Disconnect(RC.PROTOCOL_ERROR))
+
+
+@pytest.mark.parametrize(
+    ("connect_expiry", "disconnect_expiry"), [(None, 0), (60, 30), (60, 0), (1, 0xFFFFFFFF)]
+)
+def test_disconnect_session_expiry_allowed(
+    connect_expiry: int | None, disconnect_expiry: int
+) -> None:
+    conn = connected(5, Properties(session_expiry_interval=connect_expiry))
+    disconnect = Disconnect(properties=Properties(session_expiry_interval=disconnect_expiry))
+    assert feed(conn, disconnect, level=5) == [disconnect]
+    assert conn.state is S.CLOSED
+
+
 def test_server_disconnect_closes() -> None:
     conn = connected(5)
     assert client_view(conn.send(Disconnect(RC.SERVER_SHUTTING_DOWN)), 5) == [

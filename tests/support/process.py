@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ class LanternProcess:
     mqtt_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
     output: str = ""
+    _log: object = None
 
     @property
     def http_url(self) -> str:
@@ -45,18 +47,22 @@ class LanternProcess:
         return env
 
     def start(self, timeout: float = 30.0) -> LanternProcess:
+        # Output goes to a file, not a pipe: a chatty server must never block on a full pipe.
+        log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the process
+        self._log = log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lantern", "serve"],
             env=self.command_env(),
-            stdout=subprocess.PIPE,
+            stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                out = self.proc.stdout.read() if self.proc.stdout else ""
-                raise RuntimeError(f"lantern serve exited with {self.proc.returncode}:\n{out}")
+                raise RuntimeError(
+                    f"lantern serve exited with {self.proc.returncode}:\n{self._read_log()}"
+                )
             try:
                 if httpx.get(f"{self.http_url}/healthz", timeout=0.5).status_code == 200:
                     return self
@@ -66,24 +72,35 @@ class LanternProcess:
         self.kill()
         raise TimeoutError(f"lantern serve not healthy after {timeout}s:\n{self.output}")
 
+    def _read_log(self) -> str:
+        log = self._log
+        if log is None:
+            return ""
+        log.seek(0)  # type: ignore[attr-defined]
+        return str(log.read())  # type: ignore[attr-defined]
+
+    def current_output(self) -> str:
+        """What the server printed so far (it keeps running)."""
+        return self._read_log()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """Signal the process, wait for it, keep its output; returns the exit code."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            out, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        self.output += out or ""
+            self.proc.wait()
+        self.output = self._read_log()
         return self.proc.returncode
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-            self.output += out or ""
+            self.proc.wait()
+        self.output = self._read_log()
 
     def __enter__(self) -> LanternProcess:
         return self.start()

@@ -5,7 +5,17 @@ from __future__ import annotations
 import typer
 
 import lantern
+from lantern.cli import devcerts
+from lantern.cli import device as device_cli
+from lantern.cli import firmware as firmware_cli
+from lantern.cli import ingest as ingest_cli
+from lantern.cli import mqtt_users as mqtt_users_cli
+from lantern.cli import provisioning as provisioning_cli
+from lantern.cli import push as push_cli
+from lantern.cli import schedules as schedules_cli
 from lantern.cli.serve import serve_command
+from lantern.device.ingest import upload_file_command, upload_observation_command
+from lantern.device.jobs import firmware_update_command
 
 app = typer.Typer(
     name="lantern",
@@ -15,6 +25,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve_command)
+app.add_typer(push_cli.keys_app, name="keys")
+app.add_typer(push_cli.deliveries_app, name="deliveries")
+app.command("push")(push_cli.push_command)
+app.add_typer(ingest_cli.tokens_app, name="tokens")
+app.add_typer(ingest_cli.files_app, name="files")
+app.add_typer(devcerts.app, name="dev")
+app.add_typer(schedules_cli.app, name="schedules")
+app.add_typer(firmware_cli.app, name="firmware")
+app.add_typer(firmware_cli.deployments_app, name="deployments")
+app.add_typer(firmware_cli.groups_app, name="groups")
+app.add_typer(provisioning_cli.claims_app, name="claims")
+app.add_typer(provisioning_cli.templates_app, name="templates")
+app.add_typer(provisioning_cli.things_app, name="things")
+app.add_typer(provisioning_cli.certs_app, name="certs")
+app.add_typer(mqtt_users_cli.app, name="mqtt-users")
+app.add_typer(mqtt_users_cli.policies_app, name="policies")
+app.add_typer(device_cli.app, name="device")
+device_cli.app.command("firmware-update")(firmware_update_command)
+device_cli.app.command("upload-observation")(upload_observation_command)
+device_cli.app.command("upload-file")(upload_file_command)
 
 
 @app.command("version")

@@ -58,7 +58,10 @@ class Decoder:
         self.max_packet_size = max_packet_size
         self.protocol_level: int | None = protocol_level
         self._connected = not expect_connect
-        self._buf = bytearray()
+        # The unread input: b"" when everything was decoded (nothing is held between packets),
+        # the received bytes themselves when they were all that was unread (no copy), else a
+        # bytearray accumulating a packet that arrives in pieces.
+        self._buf: bytes | bytearray = b""
         self._pos = 0
         self._error: ProtocolError | None = None
 
@@ -71,12 +74,19 @@ class Decoder:
         """Append received bytes. Ignored once the decoder has failed."""
         if self._error is not None or not data:
             return
+        buf = self._buf
         pos = self._pos
-        if pos:
-            # Rebind instead of resizing in place: a failed decode may still hold a view.
-            self._buf = self._buf[pos:] if pos < len(self._buf) else bytearray()
-            self._pos = 0
-        self._buf += data
+        if pos >= len(buf):
+            self._buf = data if type(data) is bytes else bytes(data)
+        elif not pos and isinstance(buf, bytearray):
+            # Growing a packet that arrives in pieces. No packet was decoded from this buffer
+            # yet (that would have moved pos), so no view of it exists and it may be resized.
+            buf += data
+        else:
+            # Decoded packets may still hold views of the old buffer: start a new one.
+            self._buf = bytearray(memoryview(buf)[pos:])
+            self._buf += data
+        self._pos = 0
 
     def next_packet(self) -> Packet | None:
         """The next complete packet, or None if more data is needed.
@@ -129,16 +139,18 @@ class Decoder:
         if end > size:
             return None
         level = self.protocol_level
-        with memoryview(buf) as view:
-            body = view[i:end]
-            try:
-                if level is None:
-                    packet: Packet = Connect.decode(first & 0x0F, body)
-                else:
-                    packet = decode(first & 0x0F, body, level)
-            finally:
-                body.release()
-        self._pos = end
+        # The view is not released explicitly: packets copy what they keep, and feed() never
+        # resizes a buffer in place, so a lingering view does no harm (and costs nothing).
+        body = memoryview(buf)[i:end]
+        if level is None:
+            packet: Packet = Connect.decode(first & 0x0F, body)
+        else:
+            packet = decode(first & 0x0F, body, level)
+        if end == size:
+            self._buf = b""
+            self._pos = 0
+        else:
+            self._pos = end
         if not self._connected:
             self._connected = True
         if type(packet) is Connect:

@@ -8,6 +8,7 @@ States and transitions are data (``_INBOUND`` / ``_OUTBOUND``)::
     AWAIT_CONNECT --CONNECT in--> CONNECTING --CONNACK 0x00 out--> CONNECTED
     CONNECTING --CONNACK >= 0x80 out--> CLOSED
     CONNECTING/CONNECTED --DISCONNECT in or out--> CLOSED
+    CONNECTING/CONNECTED --DISCONNECT in raising Session Expiry from 0--> ERROR
     any --ProtocolError from next_event--> ERROR --CONNACK/DISCONNECT out--> CLOSED
 
 In ERROR the server may still send the CONNACK (if none was sent yet) or DISCONNECT that
@@ -26,12 +27,17 @@ Wire state kept here (delivery state such as retries lives in the broker's sessi
 * Client Maximum Packet Size: a PUBLISH that would exceed it is dropped (``send`` returns b""
   and sets ``last_send_dropped``) as [MQTT-3.1.2-25] requires; other packets lose their reason
   string and user properties to fit, else LocalProtocolError.
+* The CONNECT's Session Expiry Interval (MQTT 5; absent = 0): a client DISCONNECT that sets a
+  non-zero interval when it was 0 is a protocol error ([MQTT-3.14.2-2]), so the connection
+  goes to ERROR (the server answers DISCONNECT 0x82 and, the disconnection not being normal,
+  publishes the will) instead of CLOSED.
 * A successful CONNACK is completed with our ``topic_alias_maximum``, ``receive_maximum`` and
   ``maximum_packet_size`` unless the packet sets them (then its values are adopted).
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import replace
 from enum import Enum
 from typing import Any, cast
@@ -98,6 +104,7 @@ _OUTBOUND: dict[ConnectionState, dict[type[Packet], ConnectionState]] = {
     S.ERROR: {Connack: S.CLOSED, Disconnect: S.CLOSED},
 }
 _NO_TRANSITIONS: dict[type[Packet], ConnectionState] = {}
+_PUBACK = struct.Struct("!BBH")  # a successful PUBACK: the same bytes at every level
 
 
 def _names(table: dict[type[Packet], ConnectionState]) -> str:
@@ -110,6 +117,29 @@ class ServerConnection:
     ``max_packet_size`` bounds what we accept; ``topic_alias_maximum`` and ``receive_maximum``
     are what we advertise in CONNACK. ``outbound_topic_aliases=False`` never aliases outbound.
     """
+
+    __slots__ = (
+        "_connack_sent",
+        "_connect_session_expiry",
+        "_decoder",
+        "_inbound_aliases",
+        "_inbound_inflight",
+        "_outbound_aliases",
+        "_outbound_inflight",
+        "client_maximum_packet_size",
+        "client_receive_maximum",
+        "client_topic_alias_maximum",
+        "dropped_publishes",
+        "last_send_dropped",
+        "max_packet_size",
+        "maximum_qos",
+        "outbound_topic_aliases",
+        "protocol_level",
+        "receive_maximum",
+        "retain_available",
+        "state",
+        "topic_alias_maximum",
+    )
 
     def __init__(
         self,
@@ -137,20 +167,24 @@ class ServerConnection:
         self.dropped_publishes = 0
         self._decoder = Decoder(max_packet_size)
         self._connack_sent = False
-        self._inbound_aliases: dict[int, str] = {}
-        self._outbound_aliases: dict[str, int] = {}
-        self._inbound_inflight: set[int] = set()
-        self._outbound_inflight: set[int] = set()
+        self._connect_session_expiry = 0
+        # Created when first needed: an idle connection holds none of them.
+        self._inbound_aliases: dict[int, str] | None = None
+        self._outbound_aliases: dict[str, int] | None = None
+        self._inbound_inflight: set[int] | None = None
+        self._outbound_inflight: set[int] | None = None
 
     @property
     def outbound_quota(self) -> int:
         """QoS 1/2 PUBLISH packets the client's Receive Maximum still allows us to send."""
-        return self.client_receive_maximum - len(self._outbound_inflight)
+        inflight = self._outbound_inflight
+        return self.client_receive_maximum - (0 if inflight is None else len(inflight))
 
     @property
     def inbound_inflight(self) -> int:
         """QoS 1/2 PUBLISH packets received and not yet completed by our acknowledgement."""
-        return len(self._inbound_inflight)
+        inflight = self._inbound_inflight
+        return 0 if inflight is None else len(inflight)
 
     # -- inbound ---------------------------------------------------------------------------
 
@@ -173,23 +207,29 @@ class ServerConnection:
             if packet is None:
                 return None
             table = _INBOUND[state]
-            ptype = type(packet)
-            new_state = table.get(ptype)
+            new_state = table.get(type(packet))
             if new_state is None:
+                ptype = type(packet)
                 if ptype is Connect:
                     raise ProtocolViolation("[MQTT-3.1.0-2] a second CONNECT is a protocol error")
                 raise ProtocolViolation(
                     f"[MQTT-2.1.2] a client may not send {ptype.__name__.upper()} in state "
                     f"{state.name}; expected one of {_names(table)}"
                 )
-            if isinstance(packet, Publish):
+            # Exact type checks, most frequent first: this runs for every packet.
+            if type(packet) is Publish:
                 packet = self._receive_publish(packet)
-            elif isinstance(packet, Connect):
-                self._receive_connect(packet)
-            elif isinstance(packet, Puback | Pubcomp) or (
-                isinstance(packet, Pubrec) and packet.reason_code >= 0x80
+            elif (
+                type(packet) is Puback
+                or type(packet) is Pubcomp
+                or (type(packet) is Pubrec and packet.reason_code >= 0x80)
             ):
-                self._outbound_inflight.discard(packet.packet_id)
+                if self._outbound_inflight is not None:
+                    self._outbound_inflight.discard(packet.packet_id)
+            elif type(packet) is Connect:
+                self._receive_connect(packet)
+            elif type(packet) is Disconnect:
+                self._receive_disconnect(packet)
         except ProtocolError as exc:
             self.state = S.ERROR
             if isinstance(exc, UnsupportedProtocolVersion):
@@ -208,6 +248,14 @@ class ServerConnection:
             if props.topic_alias_maximum is not None:
                 self.client_topic_alias_maximum = props.topic_alias_maximum
             self.client_maximum_packet_size = props.maximum_packet_size
+            self._connect_session_expiry = props.session_expiry_interval or 0
+
+    def _receive_disconnect(self, packet: Disconnect) -> None:
+        expiry = packet.properties.session_expiry_interval
+        if expiry and not self._connect_session_expiry:
+            raise ProtocolViolation(
+                "[MQTT-3.14.2-2] Session Expiry Interval cannot change from 0 on DISCONNECT"
+            )
 
     def _receive_publish(self, packet: Publish) -> Publish:
         if self.protocol_level != MQTT5:
@@ -226,10 +274,13 @@ class ServerConnection:
                         f"{self.topic_alias_maximum}"
                     )
                 topic = packet.topic
+                aliases = self._inbound_aliases
+                if aliases is None:
+                    aliases = self._inbound_aliases = {}
                 if topic:
-                    self._inbound_aliases[alias] = topic
+                    aliases[alias] = topic
                 else:
-                    known = self._inbound_aliases.get(alias)
+                    known = aliases.get(alias)
                     if known is None:
                         raise ProtocolViolation(
                             f"[MQTT-3.3.2.3.4] topic alias {alias} has no topic on this connection"
@@ -244,6 +295,8 @@ class ServerConnection:
                     reason_code=ReasonCode.QOS_NOT_SUPPORTED,
                 )
             inflight = self._inbound_inflight
+            if inflight is None:
+                inflight = self._inbound_inflight = set()
             pid = packet.packet_id
             if pid is not None and pid not in inflight:
                 if len(inflight) >= self.receive_maximum:
@@ -291,13 +344,24 @@ class ServerConnection:
             elif isinstance(packet, Puback | Pubcomp) or (
                 isinstance(packet, Pubrec) and packet.reason_code >= 0x80
             ):
-                self._inbound_inflight.discard(packet.packet_id)
+                if self._inbound_inflight is not None:
+                    self._inbound_inflight.discard(packet.packet_id)
             elif isinstance(packet, Disconnect) and level != MQTT5:
                 self.state = S.CLOSED
                 return b""
             data = self._fit(packet, level)
         self.state = new_state
         return data
+
+    def send_puback(self, packet_id: int) -> bytes:
+        """``send(Puback(packet_id))`` without building the packet: the hot path of QoS 1."""
+        if self.state is not S.CONNECTED or not 0 < packet_id <= 0xFFFF:
+            return self.send(Puback(packet_id))
+        inflight = self._inbound_inflight
+        if inflight is not None:
+            inflight.discard(packet_id)
+        self.last_send_dropped = False
+        return _PUBACK.pack(0x40, 2, packet_id)
 
     def _send_publish(self, packet: Publish, level: int) -> bytes:
         new_alias = 0
@@ -308,6 +372,8 @@ class ServerConnection:
             and packet.properties.topic_alias is None
         ):
             aliases = self._outbound_aliases
+            if aliases is None:
+                aliases = self._outbound_aliases = {}
             alias = aliases.get(packet.topic)
             if alias is not None:
                 data = encode_publish(packet, level, alias, omit_topic=True)
@@ -324,8 +390,11 @@ class ServerConnection:
             self.dropped_publishes += 1
             return b""
         if new_alias:
+            assert self._outbound_aliases is not None
             self._outbound_aliases[packet.topic] = new_alias
         if packet.packet_id is not None and packet.qos:
+            if self._outbound_inflight is None:
+                self._outbound_inflight = set()
             self._outbound_inflight.add(packet.packet_id)
         return data
 

@@ -24,3 +24,53 @@ class MQTTSettings(SectionModel):
     public_host: str = Field(
         default="localhost", description="Host name devices use (printed, used in examples)."
     )
+    # Abuse limits and protocol maxima (see README, "MQTT").
+    max_connections: int = Field(
+        default=100_000, ge=1, description="Open connections per listener; more are closed."
+    )
+    max_packet_size: int = Field(
+        default=131_072,
+        ge=64,
+        le=268_435_460,
+        description="Largest MQTT packet accepted, in bytes (128 KB like AWS IoT Core).",
+    )
+    max_inflight: int = Field(
+        default=100,
+        ge=1,
+        le=65535,
+        description="Outbound unacked QoS 1/2 messages per client (caps its Receive Maximum).",
+    )
+    receive_maximum: int = Field(
+        default=100,
+        ge=1,
+        le=65535,
+        description="Inbound unacknowledged QoS 1/2 messages per client (advertised in CONNACK).",
+    )
+    max_queued_messages: int = Field(
+        default=1000,
+        ge=0,
+        description="QoS 1/2 messages queued per session; over it the newest is dropped.",
+    )
+    max_subscriptions_per_connection: int = Field(
+        default=100, ge=1, description="Subscriptions per session; more get SUBACK 0x97/0x80."
+    )
+    connect_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds from connection to CONNECT before closing."
+    )
+    handshake_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds allowed for the TLS / WebSocket handshake."
+    )
+    keepalive_max: int = Field(
+        default=1200,
+        ge=1,
+        le=65535,
+        description="Keep alive cap in seconds (0 or larger values get this, as AWS does).",
+    )
+    session_expiry_max: int = Field(
+        default=604_800,
+        ge=0,
+        description="Longest session expiry (s); also the life of 3.1.1 persistent sessions.",
+    )
+    topic_alias_maximum: int = Field(
+        default=8, ge=0, le=65535, description="Topic aliases a client may use (MQTT 5)."
+    )

@@ -1,9 +1,50 @@
-"""Settings of the provisioning service."""
+"""Settings of fleet provisioning and of the gateway's device access control."""
 
 from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
 
 from lantern.settings.base import SectionModel
 
 
 class ProvisioningSettings(SectionModel):
-    """Settings of the provisioning service (filled in by the issue that builds it)."""
+    """Fleet provisioning by claim, ownership tokens, the pre-provisioning hook, and access
+    control of the gateway (revocation, anonymous listeners)."""
+
+    key_type: Literal["rsa-2048", "ec-p256"] = Field(
+        default="rsa-2048",
+        description="Key pair CreateKeysAndCertificate generates (AWS uses RSA-2048).",
+    )
+    ownership_token_ttl_seconds: int = Field(
+        default=3600,
+        ge=10,
+        le=86400,
+        description="How long an ownership token is valid (AWS: 1 hour). Certificates not "
+        "registered by then are deleted.",
+    )
+    sweep_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="How often certificates whose ownership token expired unused are deleted.",
+    )
+    hook_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=5.0,
+        description="Timeout of the pre-provisioning hook (AWS: 5 s); a timeout denies.",
+    )
+    revocation_poll_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=1.0,
+        description="How often the gateway looks for deactivated or revoked certificates to "
+        "close their live connections (<= 1 s).",
+    )
+    anonymous_listeners: list[Literal["tcp", "ws"]] = Field(
+        default_factory=list,
+        description="Plain listeners that accept clients without a username (DEVELOPMENT ONLY: "
+        "anonymous clients get full access). Empty = none.",
+    )

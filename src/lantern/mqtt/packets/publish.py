@@ -182,6 +182,8 @@ class Puback:
     @classmethod
     def decode(cls, flags: int, body: memoryview, protocol_level: int) -> Self:
         """Decode a PUBACK body."""
+        if len(body) == 2 and not flags and (body[0] or body[1]):
+            return cls(body[0] << 8 | body[1])  # the usual success, decoded inline
         check_flags(flags, 0, "PUBACK")
         return cls(*_decode_ack(body, protocol_level, PUBACK_CODES, "PUBACK"))
 
@@ -245,5 +247,7 @@ class Pubcomp:
     @classmethod
     def decode(cls, flags: int, body: memoryview, protocol_level: int) -> Self:
         """Decode a PUBCOMP body."""
+        if len(body) == 2 and not flags and (body[0] or body[1]):
+            return cls(body[0] << 8 | body[1])  # the usual success, decoded inline
         check_flags(flags, 0, "PUBCOMP")
         return cls(*_decode_ack(body, protocol_level, PUBREL_CODES, "PUBCOMP"))

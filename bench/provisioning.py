@@ -1,0 +1,333 @@
+"""Fleet provisioning benchmark: complete provisioning flows per second, and mTLS connects per
+second beside ``openssl s_server``/``s_time`` as the handshake reference.
+
+Not a test. Run ``python bench/provisioning.py`` (1,000 devices per path) or ``--devices 200``.
+
+What it measures, against a ``lantern serve`` it starts on free loopback ports (SQLite):
+
+- **flows/s**: a burst of N devices, each a complete flow as a device runs it with
+  ``lantern.device.provision`` (paho-mqtt): new mTLS connection with the claim certificate,
+  CreateKeysAndCertificate (server-key path: RSA-2048 as AWS, and EC P-256 with ``--ec``) or
+  CreateCertificateFromCsr (CSR path: the device generates a P-256 key), RegisterThing,
+  disconnect. ``--concurrency`` devices at a time. p50/p99 of one flow.
+- **MQTT connects/s**: provisioned devices connecting with their own certificate (TLS
+  handshake + CONNECT with registry lookup and policy compilation + CONNACK + DISCONNECT).
+- **TLS handshakes/s** with ``openssl s_time -new`` (one client process, full handshakes with a
+  client certificate) against Lantern's mTLS port and against ``openssl s_server`` on the same
+  machine with the same CA, server certificate and client certificate: the reference.
+
+Each path runs against its own fresh server. Printed per path: flows/s, p50/p99 of one flow,
+failures, the server's CPU per flow (``server_ms``, all its threads) and the load generator's
+(``client_ms``): on this 2-core machine the load generator (Python threads + paho) shares the
+CPUs with the server, so a client-bound figure can be recognised. Every server's complete log
+(level warning, so that logging per flow is not measured; errors with tracebacks) is kept in
+``--logs`` (default: a ``lantern-bench-logs`` directory in the system temp directory) and its
+ERROR lines are counted (``server_errors``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from lantern.device import Endpoint, ProvisionResult, provision  # noqa: E402
+from lantern.pki import CertificateAuthority  # noqa: E402
+from lantern.provisioning.admin import create_claim  # noqa: E402
+from lantern.store import Database  # noqa: E402
+from support.mqtt_server import Client, ClientFiles  # noqa: E402
+from support.net import free_port, wait_for_port  # noqa: E402
+from support.process import LanternProcess  # noqa: E402
+
+
+def cpu_of(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def make_claim(proc: LanternProcess, out: Path) -> tuple[Path, Path, Path]:
+    async def work() -> tuple[str, str]:
+        ca, _ = CertificateAuthority.load_or_create(proc.data_dir / "ca")
+        db = await Database.open(f"sqlite+aiosqlite:///{proc.data_dir / 'lantern.db'}")
+        try:
+            _, issued = await create_claim(db, ca, ["DefaultProvisioningTemplate"])
+        finally:
+            await db.close()
+        assert issued.private_key_pem is not None
+        return issued.certificate_pem, issued.private_key_pem
+
+    cert_pem, key_pem = asyncio.run(work())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "claim.pem").write_text(cert_pem)
+    (out / "claim.key").write_text(key_pem)
+    return out / "claim.pem", out / "claim.key", proc.ca_file
+
+
+def burst(
+    proc: LanternProcess,
+    claim: tuple[Path, Path, Path],
+    devices: int,
+    concurrency: int,
+    use_csr: bool,
+) -> tuple[list[ProvisionResult], dict[str, float]]:
+    cert, key, ca = claim
+    endpoint = Endpoint("localhost", proc.mqtt_port)
+    latencies: list[float] = []
+    failures = 0
+
+    def one(i: int) -> ProvisionResult | None:
+        nonlocal failures
+        started = time.perf_counter()
+        try:
+            result = provision(
+                endpoint,
+                ca_file=ca,
+                claim_cert=cert,
+                claim_key=key,
+                use_csr=use_csr,
+                timeout=120,
+                parameters={
+                    "SerialNumber": f"B{i}",
+                    "Manufacturer": "bench",
+                    "Name": "bench",
+                    "Model": "b",
+                },
+            )
+        except Exception as exc:  # counted, and the first few shown
+            failures += 1
+            if failures <= 3:
+                print(f"    flow failed: {exc}", file=sys.stderr)
+            return None
+        latencies.append(time.perf_counter() - started)
+        return result
+
+    assert proc.proc is not None
+    server_cpu, client_cpu = cpu_of(proc.proc.pid), own_cpu()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = [r for r in pool.map(one, range(devices)) if r is not None]
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    server_cpu = cpu_of(proc.proc.pid) - server_cpu
+    client_cpu = own_cpu() - client_cpu
+    return results, {
+        "flows_per_s": len(results) / elapsed,
+        "elapsed": elapsed,
+        "failures": failures,
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
+        "server_ms": 1000 * server_cpu / max(1, len(results)),
+        "client_ms": 1000 * client_cpu / max(1, len(results)),
+    }
+
+
+def mqtt_connects(
+    proc: LanternProcess,
+    devices: list[ProvisionResult],
+    ca: Path,
+    tmp: Path,
+    total: int,
+    concurrency: int,
+) -> dict[str, float]:
+    files: list[tuple[str, ClientFiles]] = []
+    for r in devices[:50]:
+        cert, key = tmp / f"{r.thing_name}.pem", tmp / f"{r.thing_name}.key"
+        cert.write_text(r.certificate_pem)
+        key.write_text(r.private_key_pem)
+        files.append((r.thing_name, ClientFiles(cert, key, ca)))
+
+    def one(i: int) -> None:
+        # Each certificate is used by one worker at a time (same client id would take over).
+        name, f = files[i % len(files)]
+        client = Client(proc.mqtt_port, f, name, 4)
+        client.connect()
+        client.stop()
+
+    assert proc.proc is not None
+    server_cpu = cpu_of(proc.proc.pid)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(min(concurrency, len(files))) as pool:
+        list(pool.map(one, range(total)))
+    elapsed = time.perf_counter() - started
+    return {"connects_per_s": total / elapsed, "server_cpu": cpu_of(proc.proc.pid) - server_cpu}
+
+
+def s_time(port: int, cert: Path, key: Path, ca: Path, seconds: int) -> float:
+    out = subprocess.run(
+        [
+            "openssl",
+            "s_time",
+            "-connect",
+            f"127.0.0.1:{port}",
+            "-cert",
+            str(cert),
+            "-key",
+            str(key),
+            "-CAfile",
+            str(ca),
+            "-new",
+            "-time",
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=False,
+    ).stdout
+    match = re.search(r"(\d+) connections in (\d+) real seconds", out)
+    if match is None:
+        raise RuntimeError(f"unexpected s_time output:\n{out}")
+    return int(match.group(1)) / int(match.group(2))
+
+
+def handshake_reference(
+    proc: LanternProcess, cert: Path, key: Path, seconds: int
+) -> dict[str, float]:
+    ca_dir = proc.data_dir / "ca"
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            "openssl",
+            "s_server",
+            "-accept",
+            str(port),
+            "-cert",
+            str(ca_dir / "server.pem"),
+            "-key",
+            str(ca_dir / "server.key"),
+            "-CAfile",
+            str(ca_dir / "ca.pem"),
+            "-Verify",
+            "1",
+            "-quiet",
+            "-naccept",
+            "1000000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        reference = s_time(port, cert, key, ca_dir / "ca.pem", seconds)
+    finally:
+        server.terminate()
+        server.wait()
+    lantern = s_time(proc.mqtt_port, cert, key, ca_dir / "ca.pem", seconds)
+    return {"openssl_s_server": reference, "lantern": lantern}
+
+
+def stop_server(proc: LanternProcess, log_file: Path) -> int:
+    """Stop the server, keep its whole log in ``log_file``; show the first error. Returns the
+    number of ERROR lines (failed flows are otherwise only counted on the client side)."""
+    proc.stop()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text(proc.output)
+    lines = proc.output.splitlines()
+    errors = [i for i, line in enumerate(lines) if " ERROR " in line]
+    if errors:
+        print(f"  server logged {len(errors)} errors ({log_file}); the first:", file=sys.stderr)
+        print("\n".join(lines[errors[0] : errors[0] + 40]), file=sys.stderr)
+    return len(errors)
+
+
+def run_server(tmp: Path, name: str, key_type: str) -> LanternProcess:
+    proc = LanternProcess(
+        tmp / name,
+        env={
+            "LANTERN_PROVISIONING__KEY_TYPE": key_type,
+            "LANTERN_LOG_LEVEL": "warning",
+        },
+    )
+    proc.start(timeout=120)
+    wait_for_port(proc.mqtt_port)
+    return proc
+
+
+def show(title: str, figures: dict[str, float]) -> None:
+    print(
+        f"  {title:<34} "
+        + "  ".join(
+            f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--connects", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=5, help="s_time duration per run")
+    parser.add_argument("--ec", action="store_true", help="also the server-key path with EC")
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "lantern-bench-logs",
+        help="directory for the servers' logs",
+    )
+    args = parser.parse_args()
+    if shutil.which("openssl") is None:
+        sys.exit("openssl is needed for the handshake reference")
+    with tempfile.TemporaryDirectory(prefix="lantern-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        print(
+            f"{args.devices} devices per path, {args.concurrency} at a time; {os.cpu_count()} CPUs"
+        )
+        phases = [
+            ("server-key RSA-2048 (AWS default)", "rsa", "rsa-2048", False),
+            ("CSR (device P-256 key)", "csr", "rsa-2048", True),
+        ]
+        if args.ec:
+            phases.append(("server-key EC P-256", "ec", "ec-p256", False))
+        devices: list[ProvisionResult] = []
+        for title, name, key_type, use_csr in phases:
+            proc = run_server(tmp, name, key_type)
+            try:
+                claim = make_claim(proc, tmp / f"claim-{name}")
+                results, figures = burst(proc, claim, args.devices, args.concurrency, use_csr)
+                devices = devices or results
+            finally:
+                errors = stop_server(proc, args.logs / f"provisioning-{name}.log")
+            show(title, {**figures, "server_errors": errors})
+        proc = run_server(tmp, "connects", "ec-p256")
+        try:
+            claim = make_claim(proc, tmp / "claim-connects")
+            devices, _ = burst(proc, claim, 60, args.concurrency, True)
+            show(
+                "MQTT connects (mTLS, device cert)",
+                mqtt_connects(proc, devices, proc.ca_file, tmp, args.connects, args.concurrency),
+            )
+            d = devices[0]
+            cert, key = tmp / "hs.pem", tmp / "hs.key"
+            cert.write_text(d.certificate_pem)
+            key.write_text(d.private_key_pem)
+            show(
+                "TLS handshakes/s (s_time -new)", handshake_reference(proc, cert, key, args.seconds)
+            )
+        finally:
+            stop_server(proc, args.logs / "provisioning-connects.log")
+        print(f"server logs: {args.logs}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""The FHIR read API under ``/fhir`` (JSON, FHIR R4): metadata, Observation and Device read and
+search. Authorised by the admin bearer token (every project) or a ``fhir:read`` token (its
+project only). Errors are OperationOutcomes: 400 bad parameter, 401 no/bad token, 404 unknown id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+import lantern
+from lantern.ingest import tokens
+from lantern.ingest.errors import TokenError
+from lantern.ingest.fhir import (
+    SearchError,
+    capability_statement,
+    device_fhir_id,
+    device_resource,
+    operation_outcome,
+    parse_device_search,
+    parse_observation_search,
+    parse_paging,
+    searchset,
+)
+from lantern.runtime.datadir import tokens_equal
+from lantern.store import Database, registry
+from lantern.store import ingest as repo
+from lantern.store.registry import ThingRecord
+
+FHIR_JSON = "application/fhir+json"
+
+
+def _fhir(doc: dict[str, Any], status: int = 200) -> JSONResponse:
+    return JSONResponse(doc, status_code=status, media_type=FHIR_JSON)
+
+
+def _outcome(status: int, code: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        operation_outcome(code, message), status_code=status, media_type=FHIR_JSON, headers=headers
+    )
+
+
+class _Denied(Exception):
+    pass
+
+
+def build_fhir_router(
+    db: Database, *, admin_token: Callable[[], str], base_url: Callable[[], str]
+) -> APIRouter:
+    """The ``/fhir`` routes over ``db``."""
+    router = APIRouter(prefix="/fhir", tags=["fhir"])
+
+    async def project_of(request: Request) -> str | None:
+        """None = admin (all projects); raises _Denied."""
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _Denied("send Authorization: Bearer <admin token or fhir:read token>")
+        token = token.strip()
+        if tokens_equal(token, admin_token()):
+            return None
+        try:
+            record = await tokens.authenticate(db, token, "fhir:read")
+        except TokenError as exc:
+            raise _Denied(str(exc)) from None
+        return record.project
+
+    async def things_by_fhir_id(project: str | None) -> dict[str, str]:
+        # Only things whose names are not FHIR ids need mapping; load lazily and rarely.
+        async with db.connect() as conn:
+            things = await registry.list_things(conn, project, limit=100_000)
+        return {device_fhir_id(t.name): t.name for t in things if device_fhir_id(t.name) != t.name}
+
+    async def find_thing(fhir_id: str, project: str | None) -> ThingRecord | None:
+        async with db.connect() as conn:
+            thing = await registry.get_thing(conn, fhir_id)
+        if thing is None and fhir_id.startswith("thing-"):
+            name = (await things_by_fhir_id(project)).get(fhir_id)
+            if name is not None:
+                async with db.connect() as conn:
+                    thing = await registry.get_thing(conn, name)
+        if thing is None or (project is not None and thing.project != project):
+            return None
+        return thing
+
+    @router.get("/metadata")
+    async def metadata() -> JSONResponse:
+        return _fhir(capability_statement(base_url(), lantern.__version__))
+
+    @router.get("/Observation/{observation_id}")
+    async def read_observation(observation_id: str, request: Request) -> JSONResponse:
+        try:
+            project = await project_of(request)
+        except _Denied as exc:
+            return _outcome(401, "login", str(exc))
+        async with db.connect() as conn:
+            resource = await repo.get_observation(conn, observation_id, project)
+        if resource is None:
+            return _outcome(404, "not-found", f"Observation/{observation_id} is not known")
+        return _fhir(resource)
+
+    @router.get("/Observation")
+    async def search_observations(request: Request) -> JSONResponse:
+        try:
+            project = await project_of(request)
+        except _Denied as exc:
+            return _outcome(401, "login", str(exc))
+        params = list(request.query_params.multi_items())
+        try:
+            paging = parse_paging(params)
+            mapping: dict[str, str] = {}
+            if any(
+                k in ("device", "subject") and "thing-" in v for k, v in params
+            ):  # a digest Device id: map it back to the thing name
+                mapping = await things_by_fhir_id(project)
+            query = parse_observation_search(params, project, mapping)
+        except SearchError as exc:
+            return _outcome(400, "invalid", str(exc))
+        async with db.connect() as conn:
+            resources, total = await repo.search_observations(
+                conn, query, limit=paging.count, offset=paging.offset
+            )
+        return _fhir(
+            searchset(
+                base_url=base_url(),
+                resource_type="Observation",
+                resources=resources,
+                total=total,
+                params=params,
+                paging=paging,
+            )
+        )
+
+    @router.get("/Device/{device_id}")
+    async def read_device(device_id: str, request: Request) -> JSONResponse:
+        try:
+            project = await project_of(request)
+        except _Denied as exc:
+            return _outcome(401, "login", str(exc))
+        thing = await find_thing(device_id, project)
+        if thing is None:
+            return _outcome(404, "not-found", f"Device/{device_id} is not known")
+        return _fhir(device_resource(thing))
+
+    @router.get("/Device")
+    async def search_devices(request: Request) -> JSONResponse:
+        try:
+            project = await project_of(request)
+        except _Denied as exc:
+            return _outcome(401, "login", str(exc))
+        params = list(request.query_params.multi_items())
+        try:
+            paging = parse_paging(params)
+            name = parse_device_search(params)
+        except SearchError as exc:
+            return _outcome(400, "invalid", str(exc))
+        async with db.connect() as conn:
+            if name is not None:
+                thing = await registry.get_thing(conn, name)
+                found = [thing] if thing and (project is None or thing.project == project) else []
+                total = len(found)
+                found = found[paging.offset : paging.offset + paging.count]
+            else:
+                # Things are few compared with observations; page over the ordered list.
+                every = await registry.list_things(
+                    conn, project, limit=paging.offset + paging.count + 1
+                )
+                found = every[paging.offset : paging.offset + paging.count]
+                total = len(every)  # > offset + count exactly when a next page exists
+        resources = [device_resource(t) for t in found]
+        bundle = searchset(
+            base_url=base_url(),
+            resource_type="Device",
+            resources=resources,
+            total=total,
+            params=params,
+            paging=paging,
+        )
+        if name is None:
+            # The exact total would need a count query per page; FHIR allows omitting it.
+            del bundle["total"]
+        return _fhir(bundle)
+
+    return router

@@ -1,0 +1,117 @@
+"""File routes: ``PUT /files/upload/<fileId>`` (the signed upload link of PROTOCOL.md B2) and, for
+admins, ``GET /files`` (optionally ``?thing=``), ``GET /files/<id>`` and its ``/content``.
+
+The upload streams the request body to the object store chunk by chunk (never the whole file in
+memory). Refusals are 4xx JSON ``{"errorCode", "errorMessage"}``; nothing is stored on any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from lantern.ingest.errors import UploadRefused
+from lantern.ingest.files import FileLinkService
+from lantern.runtime.datadir import tokens_equal
+from lantern.store import ingest as repo
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"errorCode": code, "errorMessage": message}, status_code=status)
+
+
+def file_json(record: repo.FileRecord) -> dict[str, Any]:
+    doc = asdict(record)
+    doc.pop("object_key")
+    return {
+        "fileId": doc["id"],
+        "project": doc["project"],
+        "thingName": doc["thing_name"],
+        "fileName": doc["file_name"],
+        "contentType": doc["content_type"],
+        "size": doc["size"],
+        "sha256": doc["sha256"],
+        "backend": doc["backend"],
+        "createdAt": doc["created_at"],
+    }
+
+
+def build_files_router(service: FileLinkService, *, admin_token: Callable[[], str]) -> APIRouter:
+    router = APIRouter(tags=["files"])
+
+    @router.put("/files/upload/{file_id}")
+    async def upload(file_id: str, request: Request) -> JSONResponse:
+        raw_length = request.headers.get("content-length")
+        try:
+            length = int(raw_length) if raw_length is not None else None
+        except ValueError:
+            return _error(400, "BadRequest", "Content-Length is not a number")
+
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in request.stream():
+                if chunk:
+                    yield chunk
+
+        try:
+            record = await service.receive_upload(
+                file_id,
+                dict(request.query_params),
+                request.headers.get("content-type"),
+                length,
+                body(),
+            )
+        except UploadRefused as exc:
+            return _error(exc.status, exc.error_code, exc.message)
+        return JSONResponse(file_json(record), status_code=201)
+
+    def is_admin(request: Request) -> bool:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and tokens_equal(token.strip(), admin_token())
+
+    @router.get("/files")
+    async def list_files(request: Request, thing: str | None = None) -> JSONResponse:
+        if not is_admin(request):
+            return _error(401, "Unauthorized", "send Authorization: Bearer <admin token>")
+        await service.reconcile_s3()
+        async with service.db.connect() as conn:
+            records = await repo.list_files(conn, thing_name=thing)
+        return JSONResponse({"files": [file_json(r) for r in records]})
+
+    @router.get("/files/{file_id}")
+    async def get_file(file_id: str, request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return _error(401, "Unauthorized", "send Authorization: Bearer <admin token>")
+        async with service.db.connect() as conn:
+            record = await repo.get_file(conn, file_id)
+        if record is None:
+            return _error(404, "NotFound", f"no file {file_id}")
+        return JSONResponse(file_json(record))
+
+    @router.get("/files/{file_id}/content", response_model=None)
+    async def get_content(file_id: str, request: Request) -> StreamingResponse | JSONResponse:
+        if not is_admin(request):
+            return _error(401, "Unauthorized", "send Authorization: Bearer <admin token>")
+        async with service.db.connect() as conn:
+            record = await repo.get_file(conn, file_id)
+        if record is None:
+            return _error(404, "NotFound", f"no file {file_id}")
+        return StreamingResponse(
+            service.store.open_range(record.object_key),
+            media_type=record.content_type,
+            headers={
+                "Content-Length": str(record.size),
+                "Content-Disposition": f"attachment; filename*=UTF-8''{_quote(record.file_name)}",
+            },
+        )
+
+    return router
+
+
+def _quote(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")

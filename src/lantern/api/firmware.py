@@ -1,0 +1,361 @@
+"""Firmware routes: the catalog and deployments for admins, and the signed image download.
+
+Admin routes (``Authorization: Bearer <admin token>``)::
+
+    POST   /v1/firmware?version=V[&name=N][&project=P]   body = the image  -> 201
+    GET    /v1/firmware[?project=P]          GET /v1/firmware/<id>
+    DELETE /v1/firmware/<id>                 (409 while a deployment uses it)
+    POST   /v1/deployments                   {"firmwareId", "things"|"group"|"all", ...} -> 201
+    GET    /v1/deployments[?project=P]       GET /v1/deployments/<id>
+    POST   /v1/deployments/<id>/cancel       {"force": bool}
+
+Device route: ``GET|HEAD /v1/firmware/<id>/image?<signed query>`` — the job document's
+``firmwareUrl``. The signature covers the path, thing, job and expiry; a tampered, foreign or
+expired link gets 403. Single byte ranges are honoured (``206`` with ``Content-Range``; ``416``
+when unsatisfiable), so an interrupted download resumes with ``Range: bytes=<have>-``.
+Errors are JSON ``{"errorCode", "errorMessage"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lantern.jobs.catalog import FirmwareCatalog
+from lantern.jobs.clock import Clock
+from lantern.jobs.deployments import AbortCriterion, Deployment, DeploymentService, DeploymentSpec
+from lantern.jobs.documents import firmware_download_path
+from lantern.jobs.errors import Conflict, JobsError, NotFound
+from lantern.runtime.datadir import tokens_equal
+from lantern.store.firmware import FirmwareRecord
+from lantern.store.objects import ObjectStoreError
+from lantern.store.signing import LinkExpired, LinkInvalid, UrlSigner
+
+AUTH_HINT = "send Authorization: Bearer <admin token> (the file admin-token in the data directory)"
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"errorCode": code, "errorMessage": message}, status_code=status)
+
+
+def _jobs_error(exc: JobsError) -> JSONResponse:
+    if isinstance(exc, NotFound):
+        return _error(404, "NotFound", str(exc))
+    if isinstance(exc, Conflict):
+        return _error(409, "Conflict", str(exc))
+    return _error(400, "InvalidRequest", str(exc))
+
+
+def firmware_json(record: FirmwareRecord) -> dict[str, Any]:
+    return {
+        "firmwareId": record.id,
+        "project": record.project,
+        "name": record.name,
+        "version": record.version,
+        "size": record.size,
+        "sha256": record.sha256,
+        "createdAt": int(record.created_at),
+    }
+
+
+def progress_of(details: dict[str, str]) -> str | None:
+    """The progress a device reported, from the usual statusDetails keys."""
+    for key in ("percentProgress", "progress", "percent"):
+        if key in details:
+            return details[key]
+    return None
+
+
+def deployment_json(d: Deployment) -> dict[str, Any]:
+    job = d.job
+    out: dict[str, Any] = {
+        "deploymentId": job.job_id,
+        "project": job.project,
+        "firmwareId": job.firmware_id,
+        "firmwareVersion": job.document.get("firmwareVersion"),
+        "status": job.status.value,
+        "target": {"kind": job.target_kind, "group": job.target_group},
+        "maxPerMinute": job.max_per_minute,
+        "inProgressTimeoutMinutes": job.in_progress_timeout_minutes,
+        "abortConfig": {"criteriaList": job.abort_criteria or []},
+        "forceCanceled": job.force_canceled,
+        "reason": job.reason,
+        "createdAt": int(job.created_at),
+        "completedAt": int(job.completed_at) if job.completed_at else None,
+        "total": d.total,
+        "counts": {s.value: n for s, n in sorted(d.counts.items())},
+    }
+    if d.executions:
+        out["executions"] = [
+            {
+                "thingName": e.thing_name,
+                "status": e.status.value,
+                "statusDetails": e.status_details,
+                "progress": progress_of(e.status_details),
+                "versionNumber": e.version_number,
+                "queuedAt": int(e.queued_at) if e.queued_at else None,
+                "startedAt": int(e.started_at) if e.started_at else None,
+                "lastUpdatedAt": int(e.last_updated_at),
+            }
+            for e in d.executions
+        ]
+    return out
+
+
+class _Criterion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    failureType: Literal["FAILED", "REJECTED", "TIMED_OUT", "ALL"] = "ALL"
+    action: Literal["CANCEL"] = "CANCEL"
+    thresholdPercentage: float = Field(gt=0, le=100)
+    minNumberOfExecutedThings: int = Field(ge=1)
+
+
+class _AbortConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    criteriaList: list[_Criterion] = Field(min_length=1)
+
+
+class _CreateDeployment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    firmwareId: str
+    things: list[str] = Field(default_factory=list)
+    group: str | None = None
+    all: bool = False
+    project: str = "default"
+    maxPerMinute: int | None = None
+    inProgressTimeoutMinutes: int | None = None
+    abortConfig: _AbortConfig | None = None
+    deploymentId: str | None = None
+
+
+class _Cancel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    force: bool = False
+    reason: str = Field(default="canceled by an operator", max_length=256)
+
+
+def _invalid(exc: ValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return _error(400, "InvalidRequest", f"{where}: {first['msg']}")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``(start, end_exclusive)`` of a single ``bytes=`` range, or None to send everything.
+
+    Raises ``ValueError`` when the range cannot be satisfied (416). Multiple ranges and other
+    units are ignored (allowed by RFC 9110), sending the whole image.
+    """
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, sep, last = header[6:].strip().partition("-")
+    if not sep:
+        return None
+    if not first:
+        if not last.isdigit():
+            return None
+        suffix = int(last)
+        if suffix == 0:
+            raise ValueError("an empty suffix range")
+        return max(0, size - suffix), size
+    if not first.isdigit() or (last and not last.isdigit()):
+        return None  # malformed: ignore the header
+    start = int(first)
+    end = int(last) + 1 if last else size
+    if start >= size:
+        raise ValueError("the range starts past the end")
+    if end <= start:
+        return None
+    return start, min(end, size)
+
+
+def build_firmware_router(
+    catalog: FirmwareCatalog,
+    deployments: DeploymentService,
+    signer: UrlSigner,
+    clock: Clock,
+    *,
+    admin_token: Callable[[], str],
+    on_change: Callable[[], Awaitable[object]] | None = None,
+) -> APIRouter:
+    router = APIRouter(tags=["firmware"])
+
+    def is_admin(request: Request) -> bool:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and tokens_equal(token.strip(), admin_token())
+
+    def denied() -> JSONResponse:
+        return _error(401, "Unauthorized", AUTH_HINT)
+
+    async def changed() -> None:
+        if on_change is not None:
+            await on_change()
+
+    @router.post("/v1/firmware")
+    async def upload(
+        request: Request, version: str = "", name: str = "firmware", project: str = "default"
+    ) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        if not version:
+            return _error(400, "InvalidRequest", "version: the query parameter is required")
+
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in request.stream():
+                if chunk:
+                    yield chunk
+
+        try:
+            record = await catalog.upload(body(), version=version, name=name, project=project)
+        except JobsError as exc:
+            return _jobs_error(exc)
+        except ObjectStoreError as exc:
+            return _error(413 if "size limit" in str(exc) else 400, "UploadRefused", str(exc))
+        return JSONResponse(firmware_json(record), status_code=201)
+
+    @router.get("/v1/firmware")
+    async def list_firmware(request: Request, project: str | None = None) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        return JSONResponse([firmware_json(r) for r in await catalog.list_all(project)])
+
+    @router.get("/v1/firmware/{firmware_id}")
+    async def get_firmware(firmware_id: str, request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        try:
+            record = await catalog.get(firmware_id)
+        except JobsError as exc:
+            return _jobs_error(exc)
+        return JSONResponse({**firmware_json(record), "usedBy": await catalog.users(firmware_id)})
+
+    @router.delete("/v1/firmware/{firmware_id}")
+    async def delete_firmware(firmware_id: str, request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        try:
+            record = await catalog.delete(firmware_id)
+        except JobsError as exc:
+            return _jobs_error(exc)
+        return JSONResponse({"deleted": firmware_json(record)})
+
+    @router.api_route("/v1/firmware/{firmware_id}/image", methods=["GET", "HEAD"])
+    async def image(firmware_id: str, request: Request) -> Response:
+        path = firmware_download_path(firmware_id)
+        try:
+            signer.verify("GET", path, dict(request.query_params), clock.now())
+        except LinkExpired:
+            return _error(
+                403, "LinkExpired", "the firmware link has expired; ask for the job again"
+            )
+        except LinkInvalid:
+            return _error(403, "LinkInvalid", "the firmware link is not valid")
+        try:
+            record = await catalog.get(firmware_id)
+        except NotFound:
+            return _error(404, "NotFound", "the firmware no longer exists")
+        etag = f'"{record.sha256}"'
+        headers = {
+            "Accept-Ranges": "bytes",
+            "ETag": etag,
+            "Cache-Control": "private, no-store",
+        }
+        if_range = request.headers.get("if-range")
+        wanted = request.headers.get("range") if if_range in (None, etag) else None
+        try:
+            span = parse_range(wanted, record.size)
+        except ValueError:
+            headers["Content-Range"] = f"bytes */{record.size}"
+            return _error_with(
+                416, "RangeNotSatisfiable", "the range is outside the image", headers
+            )
+        start, end = span or (0, record.size)
+        headers["Content-Length"] = str(end - start)
+        status = 200
+        if span is not None:
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{record.size}"
+        if request.method == "HEAD":
+            return Response(
+                status_code=status, headers=headers, media_type="application/octet-stream"
+            )
+        return StreamingResponse(
+            catalog.objects.open_range(record.object_key, start, end),
+            status_code=status,
+            headers=headers,
+            media_type="application/octet-stream",
+        )
+
+    @router.post("/v1/deployments")
+    async def create_deployment(request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        try:
+            body = _CreateDeployment.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return _invalid(exc)
+        criteria = body.abortConfig.criteriaList if body.abortConfig else []
+        spec = DeploymentSpec(
+            firmware_id=body.firmwareId,
+            things=body.things,
+            group=body.group,
+            all_things=body.all,
+            project=body.project,
+            max_per_minute=body.maxPerMinute,
+            in_progress_timeout_minutes=body.inProgressTimeoutMinutes,
+            abort=[
+                AbortCriterion(c.failureType, c.thresholdPercentage, c.minNumberOfExecutedThings)
+                for c in criteria
+            ],
+            deployment_id=body.deploymentId,
+        )
+        try:
+            job = await deployments.create(spec)
+        except JobsError as exc:
+            return _jobs_error(exc)
+        await changed()
+        return JSONResponse(deployment_json(await deployments.get(job.job_id)), status_code=201)
+
+    @router.get("/v1/deployments")
+    async def list_deployments(request: Request, project: str | None = None) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        return JSONResponse([deployment_json(d) for d in await deployments.list_all(project)])
+
+    @router.get("/v1/deployments/{deployment_id}")
+    async def get_deployment(deployment_id: str, request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        try:
+            return JSONResponse(deployment_json(await deployments.get(deployment_id)))
+        except JobsError as exc:
+            return _jobs_error(exc)
+
+    @router.post("/v1/deployments/{deployment_id}/cancel")
+    async def cancel_deployment(deployment_id: str, request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        raw = await request.body()
+        try:
+            body = _Cancel.model_validate_json(raw) if raw.strip() else _Cancel()
+        except ValidationError as exc:
+            return _invalid(exc)
+        try:
+            canceled = await deployments.cancel(deployment_id, force=body.force, reason=body.reason)
+        except JobsError as exc:
+            return _jobs_error(exc)
+        await changed()
+        result = deployment_json(await deployments.get(deployment_id, with_executions=False))
+        return JSONResponse({**result, "canceledExecutions": len(canceled)})
+
+    return router
+
+
+def _error_with(status: int, code: str, message: str, headers: dict[str, str]) -> JSONResponse:
+    return JSONResponse(
+        {"errorCode": code, "errorMessage": message}, status_code=status, headers=headers
+    )

@@ -1,0 +1,235 @@
+"""``POST /push`` (PROTOCOL.md B4) and ``GET /metrics``.
+
+Thin: parse and check the body, authenticate, hand over to the
+:class:`~lantern.push.dispatch.PushDispatcher`, map its outcome to a status and a JSON body.
+Errors are ``{"error": "<human message>", "code": "<machine code>"}`` (plus ``field`` for 400s).
+The body is parsed by hand (no pydantic model) so that every wrong shape names its field in the
+B4 error format and the hot path stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from lantern.push.dispatch import DeliveryOutcome, PushDispatcher
+from lantern.push.errors import PushRequestInvalid, ScopeDenied
+from lantern.push.keys import ApiKey, KeyService
+
+_OUTCOME_CODES: dict[str, tuple[str, str]] = {
+    "dead_token": ("dead_token", "the device token is no longer valid; stop sending to it"),
+    "caller_error": ("provider_rejected", "the provider rejected the notification as malformed"),
+    "config_error": ("provider_unavailable", "this gateway cannot reach the provider"),
+    "failed": ("provider_failed", "the provider did not accept the notification after retries"),
+    "rate_limited": ("rate_limited", "too many requests for this API key"),
+}
+_registered_keys: KeyService | None = None
+
+
+_Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
+"""Status, JSON body and extra headers of a /push answer."""
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> _Answer:
+    """A B4 error answer; ``retry_after`` (seconds) becomes a ``Retry-After`` header."""
+    headers = []
+    retry_after = extra.pop("retry_after", None)
+    if retry_after is not None:
+        headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
+    body = json.dumps({"error": message, "code": code, **extra}).encode()
+    return status, body, headers
+
+
+def _bearer_value(header: str | None) -> str | None:
+    """The key in an ``Authorization: Bearer`` header; "" for another scheme, None if absent."""
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return ""
+    return value.strip()
+
+
+async def _authenticate(
+    keys: KeyService, bearer: str | None, body: dict[str, Any] | None
+) -> tuple[_Answer, ApiKey | None]:
+    """(refusal, None) or (anything, key): the Bearer header wins over a JSON ``api_key``."""
+    secret = bearer
+    if secret is None:
+        body_key = body.get("api_key") if body is not None else None
+        if body_key is None:
+            return _error(
+                401, "missing_api_key", "send the API key as api_key or a Bearer header"
+            ), None
+        if not isinstance(body_key, str):
+            return _error(400, "invalid_request", "api_key must be a string", field="api_key"), None
+        secret = body_key
+    key = await keys.authenticate(secret) if secret else None
+    if key is None:
+        return _error(401, "invalid_api_key", "the API key is unknown or revoked"), None
+    return _NO_ANSWER, key
+
+
+_NO_ANSWER: _Answer = (0, b"", [])
+
+
+def api_key_dependency(keys: KeyService) -> Callable[[Request], Awaitable[ApiKey]]:
+    """A FastAPI dependency authenticating a Bearer header (or a JSON ``api_key``)."""
+
+    async def dependency(request: Request) -> ApiKey:
+        bearer = _bearer_value(request.headers.get("authorization"))
+        body: dict[str, Any] | None = None
+        if bearer is None and request.headers.get("content-type", "").startswith(
+            "application/json"
+        ):
+            try:
+                parsed = json.loads(await request.body())
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                body = parsed
+        refused, key = await _authenticate(keys, bearer, body)
+        if key is None:
+            raise HTTPException(refused[0], detail=json.loads(refused[1])) from None
+        return key
+
+    return dependency
+
+
+async def require_api_key(request: Request) -> ApiKey:
+    """Dependency for other routers: the caller's key (Bearer header or JSON ``api_key``), using
+    the KeyService of the push router built last in this process; 401 otherwise."""
+    if _registered_keys is None:
+        raise HTTPException(
+            503, detail={"error": "push gateway not running", "code": "unavailable"}
+        )
+    return await api_key_dependency(_registered_keys)(request)
+
+
+def _outcome_answer(outcome: DeliveryOutcome) -> _Answer:
+    if outcome.status == "delivered":
+        # The id is "dlv_" + hex: no escaping needed, and no encoder on the hot path.
+        return 200, b'{"id":"' + outcome.delivery_id.encode() + b'"}', []
+    code, message = _OUTCOME_CODES[outcome.status]
+    extra: dict[str, Any] = {"reason": outcome.reason, "retry_after": outcome.retry_after}
+    if outcome.status != "rate_limited":
+        extra["id"] = outcome.delivery_id
+    if outcome.token_invalid_since is not None:
+        extra["invalid_since"] = outcome.token_invalid_since
+    return _error(outcome.http_status, code, message, **extra)
+
+
+class PushEndpoint:
+    """``POST /push`` as a bare ASGI app (PROTOCOL.md B4).
+
+    Mounted as a plain route, so FastAPI's dependency solving, Starlette's Request/Response
+    objects and its second exception wrapper stay off the hot path (profiled at ~15% of a
+    push's CPU). The body is parsed and checked by hand, and every wrong shape names its field.
+    """
+
+    def __init__(
+        self, dispatcher: PushDispatcher, keys: KeyService, *, max_request_bytes: int = 65536
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.keys = keys
+        self.max_request_bytes = max_request_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        authorization: str | None = None
+        length: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value
+        raw = bytearray()
+        too_large = length is not None and length.isdigit() and int(length) > self.max_request_bytes
+        while not too_large:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the caller went away before sending the body: nobody to answer
+            raw += message.get("body", b"")
+            too_large = len(raw) > self.max_request_bytes
+            if not message.get("more_body", False):
+                break
+        if too_large:
+            status, body, headers = _error(
+                413,
+                "payload_too_large",
+                f"request bodies are limited to {self.max_request_bytes} bytes",
+            )
+        else:
+            status, body, headers = await self.handle(authorization, bytes(raw))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    *headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def handle(self, authorization: str | None, raw: bytes) -> _Answer:
+        """Status, JSON body and extra headers for one request body."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return _error(400, "invalid_json", "the request body is not valid JSON", field="body")
+        if not isinstance(body, dict):
+            return _error(400, "invalid_request", "the body must be a JSON object", field="body")
+        refused, key = await _authenticate(self.keys, _bearer_value(authorization), body)
+        if key is None:
+            self.dispatcher.metrics.rejected.labels("unauthorized").inc()
+            return refused
+        device_token = body.get("device_token")
+        if not isinstance(device_token, str):
+            what = "is required" if device_token is None else "must be a string"
+            return _error(400, "invalid_request", f"device_token {what}", field="device_token")
+        payload = body.get("payload")
+        if not isinstance(payload, dict):
+            what = "is required" if payload is None else "must be a JSON object"
+            return _error(400, "invalid_request", f"payload {what}", field="payload")
+        push_type = body.get("push_type")
+        if push_type is not None and not isinstance(push_type, str):
+            return _error(400, "invalid_request", "push_type must be a string", field="push_type")
+        try:
+            outcome = await self.dispatcher.dispatch(
+                key, device_token, payload, push_type=push_type
+            )
+        except ScopeDenied as denied:
+            return _error(403, "scope_denied", str(denied))
+        except PushRequestInvalid as invalid:
+            return _error(invalid.status, invalid.code, invalid.message, field=invalid.field)
+        return _outcome_answer(outcome)
+
+
+def push_router(
+    dispatcher: PushDispatcher, keys: KeyService, *, max_request_bytes: int = 65536
+) -> APIRouter:
+    """The app gateway's routes, bound to ``dispatcher`` and ``keys``."""
+    global _registered_keys
+    _registered_keys = keys
+    router = APIRouter(tags=["push"])
+    # A plain route to an ASGI app (see PushEndpoint). The cost: /push is not in the OpenAPI
+    # schema; PROTOCOL.md B4 and the README document it.
+    endpoint = PushEndpoint(dispatcher, keys, max_request_bytes=max_request_bytes)
+    router.routes.append(Route("/push", endpoint, methods=["POST"], name="push"))
+
+    @router.get("/metrics", tags=["operations"])
+    async def metrics() -> Response:
+        return Response(
+            dispatcher.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    return router

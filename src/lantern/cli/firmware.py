@@ -1,0 +1,441 @@
+"""``lantern firmware …``, ``lantern deployments …`` and ``lantern groups …``.
+
+These work on the data directory's database and object store directly, so they run with or
+without a server. A running ``lantern serve`` rolls new deployments out and notifies devices
+within one timer tick (``[jobs] timer_tick_seconds``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from lantern.cli.common import (
+    ConfigOption,
+    DataDirOption,
+    console,
+    fail,
+    run_async,
+    settings_from,
+)
+from lantern.jobs.catalog import FirmwareCatalog, ThingGroups
+from lantern.jobs.clock import SystemClock
+from lantern.jobs.deployments import AbortCriterion, DeploymentService, DeploymentSpec
+from lantern.runtime.jobs import object_store_for
+from lantern.settings import Settings
+from lantern.store import Database
+from lantern.store.jobs import ExecStatus
+
+app = typer.Typer(help="The firmware catalog (images devices update to).", no_args_is_help=True)
+deployments_app = typer.Typer(help="Firmware deployments (jobs) to things.", no_args_is_help=True)
+groups_app = typer.Typer(help="Static thing groups (deployment targets).", no_args_is_help=True)
+
+ProjectOption = Annotated[str, typer.Option("--project", help="Project (tenant).")]
+T = TypeVar("T")
+CHUNK = 256 * 1024
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+async def _with_services(
+    settings: Settings,
+    fn: Callable[[FirmwareCatalog, DeploymentService, ThingGroups], Awaitable[T]],
+) -> T:
+    db = await Database.open(settings.effective_database_url)
+    objects, s3 = object_store_for(settings, settings.data_dir.resolve())
+    if s3 is not None:
+        await s3.start()
+    clock = SystemClock()
+    try:
+        catalog = FirmwareCatalog(db, objects, clock, settings.jobs.max_firmware_bytes)
+        return await fn(catalog, DeploymentService(db, clock), ThingGroups(db, clock))
+    finally:
+        if s3 is not None:
+            await s3.close()
+        await db.close()
+
+
+def _run(
+    settings: Settings,
+    fn: Callable[[FirmwareCatalog, DeploymentService, ThingGroups], Awaitable[T]],
+) -> T:
+    # JobsError is a LanternError: run_async prints it and exits 1.
+    return run_async(_with_services(settings, fn))
+
+
+# -- firmware ------------------------------------------------------------------------------------
+@app.command("upload")
+def upload(
+    file: Annotated[Path, typer.Argument(help="The firmware image.", exists=True, dir_okay=False)],
+    version: Annotated[str, typer.Option("--version", help="Firmware version, e.g. 1.4.2.")],
+    name: Annotated[str, typer.Option("--name", help="Product/image name.")] = "firmware",
+    project: ProjectOption = "default",
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Upload a firmware image (SHA-256 and size are recorded)."""
+    settings = settings_from(data_dir, config)
+    size = file.stat().st_size
+
+    async def go(catalog: FirmwareCatalog, _d: DeploymentService, _g: ThingGroups) -> None:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task(f"uploading {file.name}", total=size)
+
+            async def chunks() -> AsyncIterator[bytes]:
+                with file.open("rb") as f:
+                    while chunk := f.read(CHUNK):
+                        progress.advance(task, len(chunk))
+                        yield chunk
+
+            record = await catalog.upload(chunks(), version=version, name=name, project=project)
+        console.print(f"Firmware [bold]{record.id}[/] stored: {record.name} {record.version}")
+        console.print(f"  size    {record.size} bytes\n  sha256  {record.sha256}")
+        console.print(
+            f"Next: lantern deployments create --firmware {record.id} --things <thing,...>"
+        )
+
+    _run(settings, go)
+
+
+@app.command("list")
+def list_firmware(
+    project: ProjectOption = "default", data_dir: DataDirOption = None, config: ConfigOption = None
+) -> None:
+    """List firmware images."""
+    settings = settings_from(data_dir, config)
+
+    async def go(catalog: FirmwareCatalog, _d: DeploymentService, _g: ThingGroups) -> None:
+        records = await catalog.list_all(project)
+        if not records:
+            console.print("No firmware yet. Upload one: lantern firmware upload FILE --version V")
+            return
+        table = Table("id", "name", "version", "size", "sha256", "uploaded")
+        for r in records:
+            table.add_row(
+                r.id, r.name, r.version, str(r.size), r.sha256[:16] + "…", _when(r.created_at)
+            )
+        console.print(table)
+
+    _run(settings, go)
+
+
+@app.command("show")
+def show_firmware(
+    firmware_id: Annotated[str, typer.Argument(help="Firmware id.")],
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show one firmware image and the deployments using it."""
+    settings = settings_from(data_dir, config)
+
+    async def go(catalog: FirmwareCatalog, _d: DeploymentService, _g: ThingGroups) -> None:
+        r = await catalog.get(firmware_id)
+        users = await catalog.users(firmware_id)
+        console.print(f"[bold]{r.id}[/]  {r.name} {r.version}  (project {r.project})")
+        console.print(f"  size      {r.size} bytes\n  sha256    {r.sha256}")
+        console.print(f"  uploaded  {_when(r.created_at)}")
+        console.print(f"  used by   {', '.join(users) if users else 'no active deployment'}")
+
+    _run(settings, go)
+
+
+@app.command("delete")
+def delete_firmware(
+    firmware_id: Annotated[str, typer.Argument(help="Firmware id.")],
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Delete a firmware image (refused while a deployment uses it)."""
+    settings = settings_from(data_dir, config)
+
+    async def go(catalog: FirmwareCatalog, _d: DeploymentService, _g: ThingGroups) -> None:
+        r = await catalog.delete(firmware_id)
+        console.print(f"Deleted firmware {r.id} ({r.name} {r.version}).")
+
+    _run(settings, go)
+
+
+# -- deployments ---------------------------------------------------------------------------------
+@deployments_app.command("create")
+def create_deployment(
+    firmware: Annotated[str, typer.Option("--firmware", help="Firmware id to deploy.")],
+    things: Annotated[
+        str | None, typer.Option("--things", help="Comma-separated thing names.")
+    ] = None,
+    group: Annotated[str | None, typer.Option("--group", help="A thing group.")] = None,
+    all_things: Annotated[bool, typer.Option("--all", help="Every thing of the project.")] = False,
+    max_per_minute: Annotated[
+        int | None, typer.Option("--max-per-minute", help="Rollout rate (things per minute).")
+    ] = None,
+    in_progress_timeout: Annotated[
+        int | None,
+        typer.Option("--in-progress-timeout", help="Minutes a device may stay IN_PROGRESS."),
+    ] = None,
+    abort_failure_percent: Annotated[
+        float | None,
+        typer.Option("--abort-failure-percent", help="Abort when this % of executed things fail."),
+    ] = None,
+    abort_min_executed: Annotated[
+        int | None,
+        typer.Option("--abort-min-executed", help="...once at least this many have executed."),
+    ] = None,
+    deployment_id: Annotated[
+        str | None, typer.Option("--id", help="Deployment (job) id; default generated.")
+    ] = None,
+    project: ProjectOption = "default",
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Deploy a firmware image to things, a group, or all things."""
+    settings = settings_from(data_dir, config)
+    if (abort_failure_percent is None) != (abort_min_executed is None):
+        raise fail(
+            "--abort-failure-percent and --abort-min-executed go together",
+            "e.g. --abort-failure-percent 20 --abort-min-executed 10",
+        )
+    abort = []
+    if abort_failure_percent is not None and abort_min_executed is not None:
+        abort.append(AbortCriterion("ALL", abort_failure_percent, abort_min_executed))
+    names = [t.strip() for t in (things or "").split(",") if t.strip()]
+    spec = DeploymentSpec(
+        firmware_id=firmware,
+        things=names,
+        group=group,
+        all_things=all_things,
+        project=project,
+        max_per_minute=max_per_minute,
+        in_progress_timeout_minutes=in_progress_timeout,
+        abort=abort,
+        deployment_id=deployment_id,
+    )
+
+    async def go(_c: FirmwareCatalog, deployments: DeploymentService, _g: ThingGroups) -> None:
+        job = await deployments.create(spec)
+        d = await deployments.get(job.job_id, with_executions=False)
+        rate = f"{max_per_minute}/min" if max_per_minute else "all at once"
+        console.print(
+            f"Deployment [bold]{job.job_id}[/] created for {d.total} thing(s), rollout {rate}."
+        )
+        console.print(
+            "A running `lantern serve` queues the executions and notifies devices within a "
+            f"second.\nNext: lantern deployments show {job.job_id}"
+        )
+
+    _run(settings, go)
+
+
+@deployments_app.command("list")
+def list_deployments(
+    project: ProjectOption = "default", data_dir: DataDirOption = None, config: ConfigOption = None
+) -> None:
+    """List deployments with their execution counts."""
+    settings = settings_from(data_dir, config)
+
+    async def go(_c: FirmwareCatalog, deployments: DeploymentService, _g: ThingGroups) -> None:
+        items = await deployments.list_all(project)
+        if not items:
+            console.print("No deployments. Create one: lantern deployments create --firmware ID …")
+            return
+        table = Table("id", "firmware", "status", "things", "succeeded", "failed", "created")
+        for d in items:
+            failed = sum(
+                d.counts.get(s, 0)
+                for s in (ExecStatus.FAILED, ExecStatus.REJECTED, ExecStatus.TIMED_OUT)
+            )
+            table.add_row(
+                d.job.job_id,
+                str(d.job.document.get("firmwareVersion", "")),
+                d.job.status.value,
+                str(d.total),
+                str(d.counts.get(ExecStatus.SUCCEEDED, 0)),
+                str(failed),
+                _when(d.job.created_at),
+            )
+        console.print(table)
+
+    _run(settings, go)
+
+
+@deployments_app.command("show")
+def show_deployment(
+    deployment_id: Annotated[str, typer.Argument(help="Deployment id.")],
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Counts per execution status, and each device's status and progress."""
+    settings = settings_from(data_dir, config)
+
+    async def go(_c: FirmwareCatalog, deployments: DeploymentService, _g: ThingGroups) -> None:
+        d = await deployments.get(deployment_id)
+        job = d.job
+        console.print(
+            f"[bold]{job.job_id}[/]  {job.status.value}  firmware {job.firmware_id} "
+            f"{job.document.get('firmwareVersion', '')}"
+        )
+        if job.reason:
+            console.print(f"  reason: {job.reason}")
+        counts = Table("status", "executions")
+        for status, n in sorted(d.counts.items()):
+            counts.add_row(status.value, str(n))
+        counts.add_row("[bold]total[/]", str(d.total))
+        console.print(counts)
+        devices = Table("thing", "status", "progress", "version", "last update")
+        for e in d.executions:
+            progress = e.status_details.get("percentProgress") or e.status_details.get("progress")
+            devices.add_row(
+                e.thing_name,
+                e.status.value,
+                f"{progress}%" if progress and progress.isdigit() else (progress or ""),
+                str(e.version_number),
+                _when(e.last_updated_at),
+            )
+        console.print(devices)
+
+    _run(settings, go)
+
+
+@deployments_app.command("cancel")
+def cancel_deployment(
+    deployment_id: Annotated[str, typer.Argument(help="Deployment id.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Also cancel executions already IN_PROGRESS.")
+    ] = False,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Cancel a deployment (AWS CancelJob semantics)."""
+    settings = settings_from(data_dir, config)
+
+    async def go(_c: FirmwareCatalog, deployments: DeploymentService, _g: ThingGroups) -> None:
+        things = await deployments.cancel(deployment_id, force=force)
+        console.print(f"Deployment {deployment_id} canceled; {len(things)} execution(s) canceled.")
+        if not force:
+            console.print("IN_PROGRESS executions keep running; use --force to cancel them too.")
+
+    _run(settings, go)
+
+
+# -- groups --------------------------------------------------------------------------------------
+@groups_app.command("create")
+def create_group(
+    name: Annotated[str, typer.Argument(help="Group name.")],
+    description: Annotated[str, typer.Option("--description")] = "",
+    project: ProjectOption = "default",
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a static thing group."""
+    settings = settings_from(data_dir, config)
+
+    async def go(_c: FirmwareCatalog, _d: DeploymentService, groups: ThingGroups) -> None:
+        await groups.create(name, description, project)
+        console.print(f"Group {name} created. Next: lantern groups add {name} <thing,...>")
+
+    _run(settings, go)
+
+
+@groups_app.command("add")
+def add_to_group(
+    name: Annotated[str, typer.Argument(help="Group name.")],
+    things: Annotated[str, typer.Argument(help="Comma-separated thing names.")],
+    project: ProjectOption = "default",
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add things to a group."""
+    settings = settings_from(data_dir, config)
+    names = [t.strip() for t in things.split(",") if t.strip()]
+
+    async def go(_c: FirmwareCatalog, _d: DeploymentService, groups: ThingGroups) -> None:
+        added = await groups.add(name, names, project)
+        console.print(f"Added {added} thing(s) to {name}.")
+
+    _run(settings, go)
+
+
+@groups_app.command("remove")
+def remove_from_group(
+    name: Annotated[str, typer.Argument(help="Group name.")],
+    things: Annotated[str, typer.Argument(help="Comma-separated thing names.")],
+    project: ProjectOption = "default",
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Remove things from a group."""
+    settings = settings_from(data_dir, config)
+    names = [t.strip() for t in things.split(",") if t.strip()]
+
+    async def go(_c: FirmwareCatalog, _d: DeploymentService, groups: ThingGroups) -> None:
+        removed = await groups.remove(name, names, project)
+        console.print(f"Removed {removed} thing(s) from {name}.")
+
+    _run(settings, go)
+
+
+@groups_app.command("list")
+def list_groups(
+    project: ProjectOption = "default", data_dir: DataDirOption = None, config: ConfigOption = None
+) -> None:
+    """List thing groups."""
+    settings = settings_from(data_dir, config)
+
+    async def go(_c: FirmwareCatalog, _d: DeploymentService, groups: ThingGroups) -> None:
+        table = Table("group", "members", "description", "created")
+        for g in await groups.list_all(project):
+            table.add_row(g.name, str(g.member_count), g.description, _when(g.created_at))
+        console.print(table)
+
+    _run(settings, go)
+
+
+@groups_app.command("show")
+def show_group(
+    name: Annotated[str, typer.Argument(help="Group name.")],
+    project: ProjectOption = "default",
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show a group's members."""
+    settings = settings_from(data_dir, config)
+
+    async def go(_c: FirmwareCatalog, _d: DeploymentService, groups: ThingGroups) -> None:
+        group, members = await groups.get(name, project)
+        console.print(f"[bold]{group.name}[/] ({len(members)} member(s)) {group.description}")
+        for m in members:
+            console.print(f"  {m}")
+
+    _run(settings, go)
+
+
+@groups_app.command("delete")
+def delete_group(
+    name: Annotated[str, typer.Argument(help="Group name.")],
+    project: ProjectOption = "default",
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Delete a group (its things are not touched)."""
+    settings = settings_from(data_dir, config)
+
+    async def go(_c: FirmwareCatalog, _d: DeploymentService, groups: ThingGroups) -> None:
+        await groups.delete(name, project)
+        console.print(f"Group {name} deleted.")
+
+    _run(settings, go)

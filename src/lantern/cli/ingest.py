@@ -1,0 +1,208 @@
+"""``lantern tokens create|list|revoke`` (FHIR read tokens) and ``lantern files list|get``.
+
+Two Typer apps: :data:`tokens_app` and :data:`files_app` (registered as ``tokens`` and ``files``).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lantern.cli.common import (
+    ConfigOption,
+    DataDirOption,
+    console,
+    fail,
+    run_async,
+    settings_from,
+    with_store,
+)
+from lantern.ingest import tokens
+from lantern.runtime.datadir import DataDir
+from lantern.store import Database
+from lantern.store import ingest as repo
+from lantern.store.objects import LocalObjectStore, ObjectStore, S3Config, S3ObjectStore
+
+tokens_app = typer.Typer(help="FHIR API read tokens (project-scoped).", no_args_is_help=True)
+files_app = typer.Typer(help="Files uploaded by devices.", no_args_is_help=True)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    project: Annotated[str, typer.Option("--project", help="Project the token may read.")] = (
+        "default"
+    ),
+    scope: Annotated[str, typer.Option("--scope", help="Scope: fhir:read.")] = "fhir:read",
+    name: Annotated[str, typer.Option("--name", help="A label to recognise it by.")] = "",
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a read token for the FHIR API; the token is printed once."""
+    settings = settings_from(data_dir, config)
+    label = name or f"{scope} token"
+
+    async def go(db: Database) -> tokens.IssuedToken:
+        return await tokens.create_token(db, project=project, scope=scope, name=label)
+
+    issued = run_async(with_store(settings, go))
+    console.print(f"Created token [bold]{issued.record.id}[/] ({scope}, project {project}).")
+    console.print(issued.token, soft_wrap=True, markup=False)
+    console.print(
+        "[dim]Store it now: Lantern keeps only its hash. Use it as "
+        "'Authorization: Bearer <token>' on /fhir; revoke with "
+        f"`lantern tokens revoke {issued.record.id}`.[/]"
+    )
+
+
+@tokens_app.command("list")
+def tokens_list(
+    project: Annotated[str | None, typer.Option("--project", help="Only this project.")] = None,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """List tokens (never their secrets)."""
+    settings = settings_from(data_dir, config)
+
+    async def go(db: Database) -> list[repo.TokenRecord]:
+        async with db.connect() as conn:
+            return await repo.list_tokens(conn, project)
+
+    records = run_async(with_store(settings, go))
+    if not records:
+        console.print("No tokens. Create one with `lantern tokens create --project default`.")
+        return
+    table = Table("id", "project", "scope", "name", "created", "revoked")
+    for r in records:
+        table.add_row(r.id, r.project, r.scope, r.name, _when(r.created_at), _when(r.revoked_at))
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[str, typer.Argument(help="Token id (from `lantern tokens list`).")],
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a token; requests using it get 401 from then on."""
+    settings = settings_from(data_dir, config)
+
+    async def go(db: Database) -> bool:
+        async with db.transaction() as conn:
+            return await repo.revoke_token(conn, token_id, time.time())
+
+    if not run_async(with_store(settings, go)):
+        raise fail(f"no active token {token_id!r}", "see `lantern tokens list`")
+    console.print(f"Revoked token {token_id}.")
+
+
+@files_app.command("list")
+def files_list(
+    thing: Annotated[str | None, typer.Option("--thing", help="Only this device.")] = None,
+    project: Annotated[str | None, typer.Option("--project", help="Only this project.")] = None,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """List uploaded files, newest first."""
+    settings = settings_from(data_dir, config)
+
+    async def go(db: Database) -> list[repo.FileRecord]:
+        async with db.connect() as conn:
+            return await repo.list_files(conn, project=project, thing_name=thing)
+
+    records = run_async(with_store(settings, go))
+    if not records:
+        console.print("No files yet. Devices upload with `lantern device upload-file`.")
+        return
+    table = Table("fileId", "thing", "fileName", "contentType", "size", "sha256", "uploaded")
+    for r in records:
+        table.add_row(
+            r.id,
+            r.thing_name,
+            r.file_name,
+            r.content_type,
+            str(r.size),
+            r.sha256[:16] + "…",
+            _when(r.created_at),
+        )
+    console.print(table)
+    console.print("[dim]Download one with `lantern files get <fileId> --output <path>`.[/]")
+
+
+@files_app.command("get")
+def files_get(
+    file_id: Annotated[str, typer.Argument(help="fileId from `lantern files list`.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show a file's record and, with --output, download its content (SHA-256 checked)."""
+    settings = settings_from(data_dir, config)
+    cfg = settings.ingest
+
+    async def go(db: Database) -> repo.FileRecord | None:
+        async with db.connect() as conn:
+            record = await repo.get_file(conn, file_id)
+        if record is None or output is None:
+            return record
+        store: ObjectStore
+        s3: S3ObjectStore | None = None
+        if record.backend == "s3":
+            if not cfg.s3_bucket:
+                raise fail("the file is in S3 but ingest.s3_bucket is not set")
+            secret = cfg.s3_secret_access_key
+            s3 = S3ObjectStore(
+                S3Config(
+                    bucket=cfg.s3_bucket,
+                    region=cfg.s3_region,
+                    endpoint_url=cfg.s3_endpoint_url,
+                    access_key_id=cfg.s3_access_key_id,
+                    secret_access_key=secret.get_secret_value() if secret else None,
+                    prefix=cfg.s3_prefix,
+                )
+            )
+            await s3.start()
+            store = s3
+        else:
+            store = LocalObjectStore(DataDir(settings.data_dir.resolve()).files_dir)
+        import hashlib
+
+        digest = hashlib.sha256()
+        try:
+            with open(output, "wb") as f:  # noqa: ASYNC230 - a CLI with nothing else to run
+                async for chunk in store.open_range(record.object_key):
+                    digest.update(chunk)
+                    f.write(chunk)
+        finally:
+            if s3 is not None:
+                await s3.close()
+        if digest.hexdigest() != record.sha256:
+            raise fail(f"the content of {file_id} does not match its SHA-256; it is damaged")
+        return record
+
+    record = run_async(with_store(settings, go))
+    if record is None:
+        raise fail(f"no file {file_id!r}", "see `lantern files list`")
+    for label, value in (
+        ("fileId", record.id),
+        ("project", record.project),
+        ("thing", record.thing_name),
+        ("fileName", record.file_name),
+        ("contentType", record.content_type),
+        ("size", str(record.size)),
+        ("sha256", record.sha256),
+        ("uploaded", _when(record.created_at)),
+    ):
+        console.print(f"{label:12} {value}", markup=False)
+    if output is not None:
+        console.print(f"Wrote {record.size} bytes to {output} (SHA-256 verified).")

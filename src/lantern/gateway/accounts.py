@@ -1,0 +1,95 @@
+"""Operator actions on access data: policies and MQTT user accounts (for the plain TCP and
+WebSocket listeners). Validate first, change nothing on error; raise :class:`AccountError`
+with a message that says how to fix it."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from lantern.gateway.errors import GatewayError, PolicyError
+from lantern.gateway.passwords import hash_password
+from lantern.gateway.policy import validate_policy_document
+from lantern.store import Database
+from lantern.store import registry_access as acc
+
+__all__ = [
+    "AccountError",
+    "create_mqtt_user",
+    "delete_mqtt_user",
+    "put_policy",
+    "set_mqtt_user_password",
+]
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
+POLICY_NAME_RE = re.compile(r"^[A-Za-z0-9_.,@=+-]{1,128}$")
+MIN_PASSWORD = 12
+
+
+class AccountError(GatewayError):
+    """An operator request on policies or users cannot be done; the message says why."""
+
+
+async def put_policy(
+    db: Database,
+    name: str,
+    document: Any,
+    *,
+    project: str = "default",
+    project_wide: bool = False,
+) -> acc.PolicyRecord:
+    """Create or replace a policy. A project-wide policy applies to every device of the project
+    (on their next connection)."""
+    if not POLICY_NAME_RE.match(name):
+        raise AccountError(f"policy name {name!r} is invalid (1-128 of A-Z a-z 0-9 _.,@=+-)")
+    try:
+        validate_policy_document(document)
+    except PolicyError as exc:
+        raise AccountError(f"invalid policy {name}: {exc}") from None
+    now = time.time()
+    record = acc.PolicyRecord(name, project, document, project_wide, now, now)
+    async with db.transaction() as conn:
+        await acc.upsert_policy(conn, record)
+    return record
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"the password must have at least {MIN_PASSWORD} characters")
+
+
+async def create_mqtt_user(
+    db: Database,
+    username: str,
+    password: str,
+    *,
+    policy_name: str | None = None,
+    project: str = "default",
+) -> acc.MqttUserRecord:
+    if not USERNAME_RE.match(username):
+        raise AccountError(f"username {username!r} is invalid (1-128 of A-Z a-z 0-9 _.@-)")
+    _check_password(password)
+    record = acc.MqttUserRecord(
+        username, project, hash_password(password), policy_name, time.time(), None
+    )
+    async with db.transaction() as conn:
+        if await acc.get_mqtt_user(conn, username) is not None:
+            raise AccountError(f"user {username} already exists")
+        if policy_name is not None and await acc.get_policy(conn, policy_name) is None:
+            raise AccountError(f"policy {policy_name} does not exist; create it first")
+        await acc.insert_mqtt_user(conn, record)
+    return record
+
+
+async def set_mqtt_user_password(db: Database, username: str, password: str) -> None:
+    _check_password(password)
+    async with db.transaction() as conn:
+        if not await acc.update_mqtt_user(conn, username, password_hash=hash_password(password)):
+            raise AccountError(f"user {username} does not exist; see `lantern mqtt-users list`")
+
+
+async def delete_mqtt_user(db: Database, username: str) -> None:
+    async with db.transaction() as conn:
+        if not await acc.delete_mqtt_user(conn, username):
+            raise AccountError(f"user {username} does not exist; see `lantern mqtt-users list`")

@@ -1,0 +1,46 @@
+"""Errors of the ingest service.
+
+- :class:`IngestError` (a :class:`~lantern.errors.LanternError`): root.
+  - :class:`PayloadRejected`: a device request is invalid; carries the field, an error code and a
+    message for the ``…/rejected`` reply (statusCode 400).
+  - :class:`CommitFailed`: the group commit holding an observation failed; nothing of that batch
+    was stored.
+  - :class:`UploadRefused`: an upload request is refused; carries the HTTP status and error code.
+  - :class:`TokenError`: a FHIR read token is unknown, revoked or lacks the scope.
+"""
+
+from __future__ import annotations
+
+from lantern.errors import LanternError
+
+
+class IngestError(LanternError):
+    """Root of the ingest service's errors."""
+
+
+class PayloadRejected(IngestError):
+    """A device payload breaks PROTOCOL.md B1/B2; ``field`` names what is wrong."""
+
+    def __init__(self, *, field: str, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.error_code = error_code
+        self.message = message
+
+
+class CommitFailed(IngestError):
+    """The transaction of a batch failed; no observation of the batch is stored."""
+
+
+class UploadRefused(IngestError):
+    """An upload is refused with ``status`` (4xx) and a stable ``error_code``."""
+
+    def __init__(self, status: int, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+
+
+class TokenError(IngestError):
+    """A FHIR read token is unknown, revoked or not allowed."""

@@ -1,0 +1,245 @@
+"""Deployments: one firmware job per deployment, one execution per targeted thing.
+
+:meth:`DeploymentService.create` validates everything first and writes the job and all its
+executions in one transaction, as PLANNED; the timer (:mod:`lantern.jobs.timer`) queues them at
+the rollout rate and notifies devices. :meth:`DeploymentService.cancel` follows AWS CancelJob:
+without ``force`` only executions not yet started (QUEUED, and PLANNED ones never queued) are
+canceled and IN_PROGRESS ones keep running; with ``force`` IN_PROGRESS ones are canceled too and
+the device's later updates are rejected. Changes are marked for notification; the server's timer
+publishes ``notify``/``notify-next`` for them, whichever process made the change.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lantern.jobs.clock import Clock
+from lantern.jobs.documents import FIRMWARE_OPERATION
+from lantern.jobs.errors import Conflict, JobsError, NotFound
+from lantern.jobs.wire import JOB_ID, MAX_STEP_TIMEOUT
+from lantern.store import Database
+from lantern.store import firmware as catalog_store
+from lantern.store import jobs as store
+from lantern.store.jobs import ExecStatus, ExecutionRecord, JobRecord, JobStatus
+
+FAILURE_TYPES = ("FAILED", "REJECTED", "TIMED_OUT", "ALL")
+MAX_PER_MINUTE = 1000
+_NOT_ID = re.compile(r"[^a-zA-Z0-9_-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class AbortCriterion:
+    """Cancel the rollout when ``failure_type`` executions reach ``threshold_percentage`` of the
+    executed ones (SUCCEEDED, FAILED, REJECTED, TIMED_OUT), once ``min_executed`` have run."""
+
+    failure_type: str
+    threshold_percentage: float
+    min_executed: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "failureType": self.failure_type,
+            "action": "CANCEL",
+            "thresholdPercentage": self.threshold_percentage,
+            "minNumberOfExecutedThings": self.min_executed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentSpec:
+    firmware_id: str
+    things: Sequence[str] = ()
+    group: str | None = None
+    all_things: bool = False
+    project: str = "default"
+    max_per_minute: int | None = None
+    in_progress_timeout_minutes: int | None = None
+    abort: Sequence[AbortCriterion] = ()
+    deployment_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    job: JobRecord
+    counts: dict[ExecStatus, int]
+    executions: list[ExecutionRecord] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def validate_spec(spec: DeploymentSpec) -> None:
+    """Raise :class:`JobsError` naming the first invalid option."""
+    chosen = sum([bool(spec.things), spec.group is not None, spec.all_things])
+    if chosen != 1:
+        raise JobsError("choose exactly one target: things by name, a group, or all things")
+    if spec.max_per_minute is not None and not 1 <= spec.max_per_minute <= MAX_PER_MINUTE:
+        raise JobsError(f"max per minute must be between 1 and {MAX_PER_MINUTE}")
+    timeout = spec.in_progress_timeout_minutes
+    if timeout is not None and not 1 <= timeout <= MAX_STEP_TIMEOUT:
+        raise JobsError(f"in-progress timeout must be between 1 and {MAX_STEP_TIMEOUT} minutes")
+    for c in spec.abort:
+        if c.failure_type not in FAILURE_TYPES:
+            raise JobsError(f"abort failure type must be one of {', '.join(FAILURE_TYPES)}")
+        if not 0 < c.threshold_percentage <= 100:
+            raise JobsError("abort failure percentage must be above 0 and at most 100")
+        if c.min_executed < 1:
+            raise JobsError("abort minimum executed things must be at least 1")
+    if spec.deployment_id is not None and not JOB_ID.match(spec.deployment_id):
+        raise JobsError("a deployment id is 1-64 characters of letters, digits, '_' and '-'")
+
+
+class DeploymentService:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def create(self, spec: DeploymentSpec) -> JobRecord:
+        """Create the job and its executions (PLANNED, queued by the timer's rollout)."""
+        validate_spec(spec)
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            fw = await catalog_store.get_firmware(conn, spec.firmware_id)
+            if fw is None or fw.project != spec.project:
+                raise NotFound(f"no firmware {spec.firmware_id!r} in project {spec.project}")
+            targets = await self._targets(conn, spec)
+            job_id = spec.deployment_id or _new_id(fw.version)
+            if await store.get_job(conn, job_id) is not None:
+                raise Conflict(f"deployment {job_id} already exists")
+            document = {
+                "operation": FIRMWARE_OPERATION,
+                "deploymentId": job_id,
+                "firmwareId": fw.id,
+                "firmwareVersion": fw.version,
+                "sha256": fw.sha256,
+                "size": fw.size,
+            }
+            await store.insert_job(
+                conn,
+                {
+                    "job_id": job_id,
+                    "project": spec.project,
+                    "firmware_id": fw.id,
+                    "document": document,
+                    "status": JobStatus.IN_PROGRESS.value,
+                    "target_kind": "all"
+                    if spec.all_things
+                    else "group"
+                    if spec.group
+                    else "things",
+                    "target_group": spec.group,
+                    "max_per_minute": spec.max_per_minute,
+                    "in_progress_timeout_minutes": spec.in_progress_timeout_minutes,
+                    "abort_criteria": [c.as_json() for c in spec.abort] or None,
+                    "force_canceled": False,
+                    "reason": None,
+                    "created_at": now,
+                    "updated_at": now,
+                    "rollout_started_at": None,
+                    "completed_at": None,
+                },
+            )
+            await store.insert_executions(
+                conn,
+                [
+                    {
+                        "job_id": job_id,
+                        "thing_name": name,
+                        "seq": seq,
+                        "status": ExecStatus.PLANNED.value,
+                        "status_details": {},
+                        "version_number": 0,
+                        "execution_number": 1,
+                        "queued_at": None,
+                        "started_at": None,
+                        "last_updated_at": now,
+                        "in_progress_deadline": None,
+                        "step_deadline": None,
+                    }
+                    for seq, name in enumerate(targets)
+                ],
+            )
+            job = await store.get_job(conn, job_id)
+        assert job is not None
+        return job
+
+    async def _targets(self, conn: Any, spec: DeploymentSpec) -> list[str]:
+        if spec.all_things:
+            names = await store.project_things(conn, spec.project)
+            if not names:
+                raise JobsError(f"project {spec.project} has no things to deploy to")
+            return names
+        if spec.group is not None:
+            group = await catalog_store.get_group(conn, spec.project, spec.group)
+            if group is None:
+                raise NotFound(f"no thing group {spec.group!r} in project {spec.project}")
+            names = await catalog_store.group_members(conn, spec.project, spec.group)
+            if not names:
+                raise JobsError(f"thing group {spec.group!r} has no members")
+            return names
+        names = list(dict.fromkeys(spec.things))
+        found = await store.existing_things(conn, spec.project, names)
+        missing = [n for n in names if n not in found]
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise NotFound(f"no such things in project {spec.project}: {shown}")
+        return names
+
+    async def get(self, job_id: str, with_executions: bool = True) -> Deployment:
+        async with self.db.connect() as conn:
+            job = await store.get_job(conn, job_id)
+            if job is None:
+                raise NotFound(f"no deployment {job_id!r}")
+            counts = await store.execution_counts(conn, job_id)
+            executions = await store.list_executions(conn, job_id) if with_executions else []
+        return Deployment(job, counts, executions)
+
+    async def list_all(self, project: str | None = None) -> list[Deployment]:
+        async with self.db.connect() as conn:
+            jobs = await store.list_jobs(conn, project)
+            return [Deployment(j, await store.execution_counts(conn, j.job_id)) for j in jobs]
+
+    async def cancel(
+        self, job_id: str, *, force: bool = False, reason: str = "canceled by an operator"
+    ) -> list[str]:
+        """Cancel per AWS CancelJob semantics; returns the things whose execution was canceled."""
+        async with self.db.transaction() as conn:
+            return await cancel_job(conn, job_id, force=force, reason=reason, now=self.clock.now())
+
+
+async def cancel_job(conn: Any, job_id: str, *, force: bool, reason: str, now: float) -> list[str]:
+    """Cancel inside the caller's transaction (shared by operators and abort criteria)."""
+    job = await store.get_job(conn, job_id)
+    if job is None:
+        raise NotFound(f"no deployment {job_id!r}")
+    if job.status is JobStatus.COMPLETED:
+        raise Conflict(f"deployment {job_id} already completed; there is nothing to cancel")
+    if job.status is JobStatus.CANCELED and (job.force_canceled or not force):
+        raise Conflict(
+            f"deployment {job_id} is already canceled"
+            + ("" if job.force_canceled else "; use force to cancel IN_PROGRESS executions too")
+        )
+    await store.set_job(
+        conn,
+        job_id,
+        status=JobStatus.CANCELED.value,
+        force_canceled=force,
+        reason=reason[:256] if job.status is JobStatus.IN_PROGRESS else job.reason,
+        updated_at=now,
+    )
+    statuses = [ExecStatus.PLANNED, ExecStatus.QUEUED]
+    if force:
+        statuses.append(ExecStatus.IN_PROGRESS)
+    things = await store.set_status_where(conn, job_id, statuses, ExecStatus.CANCELED, now)
+    await store.mark_dirty(conn, things)
+    return things
+
+
+def _new_id(version: str) -> str:
+    stem = _NOT_ID.sub("_", version).strip("_")[:40] or "fw"
+    return f"fw-{stem}-{secrets.token_hex(4)}"

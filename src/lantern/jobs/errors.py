@@ -1,0 +1,38 @@
+"""Errors of the jobs service.
+
+* :class:`JobsError` (a :class:`~lantern.errors.LanternError`): control-plane misuse (unknown
+  firmware, bad deployment target, deleting firmware in use); the message says how to fix it.
+  :class:`NotFound` and :class:`Conflict` refine it for HTTP status mapping.
+* :class:`Rejected`: a device request the Jobs API rejects; carries the AWS error ``code`` and,
+  for InvalidStateTransition and VersionMismatch, the ``executionState`` AWS includes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lantern.errors import LanternError
+
+
+class JobsError(LanternError):
+    """The control plane was asked something impossible."""
+
+
+class NotFound(JobsError):
+    """The named firmware, deployment or group does not exist."""
+
+
+class Conflict(JobsError):
+    """The request conflicts with current state (e.g. firmware used by a deployment)."""
+
+
+class Rejected(Exception):
+    """A Jobs API request rejected with ``code`` (PROTOCOL.md §2.4)."""
+
+    def __init__(
+        self, code: str, message: str, execution_state: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.execution_state = execution_state

@@ -1,0 +1,244 @@
+"""The asyncio MQTT server: listeners, the broker core, the hooks.
+
+``MQTTServer(config, authenticator, authorizer, interceptor=None, events=None)``;
+``await start()`` binds the configured listeners (``ports`` then holds each bound port, so tests
+can use port 0); ``await stop()`` stops accepting, sends DISCONNECT 0x8B to MQTT 5 clients and
+closes every connection. ``publish`` injects a message as the server, ``clients`` lists live
+connections, ``disconnect_clients`` kicks those matching a predicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import cast
+
+from lantern.mqtt.broker import Broker, Delivery, Message, Session
+from lantern.mqtt.hooks import (
+    AllowAllAuthorizer,
+    Authenticator,
+    Authorizer,
+    ClientHandle,
+    ConnectionEvents,
+    PublishInterceptor,
+)
+from lantern.mqtt.properties import EMPTY_PROPERTIES, Properties
+from lantern.mqtt.reason_codes import ReasonCode
+from lantern.mqtt.server.config import MQTTServerConfig
+from lantern.mqtt.server.handler import ConnectionHandler
+from lantern.mqtt.transport import Listener
+from lantern.mqtt.transport.ssl_context import make_server_ssl_context
+from lantern.mqtt.transport.tcp import start_tcp_listener
+from lantern.mqtt.transport.tls import start_tls_listener
+
+__all__ = ["MQTTServer"]
+
+log = logging.getLogger("lantern.mqtt.server")
+
+
+class MQTTServer:
+    """An MQTT 3.1.1 / 5.0 server. See the module docstring."""
+
+    def __init__(
+        self,
+        config: MQTTServerConfig,
+        authenticator: Authenticator,
+        authorizer: Authorizer,
+        interceptor: PublishInterceptor | None = None,
+        events: ConnectionEvents | None = None,
+    ) -> None:
+        self.config = config
+        self.authenticator = authenticator
+        self.authorizer = authorizer
+        self.interceptor = interceptor
+        self.events = events
+        self.broker = Broker(
+            max_inflight=config.max_inflight,
+            max_queued=config.max_queued_messages,
+            max_retained=config.max_retained_messages,
+        )
+        self._update_receive_check()
+        self.handlers: set[ConnectionHandler] = set()
+        self.listeners: dict[str, Listener] = {}
+        self.stats_publish_denied = 0
+        self.stats_qos0_dropped_slow = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._drained: asyncio.Event | None = None
+
+    def use_hooks(
+        self,
+        authenticator: Authenticator,
+        authorizer: Authorizer,
+        interceptor: PublishInterceptor | None = None,
+        events: ConnectionEvents | None = None,
+    ) -> None:
+        """Replace the hooks (before ``start``; e.g. when the gateway is built after us)."""
+        self.authenticator = authenticator
+        self.authorizer = authorizer
+        self.interceptor = interceptor
+        self.events = events
+        self._update_receive_check()
+
+    def _update_receive_check(self) -> None:
+        authorizer = self.authorizer
+        if isinstance(authorizer, AllowAllAuthorizer):
+            self.broker.may_receive = None  # skip a call per delivery
+            return
+
+        def may_receive(session: Session, topic: str) -> bool:
+            handler = session.connection
+            assert isinstance(handler, ConnectionHandler)
+            return authorizer.may_receive(handler, topic)
+
+        self.broker.may_receive = may_receive
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Bound port of each running listener, by name (``mqtts``, ``mqtt-alpn``, ``tcp``,
+        ``ws``)."""
+        return {name: listener.port for name, listener in self.listeners.items()}
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind every configured listener; on failure, close those already bound."""
+        cfg = self.config
+        self._loop = asyncio.get_running_loop()
+        factory = self._new_handler
+        try:
+            if cfg.tls_port is not None or cfg.alpn_port is not None:
+                assert cfg.cert_file and cfg.key_file and cfg.ca_file
+                ctx = make_server_ssl_context(cfg.cert_file, cfg.key_file, cfg.ca_file)
+                for name, port in (("mqtts", cfg.tls_port), ("mqtt-alpn", cfg.alpn_port)):
+                    if port is not None:
+                        self.listeners[name] = await start_tls_listener(
+                            name,
+                            cfg.host,
+                            port,
+                            factory,
+                            ssl_context=ctx,
+                            handshake_timeout=cfg.handshake_timeout,
+                            max_connections=cfg.max_connections,
+                        )
+            if cfg.tcp_port is not None:
+                self.listeners["tcp"] = await start_tcp_listener(
+                    "tcp", cfg.host, cfg.tcp_port, factory, max_connections=cfg.max_connections
+                )
+            if cfg.ws_port is not None:
+                from lantern.mqtt.transport.websocket import start_ws_listener
+
+                self.listeners["ws"] = await start_ws_listener(
+                    "ws",
+                    cfg.host,
+                    cfg.ws_port,
+                    factory,
+                    path="/mqtt",
+                    handshake_timeout=cfg.handshake_timeout,
+                    max_connections=cfg.max_connections,
+                )
+        except BaseException:
+            await self._close_listeners()
+            raise
+
+    async def stop(
+        self, reason: ReasonCode = ReasonCode.SERVER_SHUTTING_DOWN, timeout: float = 5.0
+    ) -> None:
+        """Stop accepting, DISCONNECT ``reason`` to MQTT 5 clients, close every connection."""
+        await self._close_listeners()
+        for handler in list(self.handlers):
+            handler.close(reason)
+        if self.handlers:
+            self._drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._drained.wait(), timeout)
+            except TimeoutError:
+                log.warning("%d MQTT connections did not close in time", len(self.handlers))
+                for handler in list(self.handlers):
+                    handler.abort()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _close_listeners(self) -> None:
+        listeners = list(self.listeners.values())
+        self.listeners.clear()
+        for listener in listeners:
+            await listener.close()
+
+    def _new_handler(self) -> ConnectionHandler:
+        return ConnectionHandler(self)
+
+    # -- API for the layers above --------------------------------------------------------
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties = EMPTY_PROPERTIES,
+    ) -> None:
+        """Publish as the server, routed to subscribers (``may_receive`` applies)."""
+        now = self.loop.time()
+        message = Message(topic, payload, qos, retain, properties, sender=None, now=now)
+        self.dispatch(self.broker.publish(message, now))
+
+    def clients(self) -> Iterable[ClientHandle]:
+        """Connections that completed CONNECT."""
+        return [h for h in self.handlers if h.session is not None]
+
+    def disconnect_clients(
+        self, predicate: Callable[[ClientHandle], bool], reason_code: ReasonCode
+    ) -> int:
+        """Close every connected client ``predicate`` selects; returns how many."""
+        chosen = [h for h in self.handlers if h.session is not None and predicate(h)]
+        for handler in chosen:
+            handler.close(reason_code)
+        return len(chosen)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def handler_closed(self, handler: ConnectionHandler) -> None:
+        self.handlers.discard(handler)
+        if not self.handlers and self._drained is not None:
+            self._drained.set()
+
+    def dispatch(self, deliveries: list[Delivery], now: float | None = None) -> None:
+        """Write broker decisions to their sessions' connections (``now``: the loop's time,
+        if the caller has it)."""
+        if not deliveries:
+            return
+        if now is None:
+            now = self.loop.time()
+        for delivery in deliveries:
+            # Sessions of this server only ever hold its ConnectionHandlers.
+            handler = cast(ConnectionHandler | None, delivery.session.connection)
+            if handler is not None:
+                handler.write_delivery(delivery, now)
+
+    def arm_timer(self) -> None:
+        """(Re)schedule the broker's time-driven work (delayed wills, session expiry)."""
+        deadline = self.broker.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.dispatch(self.broker.tick(self.loop.time()))
+        self.arm_timer()

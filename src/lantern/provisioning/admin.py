@@ -1,0 +1,307 @@
+"""Operator actions on the registry (the CLI and HTTP routes call these): claims, templates,
+things, certificates. Each validates its input, changes nothing on error, and raises
+:class:`AdminError` with a message that says how to fix the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lantern.pki import CertificateAuthority, IssuedCertificate, KeyType
+from lantern.provisioning.errors import ProvisioningError, TemplateInvalid
+from lantern.provisioning.template import validate_template_body, validate_template_name
+from lantern.store import Database
+from lantern.store import registry as reg
+
+__all__ = [
+    "AdminError",
+    "TemplateSpec",
+    "create_claim",
+    "create_template",
+    "delete_thing",
+    "find_certificate",
+    "load_template_file",
+    "register_device_certificate",
+    "revoke_claim",
+    "set_certificate_status",
+    "update_template",
+]
+
+
+class AdminError(ProvisioningError):
+    """An operator request cannot be done; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """A template as an operator writes it (JSON or TOML file)."""
+
+    body: dict[str, Any] | None
+    description: str | None = None
+    enabled: bool | None = None
+    hook_url: str | None = None
+
+
+def load_template_file(path: Path) -> TemplateSpec:
+    """Read a template file: either a bare AWS template body (with ``Resources``), or an object
+    with ``templateBody`` (object or JSON string), ``description``, ``enabled`` and
+    ``preProvisioningHookUrl``. ``.toml`` files are TOML, anything else JSON."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise AdminError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise AdminError(
+            f"{path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}"
+        ) from None
+    if not isinstance(data, dict):
+        raise AdminError(f"{path} must hold an object")
+    if "Resources" in data:
+        return TemplateSpec(body=data)
+    unknown = set(data) - {"templateBody", "description", "enabled", "preProvisioningHookUrl"}
+    if unknown:
+        raise AdminError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
+    body = data.get("templateBody")
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError as exc:
+            raise AdminError(f"{path}: templateBody is not valid JSON: {exc}") from None
+    hook = data.get("preProvisioningHookUrl")
+    if hook is not None and not (
+        isinstance(hook, str) and hook.startswith(("http://", "https://"))
+    ):
+        raise AdminError(f"{path}: preProvisioningHookUrl must be an http(s) URL")
+    enabled = data.get("enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise AdminError(f"{path}: enabled must be true or false")
+    return TemplateSpec(
+        body=body, description=data.get("description"), enabled=enabled, hook_url=hook
+    )
+
+
+def _checked_body(body: object) -> dict[str, Any]:
+    try:
+        return validate_template_body(body)
+    except TemplateInvalid as exc:
+        raise AdminError(f"invalid template: {exc}") from None
+
+
+async def create_template(
+    db: Database, name: str, spec: TemplateSpec, project: str = "default"
+) -> reg.TemplateRecord:
+    try:
+        validate_template_name(name)
+    except TemplateInvalid as exc:
+        raise AdminError(str(exc)) from None
+    if spec.body is None:
+        raise AdminError("the template file has no templateBody")
+    body = _checked_body(spec.body)
+    now = time.time()
+    record = reg.TemplateRecord(
+        name=name,
+        project=project,
+        description=spec.description or "",
+        enabled=True if spec.enabled is None else spec.enabled,
+        body=body,
+        pre_provisioning_hook_url=spec.hook_url,
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    async with db.transaction() as conn:
+        if await reg.get_template(conn, name) is not None:
+            raise AdminError(
+                f"template {name} already exists; use `lantern templates update {name}`"
+            )
+        await reg.insert_template(conn, record)
+    return record
+
+
+async def update_template(
+    db: Database, name: str, spec: TemplateSpec, *, clear_hook: bool = False
+) -> reg.TemplateRecord:
+    values: dict[str, Any] = {"updated_at": time.time()}
+    if spec.body is not None:
+        values["body"] = _checked_body(spec.body)
+    if spec.description is not None:
+        values["description"] = spec.description
+    if spec.enabled is not None:
+        values["enabled"] = spec.enabled
+    if spec.hook_url is not None or clear_hook:
+        values["pre_provisioning_hook_url"] = spec.hook_url
+    async with db.transaction() as conn:
+        if not await reg.update_template(conn, name, values):
+            raise AdminError(f"template {name} does not exist; see `lantern templates list`")
+        record = await reg.get_template(conn, name)
+    assert record is not None
+    return record
+
+
+async def create_claim(
+    db: Database,
+    ca: CertificateAuthority,
+    templates: list[str],
+    *,
+    project: str = "default",
+    description: str = "",
+    device_limit: int | None = None,
+    key_type: KeyType = KeyType.EC_P256,
+) -> tuple[reg.ClaimRecord, IssuedCertificate]:
+    """Issue a claim certificate allowed to use ``templates``; the key is returned, not kept."""
+    if not templates:
+        raise AdminError("a claim needs at least one template (--template NAME)")
+    if device_limit is not None and device_limit < 1:
+        raise AdminError("--device-limit must be at least 1")
+    async with db.connect() as conn:
+        for name in templates:
+            template = await reg.get_template(conn, name)
+            if template is None or template.project != project:
+                raise AdminError(f"template {name} does not exist; see `lantern templates list`")
+    claim_id = f"claim-{secrets.token_hex(6)}"
+    issued = ca.issue(f"Lantern claim {claim_id}", key_type)
+    now = time.time()
+    claim = reg.ClaimRecord(
+        id=claim_id,
+        certificate_id=issued.certificate_id,
+        project=project,
+        description=description,
+        allowed_templates=tuple(dict.fromkeys(templates)),
+        device_limit=device_limit,
+        created_at=now,
+        revoked_at=None,
+    )
+    async with db.transaction() as conn:
+        await reg.insert_certificate(
+            conn,
+            reg.CertificateRecord(
+                id=issued.certificate_id,
+                pem=issued.certificate_pem,
+                kind="claim",
+                status="ACTIVE",
+                project=project,
+                thing_name=None,
+                created_at=now,
+                updated_at=now,
+            ),
+        )
+        await reg.insert_claim(conn, claim)
+    return claim, issued
+
+
+async def revoke_claim(db: Database, claim_id: str) -> reg.ClaimRecord:
+    async with db.transaction() as conn:
+        claim = await reg.get_claim(conn, claim_id)
+        if claim is None:
+            raise AdminError(f"claim {claim_id} does not exist; see `lantern claims list`")
+        if claim.revoked_at is not None:
+            raise AdminError(f"claim {claim_id} is already revoked")
+        await reg.revoke_claim(conn, claim_id, time.time())
+    return claim
+
+
+async def find_certificate(db: Database, id_or_prefix: str) -> reg.CertificateRecord:
+    """A certificate by id, or by a unique prefix of at least 8 hex digits."""
+    key = id_or_prefix.lower()
+    async with db.connect() as conn:
+        exact = await reg.get_certificate(conn, key)
+        if exact is not None:
+            return exact
+        if len(key) < 8:
+            raise AdminError("give the certificate id or at least its first 8 characters")
+        matches = [
+            c
+            for c in await reg.list_certificates(conn, None, limit=1_000_000)
+            if c.id.startswith(key)
+        ]
+    if not matches:
+        raise AdminError(f"no certificate {id_or_prefix}; see `lantern certs list`")
+    if len(matches) > 1:
+        raise AdminError(f"{id_or_prefix} matches {len(matches)} certificates; give more digits")
+    return matches[0]
+
+
+_TRANSITIONS = {
+    "ACTIVE": {"INACTIVE", "PENDING_ACTIVATION"},
+    "INACTIVE": {"ACTIVE"},
+    "REVOKED": {"ACTIVE", "INACTIVE", "PENDING_ACTIVATION"},
+}
+
+
+async def set_certificate_status(
+    db: Database, id_or_prefix: str, status: str
+) -> reg.CertificateRecord:
+    """Activate, deactivate or revoke a certificate (REVOKED is final). Live connections of a
+    deactivated or revoked certificate are closed by the gateway within a second."""
+    cert = await find_certificate(db, id_or_prefix)
+    if cert.status == status:
+        raise AdminError(f"certificate {cert.id[:12]} is already {status}")
+    if cert.status not in _TRANSITIONS[status]:
+        raise AdminError(f"certificate {cert.id[:12]} is {cert.status}; it cannot become {status}")
+    if status == "ACTIVE" and cert.kind == "device" and cert.thing_name is None:
+        raise AdminError("a device certificate must be attached to a thing to be ACTIVE")
+    async with db.transaction() as conn:
+        await reg.set_certificate_status(conn, cert.id, status, time.time())
+        if cert.kind == "claim" and status == "REVOKED":
+            claim = await reg.get_claim_by_certificate(conn, cert.id)
+            if claim is not None and claim.revoked_at is None:
+                await reg.revoke_claim(conn, claim.id, time.time())
+        updated = await reg.get_certificate(conn, cert.id)
+    assert updated is not None
+    return updated
+
+
+async def delete_thing(db: Database, name: str) -> list[str]:
+    """Delete a thing and deactivate its certificates (they authenticated as that thing).
+    Returns the ids of the certificates deactivated."""
+    now = time.time()
+    async with db.transaction() as conn:
+        if await reg.get_thing(conn, name) is None:
+            raise AdminError(f"thing {name} does not exist; see `lantern things list`")
+        certs = await reg.list_certificates(conn, None, thing_name=name)
+        changed = []
+        for cert in certs:
+            if cert.status in ("ACTIVE", "PENDING_ACTIVATION"):
+                await reg.set_certificate_status(conn, cert.id, "INACTIVE", now)
+                changed.append(cert.id)
+        await reg.delete_thing(conn, name)
+    return changed
+
+
+async def register_device_certificate(
+    db: Database, thing_name: str, issued: IssuedCertificate, *, project: str = "default"
+) -> reg.CertificateRecord:
+    """Register a certificate the operator issued (e.g. ``lantern dev client-cert``) as the
+    ACTIVE certificate of ``thing_name``, creating the thing if needed. The device must then
+    connect with client id ``thing_name``."""
+    from lantern.provisioning.template import THING_NAME_RE
+
+    if not THING_NAME_RE.match(thing_name):
+        raise AdminError(f"thing name {thing_name!r} is invalid (1-128 of a-z A-Z 0-9 : _ -)")
+    now = time.time()
+    record = reg.CertificateRecord(
+        id=issued.certificate_id,
+        pem=issued.certificate_pem,
+        kind="device",
+        status="ACTIVE",
+        project=project,
+        thing_name=thing_name,
+        created_at=now,
+        updated_at=now,
+    )
+    async with db.transaction() as conn:
+        if await reg.get_thing(conn, thing_name) is None:
+            await reg.insert_thing(
+                conn,
+                reg.ThingRecord(thing_name, project, {}, None, None, None, None, None, now, now),
+            )
+        await reg.insert_certificate(conn, record)
+    return record

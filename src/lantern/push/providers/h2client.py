@@ -1,0 +1,495 @@
+"""A lean HTTP/2 client for the APNs hot path: persistent TLS connections driven by ``h2``.
+
+Why not httpx here: profiling ``POST /push`` showed httpx/httpcore's HTTP/2 path (anyio streams,
+per-request locks and cancel scopes, one TLS write per frame) costing ~1.3-1.5 ms of CPU per
+request, most of a push. This client feeds :class:`h2.connection.H2Connection` from an
+:class:`asyncio.Protocol` instead, and coalesces the frames of every stream started in one loop
+iteration into one TLS write. httpx stays in use for FCM and Slack (DESIGN.md: "httpx with h2").
+
+Contract of :class:`H2Client`:
+
+* ``await request(path, headers, body)`` sends ``POST path`` and returns an :class:`H2Response`
+  (any status), or raises :class:`H2Error` when no response could be had. Every ``H2Error`` is
+  safe to retry as far as the client knows: the server did not answer the stream (connect
+  failure, timeout, reset, GOAWAY, connection lost mid-stream). ``reason`` says which; after a
+  GOAWAY it is the server's JSON ``reason`` when it sent one (APNs does).
+* Connections (at most ``max_connections``) open lazily, TLS with ALPN ``h2`` only, and become
+  usable once the server's first SETTINGS frame arrived. Streams multiplex on the first
+  connection with room under the server's ``MAX_CONCURRENT_STREAMS`` (which may change at any
+  time, as APNs does after the first authenticated request); a new connection opens only when all
+  are full, and requests wait for room when the pool is at its limit. Concurrent requests that
+  find no connection share one connection attempt.
+* Flow control: request bodies are sent as the stream and connection windows allow (the rest
+  waits for WINDOW_UPDATE); received data is acknowledged so the server's windows stay open.
+* A GOAWAY or a lost connection fails that connection's in-flight streams with ``H2Error`` and
+  removes it from the pool; the next request opens a fresh one. (h2 cannot process frames after
+  a GOAWAY, so streams the server said it would still finish are failed too: a retry may then
+  deliver a notification twice, which is the safer side for reminders.)
+* ``request_timeout`` bounds waiting for room, connecting and the response; a timed-out stream is
+  reset (RST_STREAM CANCEL) and the connection is probed with a PING: without an answer within
+  ``request_timeout`` it is retired (``Unresponsive``). A cancelled caller resets its stream.
+
+Header names must be lowercase bytes and values valid HTTP/2 field values: outbound validation is
+off for speed, so callers validate what they put in headers (the APNs provider does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import ssl
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import hpack
+
+Header = tuple[bytes, bytes]
+
+_CONFIG = h2.config.H2Configuration(
+    client_side=True,
+    header_encoding=None,
+    validate_outbound_headers=False,
+    normalize_outbound_headers=False,
+    validate_inbound_headers=False,
+    normalize_inbound_headers=False,
+)
+# Responses are tiny; a large window means the server never waits for our WINDOW_UPDATEs.
+_RECEIVE_WINDOW = 1 << 20
+
+
+class H2Error(Exception):
+    """No response: ``reason`` is a short code (ConnectError, Timeout, GoAway or the server's
+    GOAWAY reason, ConnectionLost, StreamReset, ProtocolError, Closed)."""
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(reason if detail is None else f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class H2Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class _Encoder(hpack.Encoder):
+    """HPACK without Huffman coding of literals: optional in HPACK, and hpack's pure-Python
+    Huffman encoder was a visible cost per request for a few bytes saved on loopback-fast
+    links. Repeated headers (the provider JWT, topic) are indexed either way."""
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        return super().encode(headers, huffman=False)
+
+
+class _H2Connection(h2.connection.H2Connection):
+    """h2's connection with an O(1) count of open outbound streams.
+
+    h2 counts them by scanning every stream it tracks each time a stream opens (purging closed
+    ones as it goes): with 64 streams in flight that scan doubled the CPU of a request. The
+    owner sets ``known_open`` (the streams it is waiting on) before opening one; h2's own scan,
+    and its purge, run only once the tracked streams outnumber the open ones (amortised O(1)).
+    """
+
+    known_open = 0
+
+    @property
+    def open_outbound_streams(self) -> int:
+        if len(self.streams) > 2 * self.known_open + 32:
+            return super().open_outbound_streams
+        return self.known_open
+
+
+class _Stream:
+    __slots__ = ("body", "future", "headers", "sid", "status", "timer")
+
+    def __init__(self, sid: int, future: asyncio.Future[H2Response]) -> None:
+        self.sid = sid
+        self.future = future
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.body = b""
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/2 connection; ``ready`` resolves on the server's first SETTINGS frame."""
+
+    def __init__(self, client: H2Client, loop: asyncio.AbstractEventLoop) -> None:
+        self.client = client
+        self.loop = loop
+        self.h2 = _H2Connection(config=_CONFIG)
+        self.h2.encoder = _Encoder()
+        self.h2.local_settings = h2.settings.Settings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _RECEIVE_WINDOW,
+            },
+        )
+        self.transport: asyncio.Transport | None = None
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self.streams: dict[int, _Stream] = {}
+        self.blocked: dict[int, bytes] = {}  # request body parts waiting for window
+        self.max_streams = 1  # until the server's SETTINGS say more
+        self.usable = False  # takes new streams
+        self.closed = False
+        self._flush_scheduled = False
+        self._probe: asyncio.TimerHandle | None = None  # PING sent after a timeout
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses but have the same interface.
+        self.transport = cast(asyncio.Transport, transport)
+        self.h2.initiate_connection()
+        self.h2.increment_flow_control_window(_RECEIVE_WINDOW)
+        self.transport.write(self.h2.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._terminate("ProtocolError", str(exc))
+            return
+        for event in events:
+            kind = type(event)
+            if kind is h2.events.ResponseReceived:
+                stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+                if stream is not None:
+                    for name, value in event.headers:  # type: ignore[attr-defined]
+                        if name == b":status":
+                            stream.status = int(value)
+                        else:
+                            stream.headers[name.decode()] = value.decode(errors="replace")
+            elif kind is h2.events.DataReceived:
+                sid = event.stream_id  # type: ignore[attr-defined]
+                stream = self.streams.get(sid)
+                if stream is not None:
+                    stream.body += event.data  # type: ignore[attr-defined]
+                self.h2.acknowledge_received_data(event.flow_controlled_length, sid)  # type: ignore[attr-defined]
+            elif kind is h2.events.StreamEnded:
+                sid = event.stream_id  # type: ignore[attr-defined]
+                stream = self.streams.pop(sid, None)
+                if sid in self.blocked:  # answered before we sent all of it: stop sending
+                    self._reset(sid)
+                if stream is not None:
+                    self._finish(stream, H2Response(stream.status, stream.headers, stream.body))
+            elif kind is h2.events.StreamReset:
+                sid = event.stream_id  # type: ignore[attr-defined]
+                stream = self.streams.pop(sid, None)
+                self.blocked.pop(sid, None)
+                if stream is not None:
+                    code = getattr(event.error_code, "name", str(event.error_code))  # type: ignore[attr-defined]
+                    self._finish(stream, H2Error("StreamReset", code))
+            elif kind is h2.events.WindowUpdated:
+                self._send_blocked()
+            elif kind is h2.events.RemoteSettingsChanged:
+                self.max_streams = min(self.h2.remote_settings.max_concurrent_streams, 1 << 20)
+                if not self.ready.done():
+                    self.usable = True
+                    self.ready.set_result(None)
+                self.client._room_changed(everyone=True)
+            elif kind is h2.events.PingAckReceived:
+                if self._probe is not None:
+                    self._probe.cancel()
+                    self._probe = None
+            elif kind is h2.events.ConnectionTerminated:
+                self._terminate(_goaway_reason(event.additional_data), None)  # type: ignore[attr-defined]
+                return
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._terminate("ConnectionLost", str(exc) if exc else None)
+
+    # --- streams ---------------------------------------------------------------------------
+
+    @property
+    def has_room(self) -> bool:
+        return self.usable and len(self.streams) < self.max_streams
+
+    def start(self, headers: Sequence[Header], body: bytes, timeout: float) -> _Stream:
+        """Open a stream and queue its frames (written at the end of this loop iteration)."""
+        try:
+            sid = self.h2.get_next_available_stream_id()
+        except h2.exceptions.NoAvailableStreamIDError:
+            self.usable = False  # after 2^31 streams: let the pool open a fresh connection
+            raise H2Error("NoStreamIds") from None
+        self.h2.known_open = len(self.streams)
+        self.h2.send_headers(sid, headers, end_stream=not body)
+        stream = _Stream(sid, self.loop.create_future())
+        self.streams[sid] = stream
+        if body:
+            self._send_body(sid, body)
+        stream.timer = self.loop.call_later(timeout, self._timed_out, sid)
+        self._schedule_flush()
+        return stream
+
+    def abandon(self, stream: _Stream) -> None:
+        """The caller went away (cancelled): reset its stream if still open."""
+        if self.streams.get(stream.sid) is stream:
+            self._reset(stream.sid)
+            if stream.timer is not None:
+                stream.timer.cancel()
+            self.client._room_changed()
+
+    def _send_body(self, sid: int, data: bytes) -> None:
+        while data:
+            size = min(
+                self.h2.local_flow_control_window(sid), self.h2.max_outbound_frame_size, len(data)
+            )
+            if size <= 0:
+                self.blocked[sid] = data
+                return
+            chunk, data = data[:size], data[size:]
+            self.h2.send_data(sid, chunk, end_stream=not data)
+
+    def _send_blocked(self) -> None:
+        if self.blocked:
+            waiting, self.blocked = self.blocked, {}
+            for sid, data in waiting.items():
+                if sid in self.streams:
+                    self._send_body(sid, data)
+
+    def _timed_out(self, sid: int) -> None:
+        stream = self.streams.get(sid)
+        if stream is not None:
+            stream.timer = None
+            self._reset(sid)
+            self._finish(stream, H2Error("Timeout", "no response in time"))
+            # Slow stream or dead connection (a silent NAT drop never closes the socket)? Ask
+            # with a PING; no answer in time retires the connection so retries go elsewhere.
+            if self._probe is None and not self.closed:
+                self.h2.ping(b"lantern?")
+                self._probe = self.loop.call_later(
+                    self.client.request_timeout, self._terminate, "Unresponsive", "no PING answer"
+                )
+            self._flush()
+
+    def _reset(self, sid: int) -> None:
+        self.streams.pop(sid, None)
+        self.blocked.pop(sid, None)
+        if not self.closed:
+            with contextlib.suppress(h2.exceptions.H2Error):
+                self.h2.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+            self._schedule_flush()
+
+    def _finish(self, stream: _Stream, result: H2Response | H2Error) -> None:
+        if stream.timer is not None:
+            stream.timer.cancel()
+        if not stream.future.done():
+            if isinstance(result, H2Error):
+                stream.future.set_exception(result)
+            else:
+                stream.future.set_result(result)
+        self.client._room_changed()
+
+    # --- writing and closing ---------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _terminate(self, reason: str, detail: str | None) -> None:
+        """Fail every in-flight stream as retryable, leave the pool, close the socket."""
+        if self.closed:
+            return
+        self.closed = True
+        self.usable = False
+        if self._probe is not None:
+            self._probe.cancel()
+        streams, self.streams, self.blocked = self.streams, {}, {}
+        if not self.ready.done():
+            self.ready.set_exception(H2Error(reason, detail))
+            self.ready.exception()  # retrieved: the opener reports it
+        for stream in streams.values():
+            if stream.timer is not None:
+                stream.timer.cancel()
+            if not stream.future.done():
+                stream.future.set_exception(H2Error(reason, detail))
+        self.client._forget(self)
+        if self.transport is not None:
+            self.transport.close()
+
+    def close(self) -> None:
+        """Say goodbye (GOAWAY) and close; in-flight streams fail with ``Closed``."""
+        if not self.closed:
+            with contextlib.suppress(h2.exceptions.H2Error):
+                self.h2.close_connection()
+                self._flush()
+            self._terminate("Closed", None)
+
+
+def _goaway_reason(data: bytes | None) -> str:
+    """APNs puts ``{"reason": "..."}`` in the GOAWAY debug data."""
+    if data:
+        with contextlib.suppress(ValueError, AttributeError):
+            reason = json.loads(data).get("reason")
+            if isinstance(reason, str) and reason.isidentifier():
+                return reason
+    return "GoAway"
+
+
+class H2Client:
+    """A small pool of HTTP/2 connections to one ``host:port`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext,
+        *,
+        max_connections: int = 4,
+        connect_timeout: float = 5.0,
+        request_timeout: float = 5.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.ssl_context.set_alpn_protocols(["h2"])
+        self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.connections_opened = 0  # observable by tests and metrics
+        self._authority = (host if port == 443 else f"{host}:{port}").encode()
+        self._connections: list[_Connection] = []
+        self._connecting: asyncio.Task[_Connection] | None = None
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._closed = False
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    async def request(self, path: str, headers: Iterable[Header], body: bytes) -> H2Response:
+        """``POST path`` with ``headers`` and ``body``; see the module docstring."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout
+        connection = await self._acquire(deadline)
+        request_headers = [
+            (b":method", b"POST"),
+            (b":scheme", b"https"),
+            (b":authority", self._authority),
+            (b":path", path.encode()),
+            *headers,
+        ]
+        stream = connection.start(request_headers, body, max(0.0, deadline - loop.time()))
+        try:
+            return await stream.future
+        except asyncio.CancelledError:
+            connection.abandon(stream)
+            raise
+
+    async def _acquire(self, deadline: float) -> _Connection:
+        """A connection with room for one more stream (opening one if allowed)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._closed:
+                raise H2Error("Closed")
+            for connection in self._connections:
+                if connection.has_room:
+                    return connection
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise H2Error("Timeout", "no connection had room in time")
+            if self._connecting is None and len(self._connections) < self.max_connections:
+                task = loop.create_task(self._open(), name="apns-h2-connect")
+                task.add_done_callback(_retrieve)
+                self._connecting = task
+            if self._connecting is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._connecting), remaining)
+                except TimeoutError:
+                    raise H2Error("Timeout", "connecting took too long") from None
+                except H2Error as exc:
+                    raise H2Error(exc.reason, str(exc)) from None
+                continue
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                raise H2Error("Timeout", "no stream became free in time") from None
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+    async def _open(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    transport, connection = await loop.create_connection(
+                        lambda: _Connection(self, loop),
+                        self.host,
+                        self.port,
+                        ssl=self.ssl_context,
+                        server_hostname=self.host,
+                    )
+                    self.connections_opened += 1
+                    ssl_object = transport.get_extra_info("ssl_object")
+                    if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+                        transport.close()
+                        raise H2Error("NoHTTP2", "the server did not agree to HTTP/2 (ALPN h2)")
+                    self._connections.append(connection)
+                    try:
+                        await connection.ready
+                    except BaseException:
+                        connection.close()
+                        raise
+            except TimeoutError:
+                raise H2Error("ConnectTimeout", f"{self.host}:{self.port}") from None
+            except (OSError, ssl.SSLError) as exc:
+                raise H2Error("ConnectError", f"{self.host}:{self.port}: {exc}") from None
+            return connection
+        finally:
+            self._connecting = None
+            self._room_changed(everyone=True)
+
+    def _room_changed(self, everyone: bool = False) -> None:
+        """A stream ended or a connection came or went: wake one waiter (or all)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not everyone:
+                    return
+
+    def _forget(self, connection: _Connection) -> None:
+        if connection in self._connections:
+            self._connections.remove(connection)
+        self._room_changed(everyone=True)
+
+    async def aclose(self) -> None:
+        """Close every connection; in-flight and waiting requests fail with ``Closed``."""
+        self._closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await self._connecting
+        for connection in list(self._connections):
+            connection.close()
+        self._room_changed(everyone=True)
+        await asyncio.sleep(0)  # let the transports run their close callbacks
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a connect task's exception as seen (every waiter reports it themselves)."""
+    if not task.cancelled():
+        task.exception()

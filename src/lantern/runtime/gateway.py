@@ -1,0 +1,112 @@
+"""The device gateway and fleet provisioning inside ``lantern serve``.
+
+Constructor (runs before any component starts) builds, and publishes in ``Platform.extras``:
+
+* ``"gateway.authenticator"`` — :class:`GatewayAuthenticator` (certificate/password -> identity)
+* ``"gateway.authorizer"`` — :class:`GatewayAuthorizer` (per-connection policies)
+* ``"gateway.interceptor"`` and ``"gateway.router"`` — the :class:`ReservedTopicRouter` (the
+  same object) on which device services register their ``$aws/...`` handlers
+
+The MQTT component builds ``MQTTServer`` with these when present and publishes it as
+``extras["mqtt.server"]``. At start this component attaches the router to that server (for
+``to="subscribers"`` replies), and runs the revocation watcher (kicks connections of
+deactivated/revoked certificates within a second) and the sweep of certificates whose ownership
+token expired unused. It must come BEFORE the MQTT, ingest and jobs components in the list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from lantern.gateway.authn import GatewayAuthenticator
+from lantern.gateway.authorizer import GatewayAuthorizer
+from lantern.gateway.revocation import RevocationWatcher
+from lantern.gateway.router import ReservedTopicRouter
+from lantern.mqtt.server import MQTTServer
+from lantern.provisioning.hook import PreProvisioningHook
+from lantern.provisioning.service import ProvisioningService
+from lantern.runtime.component import Component, Platform
+
+__all__ = ["GatewayComponent"]
+
+log = logging.getLogger(__name__)
+
+
+class GatewayComponent(Component):
+    """Authentication, authorization, the reserved-topic router and the Identity API."""
+
+    name = "gateway"
+
+    def __init__(self, platform: Platform) -> None:
+        super().__init__(platform)
+        settings = platform.settings.provisioning
+        self.settings = settings
+        self.authorizer = GatewayAuthorizer()
+        self.authenticator = GatewayAuthenticator(
+            platform.db,
+            platform.ca,
+            self.authorizer,
+            anonymous_listeners=settings.anonymous_listeners,
+        )
+        self.router = ReservedTopicRouter()
+        self.hook = PreProvisioningHook.open(settings.hook_timeout_seconds)
+        self.provisioning = ProvisioningService(platform.db, platform.ca, settings, hook=self.hook)
+        self.provisioning.register(self.router)
+        platform.extras["gateway.authenticator"] = self.authenticator
+        platform.extras["gateway.authorizer"] = self.authorizer
+        platform.extras["gateway.interceptor"] = self.router
+        platform.extras["gateway.router"] = self.router
+        platform.extras["provisioning.service"] = self.provisioning
+        self.watcher: RevocationWatcher | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        server = self.platform.extras.get("mqtt.server")
+        if not isinstance(server, MQTTServer):
+            log.warning("no MQTT server is running: devices cannot connect or provision")
+        else:
+            self.router.attach(server)
+            self.watcher = RevocationWatcher(
+                self.platform.db,
+                server,
+                interval=self.settings.revocation_poll_seconds,
+            )
+            self.watcher.start()
+        for listener in self.settings.anonymous_listeners:
+            log.warning(
+                "ANONYMOUS ACCESS IS ENABLED on the %s MQTT listener: anyone who can reach it "
+                "can publish and subscribe without credentials (development only)",
+                listener,
+            )
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.provisioning.sweep()
+            except Exception:
+                log.exception("sweep of unregistered certificates failed; retrying")
+            await asyncio.sleep(self.settings.sweep_interval_seconds)
+
+    async def stop(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.hook.close()
+
+    def describe(self) -> list[str]:
+        lines = [
+            "provisioning     template DefaultProvisioningTemplate; create a claim with "
+            "`lantern claims create --template DefaultProvisioningTemplate --out ./claim`",
+        ]
+        for listener in self.settings.anonymous_listeners:
+            lines.append(
+                f"!!! WARNING      anonymous MQTT access is ENABLED on the {listener} listener "
+                "(development only; anyone can connect)"
+            )
+        return lines

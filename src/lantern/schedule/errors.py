@@ -1,0 +1,44 @@
+"""Errors of the schedule service.
+
+``ScheduleError`` (root, a :class:`LanternError`)
+  ├── ``ScheduleInvalid``  a field of a request is wrong: carries the field name and a machine code
+  ├── ``ScheduleNotFound`` no schedule with that id is visible to the caller
+  ├── ``ScopeDenied``      a destination's scheme is outside the owning key's scope
+  └── ``ScheduleConflict`` the request does not fit the schedule's state (resume a stopped one)
+"""
+
+from __future__ import annotations
+
+from lantern.errors import LanternError
+
+
+class ScheduleError(LanternError):
+    """Root of the schedule service's errors; ``code`` is the machine-readable reason."""
+
+    code = "schedule_error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class ScheduleInvalid(ScheduleError):
+    """A request field is missing or wrong; ``field`` names it."""
+
+    def __init__(self, field: str, message: str, code: str | None = None) -> None:
+        super().__init__(f"{field}: {message}", code or f"invalid_{field}")
+        self.field = field
+
+
+class ScheduleNotFound(ScheduleError):
+    code = "schedule_not_found"
+
+
+class ScopeDenied(ScheduleError):
+    code = "scope_denied"
+
+
+class ScheduleConflict(ScheduleError):
+    code = "schedule_conflict"

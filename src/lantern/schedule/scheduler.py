@@ -1,0 +1,382 @@
+"""The scheduler loop: claim due occurrences, deliver them, record the results.
+
+Guarantees (any number of scheduler processes on one SQLite or PostgreSQL database):
+
+* **Each occurrence is claimed once.** See :mod:`lantern.store.schedule`: a compare-and-set on
+  the schedule's ``next_fire_at`` plus a unique ``(schedule_id, scheduled_at)`` row.
+* **No loss across restarts.** A clean stop drains deliveries in flight and hands unfinished
+  claims back at once; a process that dies leaves its claims to be taken over when their lease
+  expires. The successor sends only to destinations without a recorded result.
+* **Duplicates only in the unavoidable window** between a provider accepting a notification and
+  its result being committed (results are group-committed every few milliseconds). APNs
+  notifications carry a collapse id per occurrence, so even then the phone shows one.
+* **Misfires.** An occurrence found late by at most ``misfire_grace_seconds`` (the process was
+  down, or busy) fires; later ones are recorded as ``missed`` and not sent.
+* A destination whose token the provider reports dead is deactivated and the occurrence's history
+  says so; a schedule with no active destination left stops.
+
+Delivery goes through a :class:`Deliver` callable (the push dispatcher in production, a recording
+fake in tests). Logs carry schedule and occurrence ids, never titles, messages or tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from lantern.schedule.clock import Clock
+from lantern.schedule.model import rule_of
+from lantern.schedule.payloads import DeliveryJob
+from lantern.schedule.rules import iso_utc
+from lantern.settings.schedule import ScheduleSettings
+from lantern.store.schedule import (
+    Advance,
+    ClaimedOccurrence,
+    Completion,
+    DeliveryResult,
+    ScheduleRecord,
+    ScheduleStore,
+)
+
+log = logging.getLogger("lantern.schedule")
+
+
+class Outcome(Protocol):
+    """What a deliverer reports (``lantern.push.dispatch.DeliveryOutcome`` fits)."""
+
+    @property
+    def status(self) -> str: ...  # "delivered", "dead_token", "failed", ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+    @property
+    def delivery_id(self) -> str | None: ...
+
+
+class Deliver(Protocol):
+    async def __call__(self, job: DeliveryJob) -> Outcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TickStats:
+    claimed: int
+    more_due: bool
+
+
+class _Recorder:
+    """Group commit of delivery results and completions (one transaction per batch)."""
+
+    def __init__(self, store: ScheduleStore, write_lock: asyncio.Lock) -> None:
+        self.store = store
+        self.write_lock = write_lock
+        self.results: list[DeliveryResult] = []
+        self.completions: list[Completion] = []
+        self._pending = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="schedule-recorder")
+
+    def add(self, result: DeliveryResult | None = None, done: Completion | None = None) -> None:
+        if result is not None:
+            self.results.append(result)
+        if done is not None:
+            self.completions.append(done)
+        self._pending.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            try:
+                await self.flush()
+            except Exception as exc:
+                log.error("recording schedule results failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+                self._pending.set()
+
+    async def flush(self) -> None:
+        """Write everything added so far; on error the items stay queued."""
+        async with self._lock:
+            while self.results or self.completions:
+                results, completions = self.results, self.completions
+                self.results, self.completions = [], []
+                try:
+                    async with self.write_lock:
+                        await self.store.record(results, completions)
+                except BaseException:
+                    self.results[:0], self.completions[:0] = results, completions
+                    raise
+
+    async def close(self, *, flush: bool) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if flush:
+            await self.flush()
+
+
+class Scheduler:
+    """Runs due occurrences of every schedule in the store. See the module docstring."""
+
+    def __init__(
+        self,
+        store: ScheduleStore,
+        deliver: Deliver,
+        clock: Clock,
+        settings: ScheduleSettings | None = None,
+        *,
+        instance_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.deliver = deliver
+        self.clock = clock
+        self.settings = settings or ScheduleSettings()
+        self.instance_id = instance_id or "sched-" + secrets.token_hex(6)
+        # One writer at a time from this process: on SQLite, two of our own connections
+        # contending for the write lock would busy-wait each other.
+        self._write_lock = asyncio.Lock()
+        self.recorder = _Recorder(store, self._write_lock)
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.settings.concurrency)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._open: set[int] = set()  # claimed occurrence ids whose completion is not queued
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._recorder_started = False
+
+    # -- decisions (no I/O) -----------------------------------------------------------------
+
+    def plan(self, record: ScheduleRecord, now: float) -> Advance:
+        """Misfire policy for a due schedule: what to fire, what was missed, what comes next."""
+        rule = rule_of(record)
+        grace = self.settings.misfire_grace_seconds
+        limit = self.settings.missed_record_limit
+        fire: list[int] = []
+        missed: list[tuple[int, str]] = []
+        at = record.next_fire_at
+        while at is not None and at <= now:
+            late = now - at
+            if late <= grace:
+                fire.append(at)
+                at = rule.next_after(at)
+                continue
+            detail = f"late by {late:.0f} s (grace {grace:.0f} s): skipped"
+            if len(missed) < limit:
+                missed.append((at, detail))
+                at = rule.next_after(at)
+            else:  # a long outage: jump ahead instead of listing every miss
+                at = rule.next_after(max(at, math.ceil(now - grace) - 1))
+                last_at, last_detail = missed[-1]
+                missed[-1] = (
+                    last_at,
+                    f"{last_detail}; later misses until {iso_utc(now - grace)} not listed",
+                )
+        return Advance(fire, missed, at, "active" if at is not None else "finished")
+
+    # -- one pass -----------------------------------------------------------------------------
+
+    def _ensure_recorder(self) -> None:
+        if not self._recorder_started:
+            self.recorder.start()
+            self._recorder_started = True
+
+    def wake(self) -> None:
+        """Look for due occurrences now (a schedule was created or resumed)."""
+        self._wake.set()
+
+    async def tick(self) -> TickStats:
+        """Take over expired claims, claim a batch of due occurrences, start sending them."""
+        self._ensure_recorder()
+        now = self.clock.now()
+        lease_until = now + self.settings.claim_lease_seconds
+        room = self.settings.concurrency - len(self._inflight)
+        if room <= 0:
+            return TickStats(0, True)
+        async with self._write_lock:
+            claimed = await self.store.reclaim_expired(
+                now=now,
+                limit=self.settings.batch_size,
+                owner=self.instance_id,
+                lease_until=lease_until,
+            )
+        for claim in claimed:
+            log.warning(
+                "taking over occurrence %s of schedule %s (its scheduler stopped mid-way)",
+                claim.occurrence_id,
+                claim.schedule.id,
+            )
+        # Claim a whole batch while there is room: claims are cheap, and deliveries are
+        # bounded by the semaphore, well inside the claim lease.
+        limit = self.settings.batch_size - len(claimed)
+        due: list[ClaimedOccurrence] = []
+        if limit > 0:
+            async with self._write_lock:
+                due = await self.store.claim_due(
+                    now=now,
+                    limit=limit,
+                    owner=self.instance_id,
+                    lease_until=lease_until,
+                    advance=lambda record: self.plan(record, now),
+                )
+        for claim in (*claimed, *due):
+            self._spawn(claim)
+        return TickStats(len(claimed) + len(due), limit <= 0 or len(due) >= limit)
+
+    def _spawn(self, claim: ClaimedOccurrence) -> None:
+        self._open.add(claim.occurrence_id)
+        task = asyncio.create_task(self._fire(claim), name=f"occurrence-{claim.occurrence_id}")
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._room.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("occurrence task failed: %s", type(task.exception()).__name__)
+
+    async def _fire(self, claim: ClaimedOccurrence) -> None:
+        record = claim.schedule
+        late = self.clock.now() - claim.scheduled_at
+        if late > self.settings.misfire_grace_seconds:
+            # A taken-over claim can be too late by now: same policy as for a fresh one.
+            detail = f"late by {late:.0f} s (grace {self.settings.misfire_grace_seconds:.0f} s)"
+            self._complete(Completion(claim.occurrence_id, self.clock.now(), detail))
+            return
+        for destination_id, token in claim.destinations:
+            job = DeliveryJob(
+                occurrence_id=claim.occurrence_id,
+                schedule_id=record.id,
+                key_id=record.key_id,
+                activity_id=record.activity_id,
+                participant_id=record.participant_id,
+                title=record.title,
+                message=record.message,
+                destination=token,
+                scheduled_at=claim.scheduled_at,
+            )
+            try:
+                async with self._slots:
+                    outcome = await self.deliver(job)
+                status, reason, delivery_id = outcome.status, outcome.reason, outcome.delivery_id
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the deliverer's bug must not stop the other occurrences
+                status, reason, delivery_id = "error", type(exc).__name__, None
+            if status == "dead_token":
+                log.info(
+                    "schedule %s: destination %s has a dead token (%s); deactivated",
+                    record.id,
+                    destination_id,
+                    reason,
+                )
+            self.recorder.add(
+                DeliveryResult(
+                    claim.occurrence_id,
+                    destination_id,
+                    status,
+                    None if reason is None else str(reason)[:128],
+                    None if delivery_id is None else str(delivery_id)[:64],
+                    self.clock.now(),
+                )
+            )
+        self._complete(Completion(claim.occurrence_id, self.clock.now()))
+
+    def _complete(self, completion: Completion) -> None:
+        self.recorder.add(done=completion)
+        self._open.discard(completion.occurrence_id)
+
+    async def wait_idle(self) -> None:
+        """Wait for every delivery in flight, then for their results to be committed."""
+        while self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self.recorder.flush()
+
+    async def run_once(self) -> int:
+        """Fire everything due now, wait until it is sent and recorded; returns occurrences."""
+        total = 0
+        while True:
+            stats = await self.tick()
+            total += stats.claimed
+            if not stats.more_due:
+                break
+            if self._inflight:
+                await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+        await self.wait_idle()
+        return total
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        tick = self.settings.tick_seconds
+        while not self._stopping:
+            more = False
+            try:
+                stats = await self.tick()
+                more = stats.more_due
+            except Exception as exc:  # a database hiccup: log it, try again next tick
+                log.error("scheduler tick failed: %s", type(exc).__name__)
+            if self._stopping:
+                break
+            if more:
+                if len(self._inflight) >= self.settings.concurrency:
+                    self._room.clear()
+                    await self.clock.wait(tick, self._room)
+                continue
+            wait = tick
+            with contextlib.suppress(Exception):
+                due = await self.store.next_due()
+                if due is not None:
+                    wait = min(tick, max(0.0, due - self.clock.now()))
+            if wait > 0:
+                await self.clock.wait(wait, self._wake)
+            self._wake.clear()
+
+    def start(self) -> None:
+        """Run the loop in the background until :meth:`stop`."""
+        self._ensure_recorder()
+        self._stopping = False
+        self._loop_task = asyncio.create_task(self._run(), name="scheduler")
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop claiming, let deliveries in flight finish (up to ``drain_timeout`` seconds),
+        commit results, and hand unfinished claims back for another scheduler at once."""
+        self._stopping = True
+        self._wake.set()
+        self._room.set()
+        if self._loop_task is not None:
+            await self._loop_task
+            self._loop_task = None
+        if self._inflight:
+            _, pending = await asyncio.wait(self._inflight, timeout=drain_timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.recorder.close(flush=True)
+        await self.store.release(sorted(self._open), self.instance_id)
+        self._open.clear()
+
+    async def abort(self) -> None:
+        """Stop at once without draining, recording or releasing: what a killed process leaves
+        behind (claims stay until their lease expires). For tests of crash recovery."""
+        self._stopping = True
+        tasks: Sequence[asyncio.Task[None]] = [
+            t for t in (self._loop_task, *self._inflight) if t is not None
+        ]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.recorder.results.clear()
+        self.recorder.completions.clear()
+        await self.recorder.close(flush=False)

@@ -1,0 +1,178 @@
+"""Repository of access data: policies (AWS-like documents), their attachment to certificates,
+and MQTT user accounts for the plain TCP / WebSocket listeners.
+
+Password hashes are opaque strings here; hashing and verification live in the gateway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lantern.store.schema.registry import certificate_policies, mqtt_users, policies
+
+__all__ = [
+    "MqttUserRecord",
+    "PolicyRecord",
+    "attach_policy",
+    "certificate_policy_names",
+    "delete_mqtt_user",
+    "delete_policy",
+    "get_mqtt_user",
+    "get_policy",
+    "insert_mqtt_user",
+    "list_mqtt_users",
+    "list_policies",
+    "project_policies",
+    "update_mqtt_user",
+    "upsert_policy",
+]
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    name: str
+    project: str
+    document: dict[str, Any]
+    project_wide: bool
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class MqttUserRecord:
+    username: str
+    project: str
+    password_hash: str
+    policy_name: str | None
+    created_at: float
+    disabled_at: float | None
+
+
+def _policy(row: sa.Row[Any]) -> PolicyRecord:
+    return PolicyRecord(
+        name=row.name,
+        project=row.project,
+        document=dict(row.document),
+        project_wide=bool(row.project_wide),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _user(row: sa.Row[Any]) -> MqttUserRecord:
+    return MqttUserRecord(
+        username=row.username,
+        project=row.project,
+        password_hash=row.password_hash,
+        policy_name=row.policy_name,
+        created_at=row.created_at,
+        disabled_at=row.disabled_at,
+    )
+
+
+# -- policies ----------------------------------------------------------------------------------
+async def get_policy(conn: AsyncConnection, name: str) -> PolicyRecord | None:
+    row = (await conn.execute(sa.select(policies).where(policies.c.name == name))).first()
+    return _policy(row) if row else None
+
+
+async def list_policies(
+    conn: AsyncConnection, project: str | None = "default"
+) -> list[PolicyRecord]:
+    query = sa.select(policies).order_by(policies.c.name)
+    if project is not None:
+        query = query.where(policies.c.project == project)
+    return [_policy(r) for r in (await conn.execute(query)).all()]
+
+
+async def project_policies(conn: AsyncConnection, project: str) -> list[PolicyRecord]:
+    """Policies that apply to every device connection of ``project``."""
+    query = (
+        sa.select(policies)
+        .where(policies.c.project == project)
+        .where(policies.c.project_wide.is_(True))
+        .order_by(policies.c.name)
+    )
+    return [_policy(r) for r in (await conn.execute(query)).all()]
+
+
+async def upsert_policy(conn: AsyncConnection, record: PolicyRecord) -> None:
+    """Create the policy, or replace its document and scope if the name exists."""
+    existing = await get_policy(conn, record.name)
+    if existing is None:
+        await conn.execute(sa.insert(policies).values(**record.__dict__))
+        return
+    await conn.execute(
+        sa.update(policies)
+        .where(policies.c.name == record.name)
+        .values(
+            document=record.document,
+            project_wide=record.project_wide,
+            updated_at=record.updated_at,
+        )
+    )
+
+
+async def delete_policy(conn: AsyncConnection, name: str) -> bool:
+    result = await conn.execute(sa.delete(policies).where(policies.c.name == name))
+    return bool(result.rowcount)
+
+
+async def attach_policy(conn: AsyncConnection, certificate_id: str, policy_name: str) -> None:
+    """Attach a policy to a certificate (idempotent)."""
+    query = (
+        sa.select(certificate_policies.c.policy_name)
+        .where(certificate_policies.c.certificate_id == certificate_id)
+        .where(certificate_policies.c.policy_name == policy_name)
+    )
+    if (await conn.execute(query)).first() is None:
+        await conn.execute(
+            sa.insert(certificate_policies).values(
+                certificate_id=certificate_id, policy_name=policy_name
+            )
+        )
+
+
+async def certificate_policy_names(conn: AsyncConnection, certificate_id: str) -> list[str]:
+    query = (
+        sa.select(certificate_policies.c.policy_name)
+        .where(certificate_policies.c.certificate_id == certificate_id)
+        .order_by(certificate_policies.c.policy_name)
+    )
+    return [r.policy_name for r in (await conn.execute(query)).all()]
+
+
+# -- MQTT users --------------------------------------------------------------------------------
+async def get_mqtt_user(conn: AsyncConnection, username: str) -> MqttUserRecord | None:
+    query = sa.select(mqtt_users).where(mqtt_users.c.username == username)
+    row = (await conn.execute(query)).first()
+    return _user(row) if row else None
+
+
+async def list_mqtt_users(
+    conn: AsyncConnection, project: str | None = "default"
+) -> list[MqttUserRecord]:
+    query = sa.select(mqtt_users).order_by(mqtt_users.c.username)
+    if project is not None:
+        query = query.where(mqtt_users.c.project == project)
+    return [_user(r) for r in (await conn.execute(query)).all()]
+
+
+async def insert_mqtt_user(conn: AsyncConnection, record: MqttUserRecord) -> None:
+    await conn.execute(sa.insert(mqtt_users).values(**record.__dict__))
+
+
+async def update_mqtt_user(conn: AsyncConnection, username: str, **values: Any) -> bool:
+    result = await conn.execute(
+        sa.update(mqtt_users).where(mqtt_users.c.username == username).values(**values)
+    )
+    return bool(result.rowcount)
+
+
+async def delete_mqtt_user(conn: AsyncConnection, username: str) -> bool:
+    result = await conn.execute(sa.delete(mqtt_users).where(mqtt_users.c.username == username))
+    return bool(result.rowcount)

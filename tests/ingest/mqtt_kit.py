@@ -1,0 +1,182 @@
+"""Helpers of the end-to-end ingest tests: provision a device against a real ``lantern serve``,
+read the server's SQLite database read-only, a paho client that records PUBACKs."""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from lantern.device import Endpoint, provision, write_credentials
+from support.process import LanternProcess
+from support.provisioning_env import Claim, lantern_cli
+
+WAIT = 20.0
+
+
+def create_claim(server: LanternProcess, out: Path) -> Claim:
+    done = lantern_cli(
+        server, "claims", "create", "--template", "DefaultProvisioningTemplate", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    cert = next(out.glob("claim-*.pem"))
+    return Claim(cert, cert.with_suffix(".key"), out / "ca.pem")
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    cert: Path
+    key: Path
+    ca: Path
+    certs_dir: Path
+
+
+def new_device(server: LanternProcess, claim: Claim, certs_dir: Path, serial: str) -> Device:
+    """Provision a device over MQTT with the claim, as `lantern device provision` does."""
+    result = provision(
+        Endpoint("localhost", server.mqtt_port),
+        ca_file=claim.ca,
+        claim_cert=claim.cert,
+        claim_key=claim.key,
+        parameters={"SerialNumber": serial, "Manufacturer": "acme", "Name": "oxi", "Model": "o2"},
+    )
+    cert, key = write_credentials(result, certs_dir)
+    ca = certs_dir / "ca.pem"
+    ca.write_bytes(claim.ca.read_bytes())
+    return Device(result.thing_name, cert, key, ca, certs_dir)
+
+
+def db_path(server: LanternProcess) -> Path:
+    return server.data_dir / "lantern.db"
+
+
+def stored_patient_ids(path: Path, thing: str) -> set[str]:
+    """Patient ids of the observations the server has committed for ``thing`` (read-only)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = conn.execute(
+            "SELECT patient_id FROM observations WHERE thing_name = ?", (thing,)
+        ).fetchall()
+    finally:
+        conn.close()
+    return {r[0] for r in rows if r[0] is not None}
+
+
+def count_for_thing(path: Path, thing: str) -> int:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM observations WHERE thing_name = ?", (thing,)
+            ).fetchone()[0]
+        )
+    finally:
+        conn.close()
+
+
+def observation(value: object = "98", patient: str | None = None) -> bytes:
+    body: dict[str, Any] = {
+        "value": value,
+        "unit": "%",
+        "coding": [
+            {
+                "code": "9750d5e5-d766-4793-a97d-16179578cc4d",
+                "system": "http://lifeomic.com/fhir/devices",
+                "display": "Battery Percentage",
+            }
+        ],
+    }
+    if patient is not None:
+        body["patientId"] = patient
+    return json.dumps(body).encode()
+
+
+@dataclass
+class DeviceConnection:
+    """A paho-mqtt connection as ``device``; ``on_puback(mid, reason)`` runs in paho's thread
+    at the moment the PUBACK is processed."""
+
+    port: int
+    device: Device
+    version: int = 5
+    on_puback: Callable[[int, int], None] | None = None
+    messages: queue.Queue[tuple[str, bytes]] = field(default_factory=queue.Queue)
+
+    def __post_init__(self) -> None:
+        protocol = paho.MQTTv5 if self.version == 5 else paho.MQTTv311
+        self.paho = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.device.name, protocol=protocol
+        )
+        self.paho.tls_set(
+            ca_certs=str(self.device.ca),
+            certfile=str(self.device.cert),
+            keyfile=str(self.device.key),
+        )
+        self.paho.max_inflight_messages_set(100)
+        self._connected = threading.Event()
+        self._connack: Any = None
+        self._acks: dict[int, queue.Queue[Any]] = {}
+        self._lock = threading.Lock()
+        self.paho.on_connect = self._on_connect
+        self.paho.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
+        self.paho.on_subscribe = self._on_ack
+        self.paho.on_publish = self._on_publish
+
+    def _on_connect(self, c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
+        self._connack = rc
+        self._connected.set()
+
+    def _queue(self, mid: int) -> queue.Queue[Any]:
+        with self._lock:
+            return self._acks.setdefault(mid, queue.Queue())
+
+    def _on_ack(self, c: Any, u: Any, mid: int, rcs: Any, props: Any) -> None:
+        self._queue(mid).put(rcs)
+
+    def _on_publish(self, c: Any, u: Any, mid: int, rc: Any, props: Any) -> None:
+        value = rc.value if hasattr(rc, "value") else int(rc)
+        if self.on_puback is not None:
+            self.on_puback(mid, value)
+        self._queue(mid).put(value)
+
+    def __enter__(self) -> DeviceConnection:
+        self.paho.connect("127.0.0.1", self.port, keepalive=60)
+        self.paho.loop_start()
+        assert self._connected.wait(WAIT), "no CONNACK"
+        assert not self._connack.is_failure, self._connack
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.paho.disconnect()
+        self.paho.loop_stop()
+
+    def subscribe(self, topic: str) -> None:
+        rc, mid = self.paho.subscribe(topic, 1)
+        assert rc == paho.MQTT_ERR_SUCCESS
+        codes = self._queue(mid).get(timeout=WAIT)
+        assert all(not getattr(c, "is_failure", c == 0x80) for c in codes), codes
+
+    def publish(self, topic: str, payload: bytes) -> int:
+        """Publish QoS 1 without waiting; returns the packet id."""
+        info = self.paho.publish(topic, payload, 1)
+        assert info.rc == paho.MQTT_ERR_SUCCESS, info.rc
+        return int(info.mid)
+
+    def puback(self, mid: int) -> int:
+        """Wait for the PUBACK of ``mid``; its reason code (0 on MQTT 3.1.1)."""
+        return int(self._queue(mid).get(timeout=WAIT))
+
+    def expect(self, topics: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+        while True:
+            topic, payload = self.messages.get(timeout=WAIT)
+            if topic in topics:
+                return topic, json.loads(payload)

@@ -1,0 +1,185 @@
+"""The ingest hot path keeps the reference behaviour: the JSON built from cached fragments is the
+validated resource byte for byte, ids are unique time-ordered UUIDs, and the SQLite batch writer
+stores a batch whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from lantern.ingest.errors import PayloadRejected
+from lantern.ingest.observation import (
+    build_observation,
+    new_observation_id,
+    observation_json,
+    parse_observation,
+)
+from lantern.store import Database
+from lantern.store.ingest import ObservationRow, SqliteObservationWriter
+
+RECEIVED = datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
+
+PAYLOADS = [
+    {"value": "100", "unit": "%", "coding": [{"code": "c", "system": "http://x", "display": "B"}]},
+    {
+        "value": 72.25,
+        "unit": "mm[Hg]",
+        "coding": [{"code": "8480-6", "system": "http://loinc.org"}],
+    },
+    {"value": -3, "unit": 'in "quotes" \\ and ü', "coding": [{"code": "é", "system": "urn:x"}]},
+    {
+        "value": "1e3",
+        "unit": "bpm",
+        "patientId": "pat-1.2",
+        "coding": [
+            {"code": "a", "system": "http://a"},
+            {"code": "b", "system": "http://b", "display": "Bé"},
+        ],
+    },
+    {
+        "value": 0.1,
+        "unit": "x",
+        "effectiveDateTime": "2024-02-29T23:59:59.5-05:00",
+        "coding": [{"code": "c", "system": "s", "display": ""}],
+    },
+]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_fast_json_equals_the_validated_reference(payload: dict[str, object]) -> None:
+    parsed = parse_observation(json.dumps(payload).encode(), max_bytes=4096)
+    for thing in ("dev1", "dev:with_underscore"):
+        fast = observation_json(parsed, observation_id="id-1", thing_name=thing, received=RECEIVED)
+        reference = build_observation(
+            parsed, observation_id="id-1", thing_name=thing, received=RECEIVED
+        )
+        assert fast == json.dumps(reference, separators=(",", ":"))
+
+
+def test_fast_json_rejects_what_fhir_rejects() -> None:
+    # A FHIR code may not hold two spaces in a row: both paths refuse it the same way.
+    bad = b'{"value": 1, "unit": "%", "coding": [{"code": "a  b", "system": "http://x"}]}'
+    parsed = parse_observation(bad, max_bytes=4096)
+    with pytest.raises(PayloadRejected) as fast:
+        observation_json(parsed, observation_id="i", thing_name="d", received=RECEIVED)
+    with pytest.raises(PayloadRejected) as ref:
+        build_observation(parsed, observation_id="i", thing_name="d", received=RECEIVED)
+    assert fast.value.message == ref.value.message and fast.value.field == "payload"
+    assert "coding" in fast.value.message  # says where
+
+
+def test_observation_ids_are_unique_time_ordered_uuid7() -> None:
+    ids = [new_observation_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
+    millis = [u.int >> 80 for u in parsed]
+    assert millis == sorted(millis)
+    now_ms = datetime.now(UTC).timestamp() * 1000
+    assert abs(millis[-1] - now_ms) < 60_000
+
+
+def test_payload_must_be_utf8_json() -> None:
+    with pytest.raises(PayloadRejected) as exc:
+        parse_observation(b'{"value": "\xff"}', max_bytes=4096)
+    assert exc.value.error_code == "InvalidJson"
+    with pytest.raises(PayloadRejected) as exc:
+        parse_observation(b'{"value": NaN, "unit": "%", "coding": []}', max_bytes=4096)
+    assert exc.value.error_code == "InvalidJson"
+    bom = b"\xef\xbb\xbf" + json.dumps(PAYLOADS[0]).encode()
+    assert parse_observation(bom, max_bytes=4096).unit == "%"
+
+
+def row(i: int, project: str = "default") -> ObservationRow:
+    return ObservationRow(
+        id=f"obs-{i}",
+        project=project,
+        thing_name="dev1",
+        patient_id=None,
+        effective_at=1.0,
+        issued_at=1.0,
+        resource='{"resourceType":"Observation"}',
+        codes=(("http://a", "a"), ("http://b", "b")),
+    )
+
+
+def counts(path: str) -> tuple[int, int, int]:
+    conn = sqlite3.connect(path)
+    try:
+        return tuple(  # type: ignore[return-value]
+            conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("observations", "observation_codes", "fhir_outbox")
+        )
+    finally:
+        conn.close()
+
+
+async def test_sqlite_writer_stores_a_batch_whole_or_not_at_all(sqlite_db: Database) -> None:
+    path = SqliteObservationWriter.path_of(sqlite_db)
+    assert path is not None
+    writer = SqliteObservationWriter(path)
+    try:
+        await writer.write([row(i) for i in range(3)], outbox=True, now=5.0)
+        assert counts(path) == (3, 6, 3)
+        # One row of an unknown project: the foreign key fails the whole batch.
+        with pytest.raises(sqlite3.IntegrityError):
+            await writer.write([row(10), row(11, project="nope")], outbox=False, now=5.0)
+        # A duplicate id, too.
+        with pytest.raises(sqlite3.IntegrityError):
+            await writer.write([row(12), row(0)], outbox=False, now=5.0)
+        assert counts(path) == (3, 6, 3)
+        await writer.write([row(20)], outbox=False, now=5.0)  # still usable after failures
+        assert counts(path) == (4, 8, 3)
+    finally:
+        await writer.close()
+
+
+async def test_in_memory_database_has_no_sqlite_writer() -> None:
+    db = await Database.open("sqlite+aiosqlite:///:memory:")
+    try:
+        assert SqliteObservationWriter.path_of(db) is None
+    finally:
+        await db.close()
+
+
+def test_effective_time_offset_is_kept() -> None:
+    payload = dict(PAYLOADS[0], effectiveDateTime="2024-01-01T08:00:00+02:00")
+    parsed = parse_observation(json.dumps(payload).encode(), max_bytes=4096)
+    doc = json.loads(
+        observation_json(parsed, observation_id="i", thing_name="d", received=RECEIVED)
+    )
+    assert doc["effectiveDateTime"] == "2024-01-01T08:00:00+02:00"
+    assert parsed.effective == datetime(2024, 1, 1, 6, tzinfo=timezone(timedelta(0)))
+
+
+def decimal_reference(text: str) -> int | float:
+    """How string values were converted before (through Decimal)."""
+    from decimal import Decimal
+
+    dec = Decimal(text)
+    exact = dec == dec.to_integral_value() and "e" not in text.lower()
+    return int(dec) if exact else float(dec)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["100", "-7", "0", "-0", "100.00", "12.5", "-0.001", "1e3", "2.50E-2", "123456789012345678.0",
+     "999999999999999999", "0.30000000000000004", "1.7976931348623157e308"],
+)  # fmt: skip
+def test_string_values_convert_as_decimal_did(text: str) -> None:
+    body = {"value": text, "unit": "%", "coding": [{"code": "c", "system": "s"}]}
+    value = parse_observation(json.dumps(body).encode(), max_bytes=4096).value
+    expected = decimal_reference(text)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("text", ["1000000000000000000", "-" + "9" * 5000, "1e999", "01", "1.", ""])
+def test_bad_or_huge_string_values_are_rejected(text: str) -> None:
+    body = {"value": text, "unit": "%", "coding": [{"code": "c", "system": "s"}]}
+    with pytest.raises(PayloadRejected) as exc:
+        parse_observation(json.dumps(body).encode(), max_bytes=16384)
+    assert exc.value.field == "value"

@@ -1,0 +1,159 @@
+"""UpdateJobExecution by group commit: many devices per transaction, each answered after its commit,
+with the same per-update checks and notifications as one at a time (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from jobs.kit import Kit, Response
+from lantern.store import Database
+from lantern.store.schema.jobs import job_executions
+from support.postgres import fresh_postgres_database
+
+
+def update(kit: Kit, thing: str, job: str, body: dict[str, Any]) -> Any:
+    return kit.call(thing, f"{job}/update", body)
+
+
+async def stored(db: Database, job: str) -> dict[str, tuple[str, int]]:
+    """``{thing: (status, version)}`` read on a connection of its own (committed data only)."""
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            select(
+                job_executions.c.thing_name,
+                job_executions.c.status,
+                job_executions.c.version_number,
+            ).where(job_executions.c.job_id == job)
+        )
+        return {r[0]: (r[1], int(r[2])) for r in rows}
+
+
+async def test_concurrent_devices_share_transactions_and_each_reply_is_committed(
+    kit: Kit,
+) -> None:
+    names = [f"dev{i:02d}" for i in range(40)]
+    await kit.add_things(*names)
+    job = await kit.deploy(*names)
+    kit.recorder.take()
+
+    async def device(name: str) -> list[Response]:
+        replies = []
+        for i, status in enumerate(["IN_PROGRESS", "IN_PROGRESS", "SUCCEEDED"]):
+            r = await update(
+                kit,
+                name,
+                job,
+                {
+                    "status": status,
+                    "statusDetails": {"step": str(i)},
+                    "expectedVersion": i + 1,
+                    "includeJobExecutionState": True,
+                    "clientToken": f"{name}-{i}",
+                },
+            )
+            assert r.accepted, r.body
+            # Answered only after the commit: another connection already sees the change.
+            assert (await stored(kit.db, job))[name] == (status, i + 2)
+            replies.append(r)
+        return replies
+
+    results = await asyncio.gather(*(device(n) for n in names))
+    assert kit.api.updates.batches < 3 * len(names)  # updates did share transactions
+    for name, replies in zip(names, results, strict=True):
+        assert [r.body["clientToken"] for r in replies] == [f"{name}-{i}" for i in range(3)]
+        assert [r.body["executionState"]["versionNumber"] for r in replies] == [2, 3, 4]
+        assert replies[-1].body["executionState"] == {
+            "status": "SUCCEEDED",
+            "statusDetails": {"step": "2"},
+            "versionNumber": 4,
+        }
+        # QUEUED -> IN_PROGRESS of the head and IN_PROGRESS -> IN_PROGRESS notify nothing; the
+        # terminal update empties the pending list: notify and notify-next, to that thing only.
+        assert replies[0].notifications == [] and replies[1].notifications == []
+        assert [t for t, _ in replies[2].notifications] == [
+            f"$aws/things/{name}/jobs/notify",
+            f"$aws/things/{name}/jobs/notify-next",
+        ]
+    assert set((await stored(kit.db, job)).values()) == {("SUCCEEDED", 4)}
+
+
+async def test_rejected_updates_in_a_batch_leave_the_others_applied(kit: Kit) -> None:
+    await kit.add_things("dev1", "dev2", "dev3")
+    job = await kit.deploy("dev1", "dev2", "dev3")
+    results = await asyncio.gather(
+        update(kit, "dev1", job, {"status": "IN_PROGRESS", "expectedVersion": 1}),
+        update(kit, "dev2", job, {"status": "IN_PROGRESS", "expectedVersion": 5}),
+        update(kit, "dev3", job, {"status": "IN_PROGRESS", "executionNumber": 9}),
+        update(kit, "dev1", job, {"status": "IN_PROGRESS", "expectedVersion": 1}),
+        update(kit, "dev3", job, {"status": "FAILED"}),
+    )
+    assert [r.accepted for r in results] == [True, False, False, False, True]
+    assert results[1].body["code"] == "VersionMismatch"
+    assert results[1].body["executionState"]["versionNumber"] == 1
+    assert results[2].body["code"] == "ResourceNotFound"
+    # Applied in arrival order: the second dev1 update saw the first one's version.
+    assert results[3].body["code"] == "VersionMismatch"
+    assert results[3].body["executionState"] == {
+        "status": "IN_PROGRESS",
+        "statusDetails": {},
+        "versionNumber": 2,
+    }
+    assert await stored(kit.db, job) == {
+        "dev1": ("IN_PROGRESS", 2),
+        "dev2": ("QUEUED", 1),
+        "dev3": ("FAILED", 2),
+    }
+
+
+async def test_updates_after_close_are_refused_and_change_nothing(kit: Kit) -> None:
+    await kit.add_things("dev1")
+    job = await kit.deploy("dev1")
+    await kit.api.close()
+    r = await update(kit, "dev1", job, {"status": "IN_PROGRESS", "clientToken": "t"})
+    assert r.body["code"] == "InternalError" and r.body["clientToken"] == "t"
+    assert "shutting down" in r.body["message"]
+    assert await stored(kit.db, job) == {"dev1": ("QUEUED", 1)}
+
+
+@pytest.fixture
+async def pg_kit(tmp_path: Path) -> AsyncIterator[Kit]:
+    async with fresh_postgres_database() as url:
+        db = await Database.open(url)
+        kit = Kit(db, tmp_path)
+        try:
+            yield kit
+        finally:
+            await kit.close()
+            await db.close()
+
+
+async def test_postgres_group_commit_race_and_notifications(pg_kit: Kit) -> None:
+    kit = pg_kit
+    await kit.add_things("dev1", "dev2")
+    job = await kit.deploy("dev1", "dev2")
+    race = await asyncio.gather(
+        *[
+            update(
+                kit,
+                "dev1",
+                job,
+                {"status": "IN_PROGRESS", "expectedVersion": 1, "clientToken": f"w{i}"},
+            )
+            for i in range(6)
+        ],
+        update(kit, "dev2", job, {"status": "REJECTED", "statusDetails": {"why": "model"}}),
+    )
+    winners = [r for r in race[:6] if r.accepted]
+    assert len(winners) == 1
+    assert {r.body["code"] for r in race[:6] if not r.accepted} == {"VersionMismatch"}
+    assert race[6].accepted
+    assert [t.rsplit("/", 1)[1] for t, _ in race[6].notifications] == ["notify", "notify-next"]
+    done = await update(kit, "dev1", job, {"status": "SUCCEEDED", "expectedVersion": 2})
+    assert done.accepted
+    assert await stored(kit.db, job) == {"dev1": ("SUCCEEDED", 3), "dev2": ("REJECTED", 2)}

@@ -1,0 +1,81 @@
+"""Helpers for the provisioning tests: a fake clock, the test environment, calling handlers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from lantern.gateway import ClaimIdentity, DeviceRequest, HandlerResult
+from lantern.pki import CertificateAuthority
+from lantern.provisioning.admin import create_claim
+from lantern.provisioning.service import ProvisioningService
+from lantern.store import Database
+from support.process import LanternProcess
+
+
+@dataclass
+class Claim:
+    """Files of a claim certificate as `lantern claims create` writes them."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Env:
+    db: Database
+    ca: CertificateAuthority
+    clock: FakeClock
+    service: ProvisioningService
+    claim: ClaimIdentity
+
+    async def new_claim(self, *templates: str, limit: int | None = None) -> ClaimIdentity:
+        record, _ = await create_claim(
+            self.db,
+            self.ca,
+            list(templates or ["DefaultProvisioningTemplate"]),
+            device_limit=limit,
+        )
+        return ClaimIdentity(
+            certificate_id=record.certificate_id,
+            claim_id=record.id,
+            project=record.project,
+            allowed_templates=frozenset(record.allowed_templates),
+        )
+
+
+async def call(
+    handler: object, topic: str, payload: bytes, identity: object, **params: str
+) -> HandlerResult:
+    """Call a service handler as the router would."""
+    request = DeviceRequest(
+        topic=topic,
+        payload=payload,
+        identity=identity,
+        client_id="dev-client",  # type: ignore[arg-type]
+        qos=1,
+        topic_params=params,
+    )
+    return await handler(request)  # type: ignore[operator, no-any-return]
+
+
+def lantern_cli(proc: LanternProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a `lantern` command against ``proc``'s data directory, as an operator would."""
+    return subprocess.run(
+        [sys.executable, "-m", "lantern", *args],
+        env=proc.command_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
