@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -16,7 +17,9 @@ from lantern.runtime.datadir import DataDir
 from lantern.settings import Settings, load_settings
 from lantern.store import Database
 
-console = Console(highlight=False, soft_wrap=True)
+# Piped output (scripts, CI logs) gets wide tables so ids are never cut to fit 80 columns.
+_PIPE_WIDTH = None if sys.stdout.isatty() else 200
+console = Console(highlight=False, soft_wrap=True, width=_PIPE_WIDTH)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")

@@ -27,7 +27,6 @@ from lantern.cli.common import (
 from lantern.jobs.catalog import FirmwareCatalog, ThingGroups
 from lantern.jobs.clock import SystemClock
 from lantern.jobs.deployments import AbortCriterion, DeploymentService, DeploymentSpec
-from lantern.runtime.jobs import object_store_for
 from lantern.settings import Settings
 from lantern.store import Database
 from lantern.store.jobs import ExecStatus
@@ -52,6 +51,8 @@ async def _with_services(
     fn: Callable[[FirmwareCatalog, DeploymentService, ThingGroups], Awaitable[T]],
 ) -> T:
     db = await Database.open(settings.effective_database_url)
+    from lantern.runtime.jobs import object_store_for  # the server side loads only when used
+
     objects, s3 = object_store_for(settings, settings.data_dir.resolve())
     if s3 is not None:
         await s3.start()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lantern.cli.common import ConfigOption, DataDirOption, console, fail, settings_from
 from lantern.errors import LanternError
-from lantern.runtime.server import RunningServer, serve
+
+if TYPE_CHECKING:
+    from lantern.runtime.server import RunningServer
 
 
 def serve_command(
@@ -19,6 +21,9 @@ def serve_command(
     http_port: Annotated[int | None, typer.Option(help="HTTP port (default 8080).")] = None,
 ) -> None:
     """Run Lantern: MQTT gateway, HTTP API and workers in one process, until Ctrl-C."""
+    # Imported here: every component's dependencies load only when the server really starts.
+    from lantern.runtime.server import serve
+
     settings = settings_from(data_dir, config)
     if http_port is not None:
         settings = settings.model_copy(
