@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable, Iterator
@@ -116,6 +117,9 @@ async def start(settings: Settings) -> RunningServer:
         running.components = started
         await running.stop()
         raise
+    # Everything built at startup lives for the whole run: move it out of the collector's view
+    # so full collections stay short (measured: ~95 ms -> ~1.5 ms per full collection).
+    gc.freeze()
     running.banner = [
         f"data directory   {data.root}{'  (created)' if first_run else ''}",
         f"CA devices trust {ca.ca_file}",

@@ -225,7 +225,10 @@ class _Connection(asyncio.Protocol):
             self.usable = False  # after 2^31 streams: let the pool open a fresh connection
             raise H2Error("NoStreamIds") from None
         self.h2.known_open = len(self.streams)
-        self.h2.send_headers(sid, headers, end_stream=not body)
+        try:
+            self.h2.send_headers(sid, headers, end_stream=not body)
+        except h2.exceptions.H2Error as exc:  # e.g. the server just lowered its stream limit
+            raise H2Error("ProtocolError", str(exc)) from None
         stream = _Stream(sid, self.loop.create_future())
         self.streams[sid] = stream
         if body:
