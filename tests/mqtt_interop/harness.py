@@ -3,70 +3,42 @@
 
 Everything synchronises on queues with timeouts. ``nothing_for`` / ``expect_none`` are the only
 bounded waits, used to prove that something does NOT arrive.
+
+The PKI, the server's loop thread and the paho property helpers are those of
+``support.mqtt_server`` (the MQTT server's own tests); only what interop needs on top is here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import threading
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties as PahoProperties
-from paho.mqtt.reasoncodes import ReasonCode as PahoReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from lantern.mqtt.hooks import AllowAllAuthenticator, AllowAllAuthorizer, ClientHandle
-from lantern.mqtt.server import MQTTServer, MQTTServerConfig
-from lantern.pki import CertificateAuthority, KeyType
+from lantern.mqtt.hooks import Authorizer, ClientHandle
+from lantern.mqtt.server import MQTTServerConfig
+from support import mqtt_server
+from support.mqtt_server import WAIT, ClientFiles
+from support.mqtt_server import props as paho_props
+from support.mqtt_server import reason_value as rc_value
 
-T = TypeVar("T")
-WAIT = 5.0  # upper bound for anything that should happen "now"
+__all__ = ["WAIT", "ClientFiles", "InteropPKI", "paho_props", "rc_value"]  # re-exported for tests
+
+# A temporary platform CA (with its server certificate) and client certificates.
+InteropPKI = mqtt_server.MQTTTestPKI
+
 QUIET = 0.2  # how long we watch to prove that something does not arrive
 
 # The paho interop suite's topic set (client_test.py / client_test5.py).
 TOPICS = ("TopicA", "TopicA/B", "Topic/C", "TopicA/C", "/TopicA")
 WILDTOPICS = ("TopicA/+", "+/C", "#", "/#", "/+", "+/+", "TopicA/#")
 NOSUBSCRIBE = "test/nosubscribe"
-
-
-# -- PKI ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClientFiles:
-    cert: Path
-    key: Path
-    ca: Path
-
-
-@dataclass
-class InteropPKI:
-    """A temporary platform CA (with its server certificate) and client certificates."""
-
-    ca: CertificateAuthority
-    directory: Path
-
-    @classmethod
-    def create(cls, directory: Path) -> InteropPKI:
-        ca, _ = CertificateAuthority.load_or_create(directory / "ca")
-        return cls(ca, directory)
-
-    def client(self, name: str) -> ClientFiles:
-        cert = self.directory / f"{name}.crt"
-        key = self.directory / f"{name}.key"
-        if not cert.exists():
-            issued = self.ca.issue(name, KeyType.EC_P256)
-            assert issued.private_key_pem is not None
-            cert.write_text(issued.certificate_pem)
-            key.write_text(issued.private_key_pem)
-        return ClientFiles(cert, key, self.ca.ca_file)
 
 
 # -- hooks -------------------------------------------------------------------------------
@@ -89,9 +61,11 @@ class NoSubscribeAuthorizer:
 # -- server ------------------------------------------------------------------------------
 
 
-class ServerThread:
+class ServerThread(mqtt_server.ServerThread):
     """An MQTTServer with a plain TCP listener (and optionally mTLS / WebSocket) on port 0,
     running on its own event loop in a daemon thread."""
+
+    run_timeout = WAIT * 2
 
     def __init__(
         self,
@@ -99,7 +73,7 @@ class ServerThread:
         *,
         tls: bool = False,
         ws: bool = False,
-        authorizer: Any = None,
+        authorizer: Authorizer | None = None,
         **config: Any,
     ) -> None:
         files: dict[str, Any] = {}
@@ -109,7 +83,7 @@ class ServerThread:
                 "key_file": pki.ca.server_key_file,
                 "ca_file": pki.ca.ca_file,
             }
-        self.config = MQTTServerConfig(
+        server_config = MQTTServerConfig(
             host="127.0.0.1",
             tcp_port=0,
             tls_port=0 if tls else None,
@@ -117,25 +91,7 @@ class ServerThread:
             **files,
             **config,
         )
-        self.loop = asyncio.new_event_loop()
-        self.server = MQTTServer(
-            self.config,
-            AllowAllAuthenticator(),
-            authorizer if authorizer is not None else AllowAllAuthorizer(),
-        )
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def start(self) -> ServerThread:
-        self._thread.start()
-        try:
-            self.run(self.server.start())
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(WAIT * 2)
+        self._serve(server_config, authorizer=authorizer)
 
     @property
     def tcp_port(self) -> int:
@@ -148,16 +104,6 @@ class ServerThread:
     @property
     def ws_port(self) -> int:
         return self.server.ports["ws"]
-
-    def stop(self) -> None:
-        if self.loop.is_running():
-            try:
-                self.run(self.server.stop())
-            finally:
-                self.loop.call_soon_threadsafe(self.loop.stop)
-                self._thread.join(WAIT)
-        if not self.loop.is_running():
-            self.loop.close()
 
 
 # -- paho client -------------------------------------------------------------------------
@@ -172,18 +118,6 @@ class Message:
     dup: bool
     mid: int
     properties: Any  # paho Properties or None
-
-
-def rc_value(rc: Any) -> int:
-    return rc.value if isinstance(rc, PahoReasonCode) else int(rc)
-
-
-def paho_props(packet_type: int, **values: Any) -> PahoProperties:
-    """paho Properties; ``UserProperty`` takes a list of pairs."""
-    props = PahoProperties(packet_type)
-    for name, value in values.items():
-        setattr(props, name, value)
-    return props
 
 
 @dataclass

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 
 import pytest
+from croniter import croniter
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lantern.schedule import Rule, ScheduleInvalid
 from lantern.schedule.rules import iso_local, load_timezone, resolve_local
@@ -213,3 +216,59 @@ def test_end_before_start_is_refused() -> None:
     with pytest.raises(ScheduleInvalid) as err:
         Rule.build(timezone="UTC", start_at=100, end_at=50, cron=None, repeat="daily", times=None)
     assert err.value.field == "end"
+
+
+# -- repeat intervals are matched without croniter: same answers as their cron forms -----------
+
+_CRON_FORMS = {
+    "hourly": "{m} * * * *",
+    "every3h": "{m} {h3} * * *",
+    "every6h": "{m} {h6} * * *",
+    "every12h": "{m} {h12} * * *",
+    "daily": "{m} {h} * * *",
+    "weekly": "{m} {h} * * {dow}",
+    "biweekly": "{m} {h} * * 2,4",
+    "triweekly": "{m} {h} * * 1,3,5",
+    "bimonthly": "{m} {h} 10,20 * *",
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    repeat=st.sampled_from(sorted(_CRON_FORMS)),
+    at_time=st.times().map(lambda t: time(t.hour, t.minute)),
+    start=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)),
+    after=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)),
+)
+def test_repeat_intervals_agree_with_their_cron_form(
+    repeat: str, at_time: time, start: datetime, after: datetime
+) -> None:
+    r = Rule.build(
+        timezone="UTC",
+        start_at=int(start.replace(tzinfo=UTC).timestamp()),
+        end_at=None,
+        cron=None,
+        repeat=repeat,
+        times=[at_time],
+    )
+    h, m = at_time.hour, at_time.minute
+    expr = _CRON_FORMS[repeat].format(
+        m=m,
+        h=h,
+        dow=start.isoweekday() % 7,
+        **{f"h{n}": ",".join(str(x) for x in range(h % n, 24, n)) for n in (3, 6, 12)},
+    )
+    assert r.next_local(after) == croniter(expr, after).get_next(datetime)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    chosen=st.sets(st.times().map(lambda t: time(t.hour, t.minute)), min_size=1, max_size=5),
+    after=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)),
+)
+def test_custom_times_agree_with_their_cron_forms(chosen: set[time], after: datetime) -> None:
+    r = Rule.build(
+        timezone="UTC", start_at=0, end_at=None, cron=None, repeat="custom", times=sorted(chosen)
+    )
+    expected = min(croniter(f"{t.minute} {t.hour} * * *", after).get_next(datetime) for t in chosen)
+    assert r.next_local(after) == expected

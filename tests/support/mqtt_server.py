@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -65,7 +65,11 @@ class MQTTTestPKI:
 
 
 class ServerThread:
-    """An MQTTServer running on its own event loop in a daemon thread."""
+    """An MQTTServer (mTLS listener on port 0 by default) running on its own event loop in a
+    daemon thread. Subclasses that listen elsewhere build their own config and call
+    :meth:`_serve`."""
+
+    run_timeout = WAIT  # how long run() waits for a coroutine on the server's loop
 
     def __init__(
         self,
@@ -84,18 +88,34 @@ class ServerThread:
             ca_file=pki.ca.ca_file,
             **limits,
         )
+        self._serve(config, authenticator, authorizer, interceptor)
+
+    def _serve(
+        self,
+        config: MQTTServerConfig,
+        authenticator: Authenticator | None = None,
+        authorizer: Authorizer | None = None,
+        interceptor: PublishInterceptor | None = None,
+    ) -> None:
+        """Create the server (allow-all hooks unless given) and the loop thread to run it on."""
+        self.config = config
         self.loop = asyncio.new_event_loop()
         self.server = MQTTServer(
             config,
-            authenticator or AllowAllAuthenticator(),
-            authorizer or AllowAllAuthorizer(),
+            authenticator if authenticator is not None else AllowAllAuthenticator(),
+            authorizer if authorizer is not None else AllowAllAuthorizer(),
             interceptor,
         )
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
-    def start(self) -> ServerThread:
+    def start(self) -> Self:
+        """Start the loop thread and the server; on failure stop both before raising."""
         self._thread.start()
-        self.run(self.server.start())
+        try:
+            self.run(self.server.start())
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     @property
@@ -103,7 +123,7 @@ class ServerThread:
         return self.server.ports["mqtts"]
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(WAIT)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(self.run_timeout)
 
     def call(self, fn: Callable[[], T]) -> T:
         async def wrapper() -> T:
@@ -112,11 +132,15 @@ class ServerThread:
         return self.run(wrapper())
 
     def stop(self) -> None:
+        """Stop the server and its loop thread (the loop stops even if the server's stop fails)."""
         if self.loop.is_running():
-            self.run(self.server.stop())
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(WAIT)
-        self.loop.close()
+            try:
+                self.run(self.server.stop())
+            finally:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join(WAIT)
+        if not self.loop.is_running():
+            self.loop.close()
 
 
 @dataclass
@@ -270,6 +294,7 @@ class Client:
 
 
 def props(packet_type: int, **values: Any) -> PahoProperties:
+    """paho Properties; ``UserProperty`` takes a list of pairs."""
     p = PahoProperties(packet_type)
     for name, value in values.items():
         setattr(p, name, value)

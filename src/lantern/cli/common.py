@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lantern.errors import LanternError
 from lantern.pki import CertificateAuthority
@@ -66,6 +69,36 @@ async def with_store(settings: Settings, fn: Callable[[Database], Awaitable[T]])
         return await fn(db)
     finally:
         await db.close()
+
+
+async def _in_connection(db: Database, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async with db.connect() as conn:
+        return await fn(conn)
+
+
+def query(settings: Settings, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """Run a read-only ``fn`` on one connection of the (migrated) database, for a command.
+
+    The same as ``run_async(with_store(...))`` around ``async with db.connect()``: Lantern errors
+    become a clean message and exit 1.
+    """
+    return run_async(with_store(settings, lambda db: _in_connection(db, fn)))
+
+
+def when(ts: float | None, *, missing: str = "", zone: str = "Z") -> str:
+    """A UTC timestamp as ``YYYY-MM-DD HH:MM:SS`` + ``zone``; ``missing`` when there is none."""
+    if ts is None:
+        return missing
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime(f"%Y-%m-%d %H:%M:%S{zone}")
+
+
+def id_table(*headers: str) -> Table:
+    """A table whose first column (an identifier) is never wrapped or cut: users copy it into
+    commands."""
+    table = Table(*headers)
+    table.columns[0].no_wrap = True
+    table.columns[0].overflow = "ignore"
+    return table
 
 
 def load_ca(settings: Settings) -> CertificateAuthority:

@@ -7,8 +7,8 @@ within one timer tick (``[jobs] timer_tick_seconds``).
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -23,6 +23,7 @@ from lantern.cli.common import (
     fail,
     run_async,
     settings_from,
+    when,
 )
 from lantern.jobs.catalog import FirmwareCatalog, ThingGroups
 from lantern.jobs.clock import SystemClock
@@ -36,20 +37,29 @@ deployments_app = typer.Typer(help="Firmware deployments (jobs) to things.", no_
 groups_app = typer.Typer(help="Static thing groups (deployment targets).", no_args_is_help=True)
 
 ProjectOption = Annotated[str, typer.Option("--project", help="Project (tenant).")]
+FirmwareIdArg = Annotated[str, typer.Argument(help="Firmware id.")]
+DeploymentIdArg = Annotated[str, typer.Argument(help="Deployment id.")]
+GroupArg = Annotated[str, typer.Argument(help="Group name.")]
+ThingsArg = Annotated[str, typer.Argument(help="Comma-separated thing names.")]
 T = TypeVar("T")
 CHUNK = 256 * 1024
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return ""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+@dataclass(frozen=True)
+class Services:
+    """What a command works with, on one database and object store."""
+
+    catalog: FirmwareCatalog
+    deployments: DeploymentService
+    groups: ThingGroups
 
 
-async def _with_services(
-    settings: Settings,
-    fn: Callable[[FirmwareCatalog, DeploymentService, ThingGroups], Awaitable[T]],
-) -> T:
+def _thing_names(things: str | None) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
+    return [t.strip() for t in (things or "").split(",") if t.strip()]
+
+
+async def _with_services(settings: Settings, fn: Callable[[Services], Awaitable[T]]) -> T:
     db = await Database.open(settings.effective_database_url)
     from lantern.runtime.jobs import object_store_for  # the server side loads only when used
 
@@ -59,17 +69,14 @@ async def _with_services(
     clock = SystemClock()
     try:
         catalog = FirmwareCatalog(db, objects, clock, settings.jobs.max_firmware_bytes)
-        return await fn(catalog, DeploymentService(db, clock), ThingGroups(db, clock))
+        return await fn(Services(catalog, DeploymentService(db, clock), ThingGroups(db, clock)))
     finally:
         if s3 is not None:
             await s3.close()
         await db.close()
 
 
-def _run(
-    settings: Settings,
-    fn: Callable[[FirmwareCatalog, DeploymentService, ThingGroups], Awaitable[T]],
-) -> T:
+def _run(settings: Settings, fn: Callable[[Services], Awaitable[T]]) -> T:
     # JobsError is a LanternError: run_async prints it and exits 1.
     return run_async(_with_services(settings, fn))
 
@@ -88,7 +95,7 @@ def upload(
     settings = settings_from(data_dir, config)
     size = file.stat().st_size
 
-    async def go(catalog: FirmwareCatalog, _d: DeploymentService, _g: ThingGroups) -> None:
+    async def go(svc: Services) -> None:
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -105,7 +112,7 @@ def upload(
                         progress.advance(task, len(chunk))
                         yield chunk
 
-            record = await catalog.upload(chunks(), version=version, name=name, project=project)
+            record = await svc.catalog.upload(chunks(), version=version, name=name, project=project)
         console.print(f"Firmware [bold]{record.id}[/] stored: {record.name} {record.version}")
         console.print(f"  size    {record.size} bytes\n  sha256  {record.sha256}")
         console.print(
@@ -122,15 +129,15 @@ def list_firmware(
     """List firmware images."""
     settings = settings_from(data_dir, config)
 
-    async def go(catalog: FirmwareCatalog, _d: DeploymentService, _g: ThingGroups) -> None:
-        records = await catalog.list_all(project)
+    async def go(svc: Services) -> None:
+        records = await svc.catalog.list_all(project)
         if not records:
             console.print("No firmware yet. Upload one: lantern firmware upload FILE --version V")
             return
         table = Table("id", "name", "version", "size", "sha256", "uploaded")
         for r in records:
             table.add_row(
-                r.id, r.name, r.version, str(r.size), r.sha256[:16] + "…", _when(r.created_at)
+                r.id, r.name, r.version, str(r.size), r.sha256[:16] + "…", when(r.created_at)
             )
         console.print(table)
 
@@ -139,19 +146,19 @@ def list_firmware(
 
 @app.command("show")
 def show_firmware(
-    firmware_id: Annotated[str, typer.Argument(help="Firmware id.")],
+    firmware_id: FirmwareIdArg,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Show one firmware image and the deployments using it."""
     settings = settings_from(data_dir, config)
 
-    async def go(catalog: FirmwareCatalog, _d: DeploymentService, _g: ThingGroups) -> None:
-        r = await catalog.get(firmware_id)
-        users = await catalog.users(firmware_id)
+    async def go(svc: Services) -> None:
+        r = await svc.catalog.get(firmware_id)
+        users = await svc.catalog.users(firmware_id)
         console.print(f"[bold]{r.id}[/]  {r.name} {r.version}  (project {r.project})")
         console.print(f"  size      {r.size} bytes\n  sha256    {r.sha256}")
-        console.print(f"  uploaded  {_when(r.created_at)}")
+        console.print(f"  uploaded  {when(r.created_at)}")
         console.print(f"  used by   {', '.join(users) if users else 'no active deployment'}")
 
     _run(settings, go)
@@ -159,15 +166,15 @@ def show_firmware(
 
 @app.command("delete")
 def delete_firmware(
-    firmware_id: Annotated[str, typer.Argument(help="Firmware id.")],
+    firmware_id: FirmwareIdArg,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Delete a firmware image (refused while a deployment uses it)."""
     settings = settings_from(data_dir, config)
 
-    async def go(catalog: FirmwareCatalog, _d: DeploymentService, _g: ThingGroups) -> None:
-        r = await catalog.delete(firmware_id)
+    async def go(svc: Services) -> None:
+        r = await svc.catalog.delete(firmware_id)
         console.print(f"Deleted firmware {r.id} ({r.name} {r.version}).")
 
     _run(settings, go)
@@ -214,7 +221,7 @@ def create_deployment(
     abort = []
     if abort_failure_percent is not None and abort_min_executed is not None:
         abort.append(AbortCriterion("ALL", abort_failure_percent, abort_min_executed))
-    names = [t.strip() for t in (things or "").split(",") if t.strip()]
+    names = _thing_names(things)
     spec = DeploymentSpec(
         firmware_id=firmware,
         things=names,
@@ -227,9 +234,9 @@ def create_deployment(
         deployment_id=deployment_id,
     )
 
-    async def go(_c: FirmwareCatalog, deployments: DeploymentService, _g: ThingGroups) -> None:
-        job = await deployments.create(spec)
-        d = await deployments.get(job.job_id, with_executions=False)
+    async def go(svc: Services) -> None:
+        job = await svc.deployments.create(spec)
+        d = await svc.deployments.get(job.job_id, with_executions=False)
         rate = f"{max_per_minute}/min" if max_per_minute else "all at once"
         console.print(
             f"Deployment [bold]{job.job_id}[/] created for {d.total} thing(s), rollout {rate}."
@@ -249,8 +256,8 @@ def list_deployments(
     """List deployments with their execution counts."""
     settings = settings_from(data_dir, config)
 
-    async def go(_c: FirmwareCatalog, deployments: DeploymentService, _g: ThingGroups) -> None:
-        items = await deployments.list_all(project)
+    async def go(svc: Services) -> None:
+        items = await svc.deployments.list_all(project)
         if not items:
             console.print("No deployments. Create one: lantern deployments create --firmware ID …")
             return
@@ -267,7 +274,7 @@ def list_deployments(
                 str(d.total),
                 str(d.counts.get(ExecStatus.SUCCEEDED, 0)),
                 str(failed),
-                _when(d.job.created_at),
+                when(d.job.created_at),
             )
         console.print(table)
 
@@ -276,15 +283,15 @@ def list_deployments(
 
 @deployments_app.command("show")
 def show_deployment(
-    deployment_id: Annotated[str, typer.Argument(help="Deployment id.")],
+    deployment_id: DeploymentIdArg,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Counts per execution status, and each device's status and progress."""
     settings = settings_from(data_dir, config)
 
-    async def go(_c: FirmwareCatalog, deployments: DeploymentService, _g: ThingGroups) -> None:
-        d = await deployments.get(deployment_id)
+    async def go(svc: Services) -> None:
+        d = await svc.deployments.get(deployment_id)
         job = d.job
         console.print(
             f"[bold]{job.job_id}[/]  {job.status.value}  firmware {job.firmware_id} "
@@ -305,7 +312,7 @@ def show_deployment(
                 e.status.value,
                 f"{progress}%" if progress and progress.isdigit() else (progress or ""),
                 str(e.version_number),
-                _when(e.last_updated_at),
+                when(e.last_updated_at),
             )
         console.print(devices)
 
@@ -314,7 +321,7 @@ def show_deployment(
 
 @deployments_app.command("cancel")
 def cancel_deployment(
-    deployment_id: Annotated[str, typer.Argument(help="Deployment id.")],
+    deployment_id: DeploymentIdArg,
     force: Annotated[
         bool, typer.Option("--force", help="Also cancel executions already IN_PROGRESS.")
     ] = False,
@@ -324,8 +331,8 @@ def cancel_deployment(
     """Cancel a deployment (AWS CancelJob semantics)."""
     settings = settings_from(data_dir, config)
 
-    async def go(_c: FirmwareCatalog, deployments: DeploymentService, _g: ThingGroups) -> None:
-        things = await deployments.cancel(deployment_id, force=force)
+    async def go(svc: Services) -> None:
+        things = await svc.deployments.cancel(deployment_id, force=force)
         console.print(f"Deployment {deployment_id} canceled; {len(things)} execution(s) canceled.")
         if not force:
             console.print("IN_PROGRESS executions keep running; use --force to cancel them too.")
@@ -336,7 +343,7 @@ def cancel_deployment(
 # -- groups --------------------------------------------------------------------------------------
 @groups_app.command("create")
 def create_group(
-    name: Annotated[str, typer.Argument(help="Group name.")],
+    name: GroupArg,
     description: Annotated[str, typer.Option("--description")] = "",
     project: ProjectOption = "default",
     data_dir: DataDirOption = None,
@@ -345,8 +352,8 @@ def create_group(
     """Create a static thing group."""
     settings = settings_from(data_dir, config)
 
-    async def go(_c: FirmwareCatalog, _d: DeploymentService, groups: ThingGroups) -> None:
-        await groups.create(name, description, project)
+    async def go(svc: Services) -> None:
+        await svc.groups.create(name, description, project)
         console.print(f"Group {name} created. Next: lantern groups add {name} <thing,...>")
 
     _run(settings, go)
@@ -354,18 +361,18 @@ def create_group(
 
 @groups_app.command("add")
 def add_to_group(
-    name: Annotated[str, typer.Argument(help="Group name.")],
-    things: Annotated[str, typer.Argument(help="Comma-separated thing names.")],
+    name: GroupArg,
+    things: ThingsArg,
     project: ProjectOption = "default",
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Add things to a group."""
     settings = settings_from(data_dir, config)
-    names = [t.strip() for t in things.split(",") if t.strip()]
+    names = _thing_names(things)
 
-    async def go(_c: FirmwareCatalog, _d: DeploymentService, groups: ThingGroups) -> None:
-        added = await groups.add(name, names, project)
+    async def go(svc: Services) -> None:
+        added = await svc.groups.add(name, names, project)
         console.print(f"Added {added} thing(s) to {name}.")
 
     _run(settings, go)
@@ -373,18 +380,18 @@ def add_to_group(
 
 @groups_app.command("remove")
 def remove_from_group(
-    name: Annotated[str, typer.Argument(help="Group name.")],
-    things: Annotated[str, typer.Argument(help="Comma-separated thing names.")],
+    name: GroupArg,
+    things: ThingsArg,
     project: ProjectOption = "default",
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Remove things from a group."""
     settings = settings_from(data_dir, config)
-    names = [t.strip() for t in things.split(",") if t.strip()]
+    names = _thing_names(things)
 
-    async def go(_c: FirmwareCatalog, _d: DeploymentService, groups: ThingGroups) -> None:
-        removed = await groups.remove(name, names, project)
+    async def go(svc: Services) -> None:
+        removed = await svc.groups.remove(name, names, project)
         console.print(f"Removed {removed} thing(s) from {name}.")
 
     _run(settings, go)
@@ -397,10 +404,10 @@ def list_groups(
     """List thing groups."""
     settings = settings_from(data_dir, config)
 
-    async def go(_c: FirmwareCatalog, _d: DeploymentService, groups: ThingGroups) -> None:
+    async def go(svc: Services) -> None:
         table = Table("group", "members", "description", "created")
-        for g in await groups.list_all(project):
-            table.add_row(g.name, str(g.member_count), g.description, _when(g.created_at))
+        for g in await svc.groups.list_all(project):
+            table.add_row(g.name, str(g.member_count), g.description, when(g.created_at))
         console.print(table)
 
     _run(settings, go)
@@ -408,7 +415,7 @@ def list_groups(
 
 @groups_app.command("show")
 def show_group(
-    name: Annotated[str, typer.Argument(help="Group name.")],
+    name: GroupArg,
     project: ProjectOption = "default",
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
@@ -416,8 +423,8 @@ def show_group(
     """Show a group's members."""
     settings = settings_from(data_dir, config)
 
-    async def go(_c: FirmwareCatalog, _d: DeploymentService, groups: ThingGroups) -> None:
-        group, members = await groups.get(name, project)
+    async def go(svc: Services) -> None:
+        group, members = await svc.groups.get(name, project)
         console.print(f"[bold]{group.name}[/] ({len(members)} member(s)) {group.description}")
         for m in members:
             console.print(f"  {m}")
@@ -427,7 +434,7 @@ def show_group(
 
 @groups_app.command("delete")
 def delete_group(
-    name: Annotated[str, typer.Argument(help="Group name.")],
+    name: GroupArg,
     project: ProjectOption = "default",
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
@@ -435,8 +442,8 @@ def delete_group(
     """Delete a group (its things are not touched)."""
     settings = settings_from(data_dir, config)
 
-    async def go(_c: FirmwareCatalog, _d: DeploymentService, groups: ThingGroups) -> None:
-        await groups.delete(name, project)
+    async def go(svc: Services) -> None:
+        await svc.groups.delete(name, project)
         console.print(f"Group {name} deleted.")
 
     _run(settings, go)

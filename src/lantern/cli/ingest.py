@@ -6,7 +6,6 @@ Two Typer apps: :data:`tokens_app` and :data:`files_app` (registered as ``tokens
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -18,8 +17,10 @@ from lantern.cli.common import (
     DataDirOption,
     console,
     fail,
+    query,
     run_async,
     settings_from,
+    when,
     with_store,
 )
 from lantern.ingest import tokens
@@ -33,9 +34,7 @@ files_app = typer.Typer(help="Files uploaded by devices.", no_args_is_help=True)
 
 
 def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return when(ts, missing="-", zone=" UTC")
 
 
 @tokens_app.command("create")
@@ -73,12 +72,7 @@ def tokens_list(
 ) -> None:
     """List tokens (never their secrets)."""
     settings = settings_from(data_dir, config)
-
-    async def go(db: Database) -> list[repo.TokenRecord]:
-        async with db.connect() as conn:
-            return await repo.list_tokens(conn, project)
-
-    records = run_async(with_store(settings, go))
+    records = query(settings, lambda conn: repo.list_tokens(conn, project))
     if not records:
         console.print("No tokens. Create one with `lantern tokens create --project default`.")
         return
@@ -115,12 +109,7 @@ def files_list(
 ) -> None:
     """List uploaded files, newest first."""
     settings = settings_from(data_dir, config)
-
-    async def go(db: Database) -> list[repo.FileRecord]:
-        async with db.connect() as conn:
-            return await repo.list_files(conn, project=project, thing_name=thing)
-
-    records = run_async(with_store(settings, go))
+    records = query(settings, lambda conn: repo.list_files(conn, project=project, thing_name=thing))
     if not records:
         console.print("No files yet. Devices upload with `lantern device upload-file`.")
         return

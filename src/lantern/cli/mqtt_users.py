@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from lantern.cli.common import (
     ConfigOption,
     DataDirOption,
     console,
     fail,
+    id_table,
+    query,
     run_async,
     settings_from,
     with_store,
@@ -28,12 +29,6 @@ app = typer.Typer(
     help="MQTT user accounts for the plain TCP and WebSocket listeners.", no_args_is_help=True
 )
 policies_app = typer.Typer(help="Policies (AWS IoT style documents).", no_args_is_help=True)
-
-
-def _keep_first_column_whole(table: Table) -> None:
-    """Identifiers (first column) are never wrapped or cut: users copy them into commands."""
-    table.columns[0].no_wrap = True
-    table.columns[0].overflow = "ignore"
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -93,15 +88,8 @@ def users_create(
 def users_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
     """List users."""
     settings = settings_from(data_dir, config)
-
-    async def work(db: Database) -> list[acc.MqttUserRecord]:
-        async with db.connect() as conn:
-            return await acc.list_mqtt_users(conn, None)
-
-    table = Table("user", "project", "policy")
-
-    _keep_first_column_whole(table)
-    for u in run_async(with_store(settings, work)):
+    table = id_table("user", "project", "policy")
+    for u in query(settings, lambda conn: acc.list_mqtt_users(conn, None)):
         table.add_row(u.username, u.project, u.policy_name or "[dim](none: no access)[/]")
     console.print(table)
 
@@ -158,15 +146,8 @@ def policies_put(
 def policies_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
     """List policies."""
     settings = settings_from(data_dir, config)
-
-    async def work(db: Database) -> list[acc.PolicyRecord]:
-        async with db.connect() as conn:
-            return await acc.list_policies(conn, None)
-
-    table = Table("policy", "project", "project-wide", "statements")
-
-    _keep_first_column_whole(table)
-    for p in run_async(with_store(settings, work)):
+    table = id_table("policy", "project", "project-wide", "statements")
+    for p in query(settings, lambda conn: acc.list_policies(conn, None)):
         table.add_row(
             p.name,
             p.project,
@@ -180,12 +161,7 @@ def policies_list(data_dir: DataDirOption = None, config: ConfigOption = None) -
 def policies_show(name: str, data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
     """Print a policy document."""
     settings = settings_from(data_dir, config)
-
-    async def work(db: Database) -> acc.PolicyRecord | None:
-        async with db.connect() as conn:
-            return await acc.get_policy(conn, name)
-
-    policy = run_async(with_store(settings, work))
+    policy = query(settings, lambda conn: acc.get_policy(conn, name))
     if policy is None:
         raise fail(f"policy {name} does not exist", "see `lantern policies list`")
     console.print_json(json.dumps(policy.document))

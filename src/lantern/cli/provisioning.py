@@ -7,23 +7,25 @@ connections.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lantern.cli.common import (
     ConfigOption,
     DataDirOption,
     console,
     fail,
+    id_table,
     load_ca,
+    query,
     run_async,
     settings_from,
+    when,
     with_store,
 )
 from lantern.pki import KeyType
@@ -38,18 +40,6 @@ claims_app = typer.Typer(
 templates_app = typer.Typer(help="Provisioning templates.", no_args_is_help=True)
 things_app = typer.Typer(help="Things (provisioned devices).", no_args_is_help=True)
 certs_app = typer.Typer(help="Certificates (claim and device).", no_args_is_help=True)
-
-
-def _keep_first_column_whole(table: Table) -> None:
-    """Identifiers (first column) are never wrapped or cut: users copy them into commands."""
-    table.columns[0].no_wrap = True
-    table.columns[0].overflow = "ignore"
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return ""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -112,18 +102,16 @@ def claims_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> 
     """List claim certificates."""
     settings = settings_from(data_dir, config)
 
-    async def work(db: Database) -> list[tuple[reg.ClaimRecord, int]]:
-        async with db.connect() as conn:
-            claims = await reg.list_claims(conn, None)
-            return [(c, await reg.count_claim_devices(conn, c.id)) for c in claims]
+    async def work(conn: AsyncConnection) -> list[tuple[reg.ClaimRecord, int]]:
+        claims = await reg.list_claims(conn, None)
+        return [(c, await reg.count_claim_devices(conn, c.id)) for c in claims]
 
-    rows = run_async(with_store(settings, work))
-    table = Table("claim", "templates", "devices", "status", "certificate", "created")
-    _keep_first_column_whole(table)
+    rows = query(settings, work)
+    table = id_table("claim", "templates", "devices", "status", "certificate", "created")
     for claim, used in rows:
         limit = f"{used}/{claim.device_limit}" if claim.device_limit else str(used)
         status = (
-            f"[red]revoked {_when(claim.revoked_at)}[/]" if claim.revoked_at else "[green]active[/]"
+            f"[red]revoked {when(claim.revoked_at)}[/]" if claim.revoked_at else "[green]active[/]"
         )
         table.add_row(
             claim.id,
@@ -131,7 +119,7 @@ def claims_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> 
             limit,
             status,
             claim.certificate_id[:12],
-            _when(claim.created_at),
+            when(claim.created_at),
         )
     console.print(
         table
@@ -161,15 +149,8 @@ def claims_revoke(
 def templates_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
     """List provisioning templates."""
     settings = settings_from(data_dir, config)
-
-    async def work(db: Database) -> list[reg.TemplateRecord]:
-        async with db.connect() as conn:
-            return await reg.list_templates(conn, None)
-
-    table = Table("name", "enabled", "parameters", "hook", "version", "description")
-
-    _keep_first_column_whole(table)
-    for t in run_async(with_store(settings, work)):
+    table = id_table("name", "enabled", "parameters", "hook", "version", "description")
+    for t in query(settings, lambda conn: reg.list_templates(conn, None)):
         params = ", ".join(p for p in t.body.get("Parameters", {}) if "::" not in p)
         table.add_row(
             t.name,
@@ -186,12 +167,7 @@ def templates_list(data_dir: DataDirOption = None, config: ConfigOption = None) 
 def templates_show(name: str, data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
     """Print a template as JSON (a file `templates update` accepts)."""
     settings = settings_from(data_dir, config)
-
-    async def work(db: Database) -> reg.TemplateRecord | None:
-        async with db.connect() as conn:
-            return await reg.get_template(conn, name)
-
-    t = run_async(with_store(settings, work))
+    t = query(settings, lambda conn: reg.get_template(conn, name))
     if t is None:
         raise fail(f"template {name} does not exist", "see `lantern templates list`")
     doc: dict[str, object] = {
@@ -266,14 +242,8 @@ def _load(path: Path) -> admin.TemplateSpec:
 def things_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
     """List things."""
     settings = settings_from(data_dir, config)
-
-    async def work(db: Database) -> list[reg.ThingRecord]:
-        async with db.connect() as conn:
-            return await reg.list_things(conn, None)
-
-    rows = run_async(with_store(settings, work))
-    table = Table("thing", "serial", "manufacturer", "model", "name", "template", "created")
-    _keep_first_column_whole(table)
+    rows = query(settings, lambda conn: reg.list_things(conn, None))
+    table = id_table("thing", "serial", "manufacturer", "model", "name", "template", "created")
     for t in rows:
         table.add_row(
             t.name,
@@ -282,7 +252,7 @@ def things_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> 
             t.model or "",
             t.device_name or "",
             t.template_name or "",
-            _when(t.created_at),
+            when(t.created_at),
         )
     console.print(table if rows else "No things yet: devices appear here once they provision.")
 
@@ -292,18 +262,19 @@ def things_show(name: str, data_dir: DataDirOption = None, config: ConfigOption 
     """Show a thing, its attributes and certificates."""
     settings = settings_from(data_dir, config)
 
-    async def work(db: Database) -> tuple[reg.ThingRecord | None, list[reg.CertificateRecord]]:
-        async with db.connect() as conn:
-            return await reg.get_thing(conn, name), await reg.list_certificates(
-                conn, None, thing_name=name
-            )
+    async def work(
+        conn: AsyncConnection,
+    ) -> tuple[reg.ThingRecord | None, list[reg.CertificateRecord]]:
+        return await reg.get_thing(conn, name), await reg.list_certificates(
+            conn, None, thing_name=name
+        )
 
-    thing, certs = run_async(with_store(settings, work))
+    thing, certs = query(settings, work)
     if thing is None:
         raise fail(f"thing {name} does not exist", "see `lantern things list`")
     console.print(
         f"[bold]{thing.name}[/]  project {thing.project}  template "
-        f"{thing.template_name or '-'}  created {_when(thing.created_at)}"
+        f"{thing.template_name or '-'}  created {when(thing.created_at)}"
     )
     console.print(
         f"  serial {thing.serial_number}  manufacturer {thing.manufacturer}  "
@@ -332,20 +303,17 @@ def certs_list(
 ) -> None:
     """List certificates."""
     settings = settings_from(data_dir, config)
-
-    async def work(db: Database) -> list[reg.CertificateRecord]:
-        async with db.connect() as conn:
-            return await reg.list_certificates(
-                conn, None, thing_name=thing, status=status.upper() if status else None
-            )
-
-    table = Table("certificate", "kind", "status", "thing", "created")
-
-    _keep_first_column_whole(table)
-    for c in run_async(with_store(settings, work)):
+    certs = query(
+        settings,
+        lambda conn: reg.list_certificates(
+            conn, None, thing_name=thing, status=status.upper() if status else None
+        ),
+    )
+    table = id_table("certificate", "kind", "status", "thing", "created")
+    for c in certs:
         # 16 hex digits identify a certificate (commands accept unique prefixes); `certs show`
         # prints the whole id.
-        table.add_row(c.id[:16], c.kind, c.status, c.thing_name or "", _when(c.created_at))
+        table.add_row(c.id[:16], c.kind, c.status, c.thing_name or "", when(c.created_at))
     console.print(table)
 
 

@@ -7,7 +7,8 @@ layer plugs into it through the protocols below (contract: mqtt_server_api.md):
   opaque identity, or refuses it with a reason code.
 * :class:`Authorizer` allows or denies publish, subscribe and receive, per topic.
 * :class:`PublishInterceptor` sees every inbound PUBLISH (after ``may_publish``) and may handle
-  it itself instead of routing it; the PUBACK is sent only after ``intercept`` returns.
+  it itself instead of routing it; the PUBACK is sent only after ``intercept`` returns. Calls
+  of one connection are pipelined (concurrent, outcomes applied in receive order).
 * :class:`ConnectionEvents` observes connections coming and going.
 
 :class:`AllowAllAuthenticator` and :class:`AllowAllAuthorizer` are TEMPORARY defaults: any client
@@ -116,7 +117,14 @@ class PublishInterceptor(Protocol):
 
         None = not ours, route normally. A ReasonCode = handled here, not routed; it is the
         PUBACK reason for QoS 1 (MQTT 5), and the PUBACK is sent only after this coroutine
-        returns (so a handler can acknowledge after its commit).
+        returns (so a handler can acknowledge after its commit). An exception = PUBACK 0x80
+        for that message only.
+
+        Calls are pipelined: the connection keeps reading while calls run, so up to Receive
+        Maximum calls of ONE connection run concurrently. They start in receive order (work
+        queued before the first ``await`` keeps the client's order) and may finish in any
+        order; their outcomes (PUBACK/PUBREC, routing) are applied in receive order. A call is
+        never cancelled when its connection closes; nothing is sent to that connection then.
         """
         ...
 

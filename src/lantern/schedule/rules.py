@@ -68,6 +68,7 @@ _EVERY_N_HOURS: Final = {"every3h": 3, "every6h": 6, "every12h": 12}
 # How many candidate local times one next() may examine before giving up (a rule that cannot
 # produce an instant, e.g. every candidate inside a DST gap already passed, is malformed).
 _MAX_CANDIDATES: Final = 10_000
+_PATTERN_DAYS: Final = 64  # every repeat pattern matches a day within this many
 
 
 def load_timezone(name: str) -> ZoneInfo:
@@ -137,6 +138,31 @@ def resolve_local(naive: datetime, tz: ZoneInfo) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class _Pattern:
+    """Local wall times at ``minute`` past each of ``hours`` (ascending) on the days allowed by
+    ``weekdays`` (ISO: Monday 1 .. Sunday 7) and ``days`` (of the month); None: every day."""
+
+    minute: int
+    hours: tuple[int, ...]
+    weekdays: frozenset[int] | None = None
+    days: frozenset[int] | None = None
+
+    def next_after(self, after: datetime) -> datetime:
+        """The first matching wall time strictly after ``after`` (naive, local)."""
+        day = after.date()
+        for _ in range(_PATTERN_DAYS):
+            if (self.weekdays is None or day.isoweekday() in self.weekdays) and (
+                self.days is None or day.day in self.days
+            ):
+                for hour in self.hours:
+                    candidate = datetime(day.year, day.month, day.day, hour, self.minute)
+                    if candidate > after:
+                        return candidate
+            day += timedelta(days=1)
+        raise AssertionError(f"{self} matches no day")  # every pattern matches within 31 days
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """A schedule's timing. Build with :meth:`build` (validates) or from stored fields."""
 
@@ -191,31 +217,30 @@ class Rule:
     def _start_local(self) -> datetime:
         return local_wall_time(self.start_at, self.timezone)
 
-    def _cron_exprs(self) -> list[str]:
-        if self.cron is not None:
-            return [self.cron]
+    def _patterns(self) -> list[_Pattern]:
+        """The repeat interval as day/hour/minute sets (what its cron form would say)."""
         repeat, times = self.repeat, self.times
         t = times[0]
         m, h = t.minute, t.hour
         if repeat == "hourly":
-            return [f"{m} * * * *"]
+            return [_Pattern(m, tuple(range(24)))]
         if repeat in _EVERY_N_HOURS:
-            n = _EVERY_N_HOURS[repeat]
-            hours = ",".join(str(x) for x in range(h % n, 24, n))
-            return [f"{m} {hours} * * *"]
+            return [
+                _Pattern(m, tuple(range(h % _EVERY_N_HOURS[repeat], 24, _EVERY_N_HOURS[repeat])))
+            ]
         if repeat == "daily":
-            return [f"{m} {h} * * *"]
+            return [_Pattern(m, (h,))]
         if repeat in ("weekly", "fortnightly"):
-            return [f"{m} {h} * * {self._start_local().isoweekday() % 7}"]
+            return [_Pattern(m, (h,), weekdays=frozenset({self._start_local().isoweekday()}))]
         if repeat == "biweekly":
-            return [f"{m} {h} * * 2,4"]
+            return [_Pattern(m, (h,), weekdays=frozenset({2, 4}))]
         if repeat == "triweekly":
-            return [f"{m} {h} * * 1,3,5"]
+            return [_Pattern(m, (h,), weekdays=frozenset({1, 3, 5}))]
         if repeat == "bimonthly":
-            return [f"{m} {h} 10,20 * *"]
+            return [_Pattern(m, (h,), days=frozenset({10, 20}))]
         if repeat == "custom":
-            return [f"{x.minute} {x.hour} * * *" for x in times]
-        raise AssertionError(f"no cron form for repeat {repeat!r}")
+            return [_Pattern(x.minute, (x.hour,)) for x in times]
+        raise AssertionError(f"no pattern for repeat {repeat!r}")
 
     def _next_monthly(self, after: datetime) -> datetime:
         day, t = self._start_local().day, self.times[0]
@@ -231,18 +256,19 @@ class Rule:
         """The first local wall time strictly after ``after`` that the rule names."""
         if self.repeat == "monthly":
             return self._next_monthly(after)
-        best: datetime | None = None
-        for expr in self._cron_exprs():
+        if self.cron is not None:
             try:
-                candidate = croniter(expr, after).get_next(datetime)
-            except Exception:  # noqa: S112 (croniter gives up on a never-matching day: Feb 30)
-                continue
-            if self.repeat == "fortnightly":
-                start_day = self._start_local().date()
-                while ((candidate.date() - start_day).days // 7) % 2:
-                    candidate += timedelta(days=7)
-            if best is None or candidate < best:
-                best = candidate
+                found: datetime = croniter(self.cron, after).get_next(datetime)
+            except Exception:  # croniter gives up on a never-matching day (Feb 30)
+                return None
+            return found
+        # Repeat intervals are matched directly: croniter parses its expression on every call,
+        # which dominated the scheduler's CPU when thousands of occurrences fell due at once.
+        best = min(p.next_after(after) for p in self._patterns())
+        if self.repeat == "fortnightly":
+            start_day = self._start_local().date()
+            while ((best.date() - start_day).days // 7) % 2:
+                best += timedelta(days=7)
         return best
 
     # -- UTC instants -----------------------------------------------------------------------

@@ -2,16 +2,26 @@
 
 Guarantees (any number of scheduler processes on one SQLite or PostgreSQL database):
 
-* **Each occurrence is claimed once.** See :mod:`lantern.store.schedule`: a compare-and-set on
-  the schedule's ``next_fire_at`` plus a unique ``(schedule_id, scheduled_at)`` row.
-* **No loss across restarts.** A clean stop drains deliveries in flight and hands unfinished
-  claims back at once; a process that dies leaves its claims to be taken over when their lease
-  expires. The successor sends only to destinations without a recorded result.
+* **Each occurrence is claimed once.** See :mod:`lantern.store.schedule_claims`: due schedules
+  are claimed a batch per transaction, each occurrence by inserting its unique
+  ``(schedule_id, scheduled_at)`` row; next fire times are computed in Python for the batch.
+* **Leases.** A claim is leased for ``claim_lease_seconds`` and renewed every third of that while
+  this scheduler works on it (a slow send, a rate-limit wait), so no other scheduler takes it
+  over. If a renewal finds the claim taken over (this process stalled past its lease), the
+  occurrence's remaining sends here are cancelled: the new owner sends them.
+* **No loss across restarts.** A clean stop lets sends already in progress finish (bounded),
+  abandons the sends not yet started and hands unfinished claims back at once; a process that
+  dies leaves its claims to be taken over when their lease expires. The successor sends only to
+  destinations without a recorded result.
 * **Duplicates only in the unavoidable window** between a provider accepting a notification and
   its result being committed (results are group-committed every few milliseconds). APNs
   notifications carry a collapse id per occurrence, so even then the phone shows one.
 * **Misfires.** An occurrence found late by at most ``misfire_grace_seconds`` (the process was
   down, or busy) fires; later ones are recorded as ``missed`` and not sent.
+* **Rate limits.** Sends go through the deliverer as the owning API key, so they count against
+  that key's rate limit like ``/push``. A send refused as ``rate_limited`` is retried after the
+  delay the limiter names while the occurrence is still inside the grace period; after that the
+  result ``rate_limited`` is recorded.
 * A destination whose token the provider reports dead is deactivated and the occurrence's history
   says so; a schedule with no active destination left stops.
 
@@ -35,13 +45,13 @@ from lantern.schedule.model import rule_of
 from lantern.schedule.payloads import DeliveryJob
 from lantern.schedule.rules import iso_utc
 from lantern.settings.schedule import ScheduleSettings
-from lantern.store.schedule import (
+from lantern.store.schedule import ScheduleRecord, ScheduleStore
+from lantern.store.schedule_claims import (
     Advance,
     ClaimedOccurrence,
     Completion,
     DeliveryResult,
-    ScheduleRecord,
-    ScheduleStore,
+    OccurrenceClaims,
 )
 
 log = logging.getLogger("lantern.schedule")
@@ -73,8 +83,8 @@ class TickStats:
 class _Recorder:
     """Group commit of delivery results and completions (one transaction per batch)."""
 
-    def __init__(self, store: ScheduleStore, write_lock: asyncio.Lock) -> None:
-        self.store = store
+    def __init__(self, claims: OccurrenceClaims, write_lock: asyncio.Lock) -> None:
+        self.claims = claims
         self.write_lock = write_lock
         self.results: list[DeliveryResult] = []
         self.completions: list[Completion] = []
@@ -111,7 +121,7 @@ class _Recorder:
                 self.results, self.completions = [], []
                 try:
                     async with self.write_lock:
-                        await self.store.record(results, completions)
+                        await self.claims.record(results, completions)
                 except BaseException:
                     self.results[:0], self.completions[:0] = results, completions
                     raise
@@ -139,6 +149,7 @@ class Scheduler:
         instance_id: str | None = None,
     ) -> None:
         self.store = store
+        self.claims = OccurrenceClaims(store.db)
         self.deliver = deliver
         self.clock = clock
         self.settings = settings or ScheduleSettings()
@@ -146,15 +157,20 @@ class Scheduler:
         # One writer at a time from this process: on SQLite, two of our own connections
         # contending for the write lock would busy-wait each other.
         self._write_lock = asyncio.Lock()
-        self.recorder = _Recorder(store, self._write_lock)
-        self._wake = asyncio.Event()
-        self._room = asyncio.Event()
+        self.recorder = _Recorder(self.claims, self._write_lock)
+        self._wake = asyncio.Event()  # look for due occurrences now
+        self._room = asyncio.Event()  # a delivery finished: there may be room for more
+        self._stop = asyncio.Event()  # stop() was called: every wait of ours returns
         self._slots = asyncio.Semaphore(self.settings.concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
-        self._open: set[int] = set()  # claimed occurrence ids whose completion is not queued
+        # Claimed occurrences whose completion is not queued yet, and the task working on each.
+        self._open: dict[int, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._lease_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._recorder_started = False
+        self.lease_renewals = 0  # completed renewal passes (for tests and metrics)
+        self.leases_renewed = asyncio.Event()  # set after each renewal pass
 
     # -- decisions (no I/O) -----------------------------------------------------------------
 
@@ -187,10 +203,12 @@ class Scheduler:
 
     # -- one pass -----------------------------------------------------------------------------
 
-    def _ensure_recorder(self) -> None:
+    def _ensure_background(self) -> None:
         if not self._recorder_started:
             self.recorder.start()
             self._recorder_started = True
+        if self._lease_task is None and not self._stopping:
+            self._lease_task = asyncio.create_task(self._keep_leases(), name="schedule-leases")
 
     def wake(self) -> None:
         """Look for due occurrences now (a schedule was created or resumed)."""
@@ -198,14 +216,14 @@ class Scheduler:
 
     async def tick(self) -> TickStats:
         """Take over expired claims, claim a batch of due occurrences, start sending them."""
-        self._ensure_recorder()
+        self._ensure_background()
         now = self.clock.now()
         lease_until = now + self.settings.claim_lease_seconds
         room = self.settings.concurrency - len(self._inflight)
         if room <= 0:
             return TickStats(0, True)
         async with self._write_lock:
-            claimed = await self.store.reclaim_expired(
+            claimed = await self.claims.reclaim_expired(
                 now=now,
                 limit=self.settings.batch_size,
                 owner=self.instance_id,
@@ -217,13 +235,15 @@ class Scheduler:
                 claim.occurrence_id,
                 claim.schedule.id,
             )
-        # Claim a whole batch while there is room: claims are cheap, and deliveries are
-        # bounded by the semaphore, well inside the claim lease.
+        # Our own claim whose lease lapsed (this process stalled) is still being sent here.
+        claimed = [c for c in claimed if c.occurrence_id not in self._open]
+        # Claim a whole batch while there is room: a claim is cheap (one transaction per
+        # batch), deliveries are bounded by the semaphore, and leases are renewed meanwhile.
         limit = self.settings.batch_size - len(claimed)
         due: list[ClaimedOccurrence] = []
         if limit > 0:
             async with self._write_lock:
-                due = await self.store.claim_due(
+                due = await self.claims.claim_due(
                     now=now,
                     limit=limit,
                     owner=self.instance_id,
@@ -235,8 +255,8 @@ class Scheduler:
         return TickStats(len(claimed) + len(due), limit <= 0 or len(due) >= limit)
 
     def _spawn(self, claim: ClaimedOccurrence) -> None:
-        self._open.add(claim.occurrence_id)
         task = asyncio.create_task(self._fire(claim), name=f"occurrence-{claim.occurrence_id}")
+        self._open[claim.occurrence_id] = task
         self._inflight.add(task)
         task.add_done_callback(self._done)
 
@@ -245,6 +265,33 @@ class Scheduler:
         self._room.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("occurrence task failed: %s", type(task.exception()).__name__)
+
+    async def _send(self, job: DeliveryJob) -> tuple[str, str | None, str | None] | None:
+        """Deliver one destination: (status, reason, delivery id), or None if stopping first.
+
+        A ``rate_limited`` refusal is retried after the limiter's delay while the occurrence
+        stays inside the grace period (outside the concurrency slots: waiting sends nothing).
+        """
+        while True:
+            async with self._slots:
+                if self._stopping:
+                    return None  # not started: the claim is released for the next scheduler
+                try:
+                    outcome = await self.deliver(job)
+                    status, reason = outcome.status, outcome.reason
+                    delivery_id = outcome.delivery_id
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the deliverer's bug must not stop the others
+                    return "error", type(exc).__name__, None
+            # ``retry_after``: optional on outcomes (the push dispatcher's carries it).
+            retry_after = getattr(outcome, "retry_after", None)
+            if status != "rate_limited" or not isinstance(retry_after, int | float):
+                return status, reason, delivery_id
+            late_then = self.clock.now() + retry_after - job.scheduled_at
+            if late_then > self.settings.misfire_grace_seconds:
+                return status, reason or f"rate limited; retry after {retry_after:.0f} s", None
+            await self.clock.wait(max(retry_after, 0.001), self._stop)
 
     async def _fire(self, claim: ClaimedOccurrence) -> None:
         record = claim.schedule
@@ -266,14 +313,10 @@ class Scheduler:
                 destination=token,
                 scheduled_at=claim.scheduled_at,
             )
-            try:
-                async with self._slots:
-                    outcome = await self.deliver(job)
-                status, reason, delivery_id = outcome.status, outcome.reason, outcome.delivery_id
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the deliverer's bug must not stop the other occurrences
-                status, reason, delivery_id = "error", type(exc).__name__, None
+            sent = await self._send(job)
+            if sent is None:
+                return  # stopping: stays open, handed back by stop()
+            status, reason, delivery_id = sent
             if status == "dead_token":
                 log.info(
                     "schedule %s: destination %s has a dead token (%s); deactivated",
@@ -295,7 +338,44 @@ class Scheduler:
 
     def _complete(self, completion: Completion) -> None:
         self.recorder.add(done=completion)
-        self._open.discard(completion.occurrence_id)
+        self._open.pop(completion.occurrence_id, None)
+
+    # -- leases -------------------------------------------------------------------------------
+
+    async def renew_leases(self) -> None:
+        """Extend the lease of every claim still being worked on; cancel the sends of claims
+        another scheduler has taken over meanwhile (it sends them)."""
+        ids = sorted(self._open)
+        if ids:
+            lease_until = self.clock.now() + self.settings.claim_lease_seconds
+            async with self._write_lock:
+                held = await self.claims.renew(ids, self.instance_id, lease_until)
+            for occurrence_id in ids:
+                task = self._open.get(occurrence_id)
+                if occurrence_id in held or task is None:
+                    continue
+                log.warning(
+                    "occurrence %s was taken over by another scheduler (lease lapsed); "
+                    "stopping its sends here",
+                    occurrence_id,
+                )
+                del self._open[occurrence_id]
+                task.cancel()
+        self.lease_renewals += 1
+        self.leases_renewed.set()
+
+    async def _keep_leases(self) -> None:
+        interval = self.settings.claim_lease_seconds / 3
+        while not self._stopping:
+            await self.clock.wait(interval, self._stop)
+            if self._stopping:
+                return
+            try:
+                await self.renew_leases()
+            except Exception as exc:  # a database hiccup: two more tries before leases lapse
+                log.error("renewing schedule claim leases failed: %s", type(exc).__name__)
+
+    # -- running ------------------------------------------------------------------------------
 
     async def wait_idle(self) -> None:
         """Wait for every delivery in flight, then for their results to be committed."""
@@ -316,11 +396,10 @@ class Scheduler:
         await self.wait_idle()
         return total
 
-    # -- the loop -----------------------------------------------------------------------------
-
     async def _run(self) -> None:
         tick = self.settings.tick_seconds
         while not self._stopping:
+            self._wake.clear()  # before looking: a wake() during the tick is not lost
             more = False
             try:
                 stats = await self.tick()
@@ -332,51 +411,68 @@ class Scheduler:
             if more:
                 if len(self._inflight) >= self.settings.concurrency:
                     self._room.clear()
-                    await self.clock.wait(tick, self._room)
+                    await self.clock.wait(tick, self._room)  # stop() sets it too
                 continue
             wait = tick
             with contextlib.suppress(Exception):
                 due = await self.store.next_due()
                 if due is not None:
                     wait = min(tick, max(0.0, due - self.clock.now()))
-            if wait > 0:
-                await self.clock.wait(wait, self._wake)
-            self._wake.clear()
+            if wait > 0 and not self._stopping:
+                await self.clock.wait(wait, self._wake)  # stop() sets it too
 
     def start(self) -> None:
         """Run the loop in the background until :meth:`stop`."""
-        self._ensure_recorder()
         self._stopping = False
+        self._stop.clear()
+        self._ensure_background()
         self._loop_task = asyncio.create_task(self._run(), name="scheduler")
 
-    async def stop(self, drain_timeout: float = 10.0) -> None:
-        """Stop claiming, let deliveries in flight finish (up to ``drain_timeout`` seconds),
-        commit results, and hand unfinished claims back for another scheduler at once."""
+    def _signal_stop(self) -> None:
         self._stopping = True
+        self._stop.set()
         self._wake.set()
         self._room.set()
+
+    async def _end_lease_task(self) -> None:
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            await asyncio.gather(self._lease_task, return_exceptions=True)
+            self._lease_task = None
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop promptly: no more claims; sends already in progress may finish (up to
+        ``drain_timeout`` seconds), sends not started yet are abandoned; results are committed
+        and every unfinished claim is handed back for another scheduler at once."""
+        self._signal_stop()
         if self._loop_task is not None:
             await self._loop_task
             self._loop_task = None
+        await self._end_lease_task()
         if self._inflight:
             _, pending = await asyncio.wait(self._inflight, timeout=drain_timeout)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self.recorder.close(flush=True)
-        await self.store.release(sorted(self._open), self.instance_id)
+        self._recorder_started = False
+        await self.claims.release(sorted(self._open), self.instance_id)
         self._open.clear()
+        await self.claims.close()
 
     async def abort(self) -> None:
         """Stop at once without draining, recording or releasing: what a killed process leaves
         behind (claims stay until their lease expires). For tests of crash recovery."""
-        self._stopping = True
+        self._signal_stop()
         tasks: Sequence[asyncio.Task[None]] = [
-            t for t in (self._loop_task, *self._inflight) if t is not None
+            t for t in (self._loop_task, self._lease_task, *self._inflight) if t is not None
         ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._lease_task = None
         self.recorder.results.clear()
         self.recorder.completions.clear()
         await self.recorder.close(flush=False)
+        self._recorder_started = False
+        await self.claims.close()

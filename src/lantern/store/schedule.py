@@ -1,24 +1,15 @@
-"""Repository of scheduled notifications: schedules, occurrence claims, delivery results.
+"""Repository of scheduled notifications: schedules, their destinations and their history.
 
-Exactly-once claiming: an occurrence belongs to the scheduler whose transaction both advanced the
-schedule's ``next_fire_at`` from the value it read (compare-and-set) and inserted the unique
-``(schedule_id, scheduled_at)`` occurrence row. On PostgreSQL the due rows are also selected
-``FOR UPDATE SKIP LOCKED`` so several schedulers share work instead of queueing on row locks;
-on SQLite the database's single writer serialises claims. Rows are always touched in
-``(next_fire_at, id)`` order, so two claimers cannot deadlock.
-
-A claim carries a lease. A scheduler that dies mid-occurrence leaves the row ``claimed``; once the
-lease expires another scheduler takes it over and sends only to destinations that have no
-recorded result yet.
+The scheduler's claims on occurrences (claim, take over, renew, release, record results) are in
+:mod:`lantern.store.schedule_claims`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lantern.store.db import Database
@@ -30,9 +21,6 @@ from lantern.store.schema.schedule import (
 )
 
 S, D, O, R = schedules, schedule_destinations, schedule_occurrences, schedule_deliveries  # noqa: E741
-
-DELIVERED = "delivered"
-DEAD_TOKEN = "dead_token"  # noqa: S105 (a status, not a secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,46 +79,10 @@ class OccurrenceRecord:
     deliveries: tuple[DeliveryRecord, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Advance:
-    """What a claimer decided for one due schedule (computed by the schedule service)."""
-
-    fire: Sequence[int]  # occurrences to claim and send
-    missed: Sequence[tuple[int, str]]  # (scheduled_at, detail) to record as missed
-    next_fire_at: int | None
-    state: str
-
-
-@dataclass(slots=True)
-class ClaimedOccurrence:
-    """An occurrence this scheduler owns, with the destinations still to send to."""
-
-    occurrence_id: int
-    schedule: ScheduleRecord
-    scheduled_at: int
-    destinations: list[tuple[int, str]] = field(default_factory=list)  # (destination id, token)
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryResult:
-    occurrence_id: int
-    destination_id: int
-    status: str
-    reason: str | None
-    delivery_id: str | None
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """Close an occurrence; ``missed_detail`` set: unsent destinations are recorded as missed."""
-
-    occurrence_id: int
-    at: float
-    missed_detail: str | None = None
-
-
-def _schedule(row: object, destinations: Sequence[DestinationRecord] = ()) -> ScheduleRecord:
+def schedule_from_row(
+    row: object, destinations: Sequence[DestinationRecord] = ()
+) -> ScheduleRecord:
+    """A :class:`ScheduleRecord` from a row holding the ``schedules`` columns."""
     m = row._mapping  # type: ignore[attr-defined]
     return ScheduleRecord(
         id=m["id"],
@@ -171,12 +123,6 @@ class ScheduleStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def _insert_ignore(self, table: Table) -> sqlite.Insert | postgresql.Insert:
-        """INSERT ... ON CONFLICT DO NOTHING for the dialect in use."""
-        if self.db.is_sqlite:
-            return sqlite.insert(table).on_conflict_do_nothing()
-        return postgresql.insert(table).on_conflict_do_nothing()
-
     # -- schedules ----------------------------------------------------------------------------
 
     async def insert(self, record: ScheduleRecord, tokens: Sequence[str]) -> None:
@@ -214,7 +160,7 @@ class ScheduleStore:
             if row is None:
                 return None
             dest = await self._destinations(conn, [schedule_id])
-        return _schedule(row, dest[schedule_id])
+        return schedule_from_row(row, dest[schedule_id])
 
     async def list_schedules(
         self,
@@ -238,7 +184,7 @@ class ScheduleStore:
         async with self.db.connect() as conn:
             rows = list(await conn.execute(query))
             dest = await self._destinations(conn, [r.id for r in rows])
-        return [_schedule(r, dest[r.id]) for r in rows]
+        return [schedule_from_row(r, dest[r.id]) for r in rows]
 
     async def set_state(
         self,
@@ -317,263 +263,3 @@ class ScheduleStore:
         async with self.db.connect() as conn:
             value = await conn.execute(select(func.count()).where(S.c.next_fire_at <= now))
             return int(value.scalar_one())
-
-    # -- claiming -----------------------------------------------------------------------------
-
-    async def claim_due(
-        self,
-        *,
-        now: float,
-        limit: int,
-        owner: str,
-        lease_until: float,
-        advance: Callable[[ScheduleRecord], Advance],
-    ) -> list[ClaimedOccurrence]:
-        """Claim up to ``limit`` due schedules' occurrences in one transaction (see module doc)."""
-        query = select(S).where(S.c.next_fire_at <= now).order_by(S.c.next_fire_at, S.c.id)
-        query = query.limit(limit)
-        if not self.db.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
-        claimed: list[ClaimedOccurrence] = []
-        async with self.db.transaction() as conn:
-            due = [_schedule(r) for r in await conn.execute(query)]
-            for record in due:
-                plan = advance(record)
-                moved = await conn.execute(
-                    update(S)
-                    .where(S.c.id == record.id, S.c.next_fire_at == record.next_fire_at)
-                    .values(next_fire_at=plan.next_fire_at, state=plan.state)
-                )
-                if moved.rowcount != 1:
-                    continue  # another scheduler advanced, paused or deleted it meanwhile
-                for at, detail in plan.missed:
-                    await conn.execute(
-                        self._insert_ignore(O).values(
-                            schedule_id=record.id,
-                            scheduled_at=at,
-                            status="missed",
-                            completed_at=now,
-                            detail=detail[:256],
-                        )
-                    )
-                for at in plan.fire:
-                    row = (
-                        await conn.execute(
-                            self._insert_ignore(O)
-                            .values(
-                                schedule_id=record.id,
-                                scheduled_at=at,
-                                status="claimed",
-                                claimed_by=owner,
-                                lease_until=lease_until,
-                                fired_at=now,
-                            )
-                            .returning(O.c.id)
-                        )
-                    ).first()
-                    if row is not None:  # None: this slot was already claimed once
-                        claimed.append(ClaimedOccurrence(int(row[0]), record, at))
-            await self._fill_destinations(conn, claimed)
-        return claimed
-
-    async def reclaim_expired(
-        self, *, now: float, limit: int, owner: str, lease_until: float
-    ) -> list[ClaimedOccurrence]:
-        """Take over occurrences whose claimer's lease ran out (it died mid-occurrence)."""
-        query = (
-            select(
-                O.c.id.label("occ_id"),
-                O.c.scheduled_at.label("occ_at"),
-                O.c.lease_until.label("occ_lease"),
-                S,
-            )
-            .join(S, S.c.id == O.c.schedule_id)
-            .where(O.c.status == "claimed", O.c.lease_until < now)
-            .order_by(O.c.id)
-            .limit(limit)
-        )
-        if not self.db.is_sqlite:
-            query = query.with_for_update(of=O, skip_locked=True)
-        claimed: list[ClaimedOccurrence] = []
-        async with self.db.transaction() as conn:
-            for row in list(await conn.execute(query)):
-                taken = await conn.execute(
-                    update(O)
-                    .where(
-                        O.c.id == row.occ_id,
-                        O.c.status == "claimed",
-                        O.c.lease_until == row.occ_lease,
-                    )
-                    .values(claimed_by=owner, lease_until=lease_until)
-                )
-                if taken.rowcount == 1:
-                    claimed.append(
-                        ClaimedOccurrence(int(row.occ_id), _schedule(row), int(row.occ_at))
-                    )
-            await self._fill_destinations(conn, claimed)
-        return claimed
-
-    async def _fill_destinations(
-        self, conn: AsyncConnection, claimed: list[ClaimedOccurrence]
-    ) -> None:
-        """Active destinations of each claim that have no recorded result for it yet."""
-        if not claimed:
-            return
-        by_schedule: dict[str, list[tuple[int, str]]] = {}
-        ids = list({c.schedule.id for c in claimed})
-        for start in range(0, len(ids), 500):
-            rows = await conn.execute(
-                select(D.c.schedule_id, D.c.id, D.c.token)
-                .where(D.c.schedule_id.in_(ids[start : start + 500]), D.c.active.is_(True))
-                .order_by(D.c.schedule_id, D.c.position)
-            )
-            for r in rows:
-                by_schedule.setdefault(r.schedule_id, []).append((int(r.id), r.token))
-        done: set[tuple[int, int]] = set()
-        occ_ids = [c.occurrence_id for c in claimed]
-        for start in range(0, len(occ_ids), 500):
-            rows = await conn.execute(
-                select(R.c.occurrence_id, R.c.destination_id).where(
-                    R.c.occurrence_id.in_(occ_ids[start : start + 500])
-                )
-            )
-            done.update((int(r[0]), int(r[1])) for r in rows)
-        for c in claimed:
-            c.destinations = [
-                d for d in by_schedule.get(c.schedule.id, []) if (c.occurrence_id, d[0]) not in done
-            ]
-
-    # -- results ------------------------------------------------------------------------------
-
-    async def record(
-        self, results: Sequence[DeliveryResult], completions: Sequence[Completion]
-    ) -> None:
-        """Durably record results and close occurrences, in one transaction (group commit)."""
-        async with self.db.transaction() as conn:
-            if results:
-                await conn.execute(
-                    self._insert_ignore(R),
-                    [
-                        {
-                            "occurrence_id": r.occurrence_id,
-                            "destination_id": r.destination_id,
-                            "status": r.status,
-                            "reason": r.reason,
-                            "delivery_id": r.delivery_id,
-                            "at": r.at,
-                        }
-                        for r in results
-                    ],
-                )
-            for r in results:
-                if r.status == DEAD_TOKEN:
-                    await self._deactivate(conn, r)
-            await self._complete(conn, completions)
-
-    async def _deactivate(self, conn: AsyncConnection, result: DeliveryResult) -> None:
-        await conn.execute(
-            update(D)
-            .where(D.c.id == result.destination_id, D.c.active.is_(True))
-            .values(
-                active=False,
-                deactivated_at=result.at,
-                deactivated_reason=(result.reason or "dead token")[:128],
-            )
-        )
-        schedule_id = (
-            await conn.execute(select(D.c.schedule_id).where(D.c.id == result.destination_id))
-        ).scalar_one()
-        remaining = (
-            await conn.execute(
-                select(func.count()).where(D.c.schedule_id == schedule_id, D.c.active.is_(True))
-            )
-        ).scalar_one()
-        if remaining == 0:
-            # Nothing left to send to: stop instead of recording empty occurrences forever.
-            await conn.execute(
-                update(S)
-                .where(S.c.id == schedule_id, S.c.state.in_(("active", "paused")))
-                .values(state="stopped", next_fire_at=None, updated_at=result.at)
-            )
-
-    async def _complete(self, conn: AsyncConnection, completions: Sequence[Completion]) -> None:
-        """Close occurrences: status from all their recorded results (a taken-over occurrence
-        has results from two schedulers). Set-based: a few statements per batch."""
-        for completion in completions:
-            if completion.missed_detail is None:
-                continue
-            await conn.execute(
-                self._insert_ignore(R).from_select(
-                    ["occurrence_id", "destination_id", "status", "reason", "at"],
-                    select(
-                        O.c.id,
-                        D.c.id,
-                        literal("missed", R.c.status.type),
-                        literal(completion.missed_detail[:128], R.c.reason.type),
-                        literal(completion.at, R.c.at.type),
-                    )
-                    .join(D, D.c.schedule_id == O.c.schedule_id)
-                    .where(O.c.id == completion.occurrence_id, D.c.active.is_(True)),
-                )
-            )
-        statuses: dict[int, list[str]] = {c.occurrence_id: [] for c in completions}
-        ids = list(statuses)
-        for start in range(0, len(ids), 500):
-            rows = await conn.execute(
-                select(R.c.occurrence_id, R.c.status).where(
-                    R.c.occurrence_id.in_(ids[start : start + 500])
-                )
-            )
-            for occurrence_id, status in rows:
-                statuses[int(occurrence_id)].append(status)
-        params = []
-        for completion in completions:
-            got = statuses[completion.occurrence_id]
-            delivered = sum(1 for s in got if s == DELIVERED)
-            if not got:
-                status, detail = "skipped", "no active destination"
-            elif delivered == len(got):
-                status, detail = "fired", None
-            elif delivered:
-                status, detail = "partial", f"{delivered} of {len(got)} destinations delivered"
-            elif all(s == "missed" for s in got):
-                status, detail = "missed", completion.missed_detail
-            else:
-                status, detail = "failed", None
-            params.append(
-                {
-                    "b_id": completion.occurrence_id,
-                    "b_status": status,
-                    "b_at": completion.at,
-                    "b_detail": None if detail is None else detail[:256],
-                }
-            )
-        if params:
-            await conn.execute(
-                update(O)
-                .where(O.c.id == bindparam("b_id"), O.c.status == "claimed")
-                .values(
-                    status=bindparam("b_status"),
-                    completed_at=bindparam("b_at"),
-                    lease_until=None,
-                    detail=bindparam("b_detail"),
-                ),
-                params,
-            )
-
-    async def release(self, occurrence_ids: Sequence[int], owner: str) -> None:
-        """Expire this scheduler's leases at once (clean shutdown): the next one takes over."""
-        if not occurrence_ids:
-            return
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                update(O)
-                .where(
-                    and_(
-                        O.c.id.in_(list(occurrence_ids)),
-                        O.c.status == "claimed",
-                        O.c.claimed_by == owner,
-                    )
-                )
-                .values(lease_until=0.0)
-            )

@@ -34,7 +34,6 @@ from lantern.mqtt.primitives import MQTT5
 from lantern.mqtt.reason_codes import ReasonCode
 from lantern.mqtt.server.connect_flow import ConnectFlow
 from lantern.mqtt.server.delivery import OutboundDelivery
-from lantern.mqtt.server.handler_base import log
 from lantern.mqtt.server.publish_flow import InboundPublishFlow
 from lantern.mqtt.topics import parse_shared
 
@@ -42,6 +41,11 @@ if TYPE_CHECKING:
     from lantern.mqtt.transport import ByteStream
 
 __all__ = ["ConnectionHandler"]
+
+# Packets that change state earlier publishes depend on (subscriptions: who receives them;
+# PUBREL: the QoS 2 identifiers): while publishes are pending they wait their turn. PINGREQ and
+# the acknowledgements of our own PUBLISHes are independent of them and handled at once.
+_IN_ORDER: frozenset[type[Packet]] = frozenset((Pubrel, Subscribe, Unsubscribe))
 
 
 class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
@@ -67,6 +71,7 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
 
     def stream_closed(self, exc: BaseException | None) -> None:
         self._closed = True
+        self._gone = True
         server = self._server
         server.handler_closed(self)
         if self._timer is not None:
@@ -74,26 +79,10 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
             self._timer = None
         task = self._task
         if task is not None and not task.done() and self.session is None:
-            task.cancel()  # an authentication in progress; an interceptor may finish its work
-        session = self.session
-        if session is None:
-            return
-        self.session = None
-        now = server.loop.time()
-        deliveries = server.broker.disconnect(
-            session,
-            self,
-            publish_will=self._will_on_close,
-            expiry_interval=self._disconnect_expiry,
-            now=now,
-        )
-        server.dispatch(deliveries)
-        server.arm_timer()
-        if server.events is not None:
-            try:
-                server.events.disconnected(self, self._reason)
-            except Exception:
-                log.exception("ConnectionEvents.disconnected failed")
+            task.cancel()  # an authentication in progress
+        if self._pending:
+            return  # interceptor calls finish their work; the last one ends the session
+        self._end_session()
 
     def pause_writing(self) -> None:
         # Do not read more from a client we cannot write to.
@@ -103,8 +92,7 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self._stream is not None and not self._busy and not self._closed:
-            self._stream.resume_reading()
+        self._continue()
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -118,6 +106,8 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
             self._send(Pingresp())
         elif type(packet) is Pubrec:
             self._on_pubrec(packet)
+        elif self._pending and type(packet) in _IN_ORDER:
+            self._defer(packet)  # must not overtake the pending publishes
         elif type(packet) is Pubrel:
             self._on_pubrel(packet)
         elif type(packet) is Subscribe:
@@ -130,6 +120,16 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
             self._on_disconnect(packet)
         elif type(packet) is Auth:
             raise ProtocolViolation("[MQTT-4.12.0-1] AUTH without an authentication method")
+
+    def _handle_in_order(self, packet: Packet) -> None:
+        if type(packet) is Publish:
+            self._on_publish(packet, at_head=True)
+        elif type(packet) is Pubrel:
+            self._on_pubrel(packet)
+        elif type(packet) is Subscribe:
+            self._on_subscribe(packet)
+        elif type(packet) is Unsubscribe:
+            self._on_unsubscribe(packet)
 
     # -- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------
 

@@ -7,9 +7,13 @@ idea, joined in :class:`lantern.mqtt.server.handler.ConnectionHandler`):
 * :mod:`~lantern.mqtt.server.publish_flow` - inbound PUBLISH: authorize, intercept, route, ack;
 * :mod:`~lantern.mqtt.server.delivery` - outbound PUBLISH and its acknowledgements.
 
-Packets are processed in order; while an awaitable step runs (authentication, a publish
-interceptor) ``_busy`` is set, further packets stay in the decoder and reading is paused, so
-input stays bounded by one packet plus one read.
+Packets take effect in the order they were received. While the authenticator runs ``_busy``
+is set: further packets stay in the decoder and reading is paused. Publish interceptor calls do
+NOT stop the connection: they are pipelined (see :mod:`~lantern.mqtt.server.publish_flow`);
+their outcomes, and the packets that must not overtake them, wait in ``_pending`` and are
+applied strictly in receive order. Packets stop being taken from the decoder (and reading is
+paused) once more than the advertised Receive Maximum entries are pending, or while the write
+buffer is above its high-water mark, so input stays bounded.
 
 No task per connection: the one timer is a loop.call_at handle (CONNECT timeout, then keep
 alive); a task exists only while an authenticator or interceptor coroutine runs.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import TYPE_CHECKING
 
 from lantern.mqtt.broker import Message
@@ -31,6 +36,7 @@ from lantern.mqtt.reason_codes import ReasonCode
 
 if TYPE_CHECKING:
     from lantern.mqtt.broker import Session
+    from lantern.mqtt.server.publish_flow import PendingInbound
     from lantern.mqtt.server.server import MQTTServer
     from lantern.mqtt.transport import ByteStream
 
@@ -50,11 +56,13 @@ class HandlerBase:
         "_conn",
         "_disconnect_expiry",
         "_fast_path",
+        "_gone",
         "_identity",
         "_keepalive",
         "_last_activity",
         "_level",
         "_max_out",
+        "_pending",
         "_reason",
         "_server",
         "_stream",
@@ -80,6 +88,7 @@ class HandlerBase:
         self._level = 4
         self._busy = False
         self._closed = False
+        self._gone = False  # stream_closed was called
         self._write_paused = False
         self._will_on_close = True
         self._disconnect_expiry: int | None = None
@@ -90,6 +99,9 @@ class HandlerBase:
         self._fast_path = True
         self._max_out: int | None = None
         self._reason = "connection lost"
+        # Inbound publishes whose outcome is not applied yet, in receive order (created on the
+        # first intercepted PUBLISH).
+        self._pending: deque[PendingInbound] | None = None
 
     # -- ClientHandle (what hooks see) ---------------------------------------------------
 
@@ -138,7 +150,13 @@ class HandlerBase:
 
     def _process(self) -> None:
         conn = self._conn
+        # More than Receive Maximum pending: stop taking packets. One beyond the window is
+        # still taken, so a client overrunning it gets DISCONNECT 0x93 from the codec.
+        limit = conn.receive_maximum
         while not self._busy and not self._closed:
+            pending = self._pending
+            if pending is not None and len(pending) > limit:
+                break
             try:
                 packet = conn.next_event()
             except ProtocolError as exc:
@@ -151,21 +169,32 @@ class HandlerBase:
             except ProtocolError as exc:
                 self._protocol_error(exc)
                 return
-        if self._busy and self._stream is not None:
+        if not self._closed and self._stream is not None:
             self._stream.pause_reading()
 
     def _handle(self, packet: Packet) -> None:
         """Act on one packet from the client (the handler's dispatch)."""
         raise NotImplementedError
 
+    def _handle_in_order(self, packet: Packet) -> None:
+        """Act on a packet that waited in ``_pending`` for earlier publishes (its turn now)."""
+        raise NotImplementedError
+
     def _resume(self) -> None:
         """An awaited step finished: continue with buffered packets, then read again."""
         self._busy = False
         self._task = None
+        self._continue()
+
+    def _continue(self) -> None:
+        """Take the packets waiting in the decoder, then read again unless still blocked."""
         if self._closed:
             return
         self._process()
-        if not self._busy and not self._closed and not self._write_paused:
+        if self._closed or self._busy or self._write_paused:
+            return
+        pending = self._pending
+        if pending is None or len(pending) <= self._conn.receive_maximum:
             assert self._stream is not None
             self._stream.resume_reading()
 
@@ -207,6 +236,30 @@ class HandlerBase:
         if self._level == MQTT5 and self._conn.state is ConnectionState.CONNECTED:
             self._send(Disconnect(code))
         self._close_stream()
+
+    def _end_session(self) -> None:
+        """Hand the session back to the broker (will, expiry) once the stream is gone and
+        every pending inbound publish has been applied (so a will never overtakes them)."""
+        session = self.session
+        if session is None:
+            return
+        self.session = None
+        server = self._server
+        now = server.loop.time()
+        deliveries = server.broker.disconnect(
+            session,
+            self,
+            publish_will=self._will_on_close,
+            expiry_interval=self._disconnect_expiry,
+            now=now,
+        )
+        server.dispatch(deliveries)
+        server.arm_timer()
+        if server.events is not None:
+            try:
+                server.events.disconnected(self, self._reason)
+            except Exception:
+                log.exception("ConnectionEvents.disconnected failed")
 
     def _close_stream(self) -> None:
         self._closed = True

@@ -1,21 +1,84 @@
-"""Inbound PUBLISH: authorize, intercept (optional, awaited), route through the broker, ack.
+"""Inbound PUBLISH: authorize, intercept (optional, pipelined), route through the broker, ack.
 
 QoS 2 follows method B of the spec: the message is routed on PUBLISH and its packet identifier
 remembered in the session until PUBREL, so a resent PUBLISH is acknowledged but not routed
 again ([MQTT-4.3.3-10]). A denied or intercepted-away message is acknowledged with the reason
 code on MQTT 5 and with success on 3.1.1 (which has no negative acknowledgement).
+
+Pipelining (with a :class:`~lantern.mqtt.hooks.PublishInterceptor`): the connection keeps
+reading while interceptor calls run, so a device can have up to Receive Maximum QoS 1
+observations awaiting their commit at once.
+
+* Each PUBLISH gets a :class:`PendingInbound` at the tail of ``_pending`` and its interceptor
+  call starts at once, in its own task. Tasks start in creation order, so calls begin in
+  receive order (a handler that enqueues its work before its first ``await`` keeps the
+  client's order); they then run concurrently and may complete in any order.
+* Outcomes are applied from the head only, strictly in receive order: an entry whose call has
+  returned waits for every earlier one. Applying means PUBACK/PUBREC with the interceptor's
+  reason, or, when it returned None, routing to subscribers and then acking. So PUBACKs and
+  PUBRECs go out in the order the PUBLISHes came ([MQTT-4.6.0-2], [MQTT-4.6.0-3]) and a
+  message routed normally (B) never overtakes an earlier one still in the interceptor (A),
+  whatever their topics: ordering holds per client across all topics, stronger than the
+  per-topic order the spec requires ([MQTT-4.6.0-5]). The price is that B reaches
+  subscribers after A's call returns (its PUBACK has to wait for A's anyway).
+* SUBSCRIBE, UNSUBSCRIBE and PUBREL wait in ``_pending`` too (they change who receives the
+  earlier messages or which QoS 2 identifiers are known); PINGREQ and the client's
+  acknowledgements of our PUBLISHes are handled at once. A QoS 2 PUBLISH whose packet
+  identifier is still in play (known from an earlier QoS 2 exchange or pending) also waits,
+  then is handled as if alone, so a resend is never routed twice.
+* An interceptor that raises: that one PUBLISH gets 0x80 (Unspecified error, MQTT 5); the
+  others are unaffected.
+* Bounds: at most Receive Maximum QoS 1/2 publishes are unacknowledged (the codec answers
+  DISCONNECT 0x93 beyond it); packets stop being taken and reading pauses while more than
+  Receive Maximum entries are pending (QoS 0 included) or the write buffer is high.
+* Close (client DISCONNECT, connection lost, protocol error, takeover, server stop) while
+  calls are pending: nothing more is sent on the connection (the client's DISCONNECT already
+  closed our side of the protocol) and calls are never cancelled: their data may be being
+  committed. Their outcomes are still applied in order, routing included (the server did
+  receive those messages; a QoS 1 one the client resends is a permitted duplicate), except a
+  QoS 2 message whose session moved to a new connection (the client resends it there). The
+  session is handed back to the broker (will, expiry) only after the last of them, so a will
+  never overtakes a message sent before it. Waiting SUBSCRIBE/UNSUBSCRIBE/PUBREL are dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
+
 from lantern.mqtt.broker import Message
+from lantern.mqtt.connection import ConnectionState
+from lantern.mqtt.errors import ProtocolError
 from lantern.mqtt.hooks import InboundPublish
-from lantern.mqtt.packets import Puback, Pubcomp, Publish, Pubrec, Pubrel
+from lantern.mqtt.packets import Packet, Puback, Pubcomp, Publish, Pubrec, Pubrel
 from lantern.mqtt.primitives import MQTT5
 from lantern.mqtt.reason_codes import ReasonCode
 from lantern.mqtt.server.handler_base import HandlerBase, log
 
-__all__ = ["InboundPublishFlow"]
+# Outcomes that mean "the server failed", not "the message is bad": never acknowledged on 3.1.1.
+_SERVER_FAILURES = frozenset(
+    {
+        ReasonCode.UNSPECIFIED_ERROR,
+        ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR,
+        ReasonCode.SERVER_BUSY,
+        ReasonCode.QUOTA_EXCEEDED,
+    }
+)
+
+__all__ = ["InboundPublishFlow", "PendingInbound"]
+
+
+class PendingInbound:
+    """A packet waiting for its turn: a PUBLISH in the interceptor (``done`` once it
+    returned, ``code`` its answer, None = route), or a packet to handle in order."""
+
+    __slots__ = ("code", "done", "packet", "waits")
+
+    def __init__(self, packet: Packet, *, waits: bool) -> None:
+        self.packet = packet
+        self.waits = waits  # True: handle the packet at its turn (no interceptor call)
+        self.done = waits
+        self.code: ReasonCode | None = None
 
 
 class InboundPublishFlow(HandlerBase):
@@ -23,13 +86,17 @@ class InboundPublishFlow(HandlerBase):
 
     __slots__ = ()
 
-    def _on_publish(self, packet: Publish) -> None:
+    def _on_publish(self, packet: Publish, *, at_head: bool = False) -> None:
         server = self._server
         session = self.session
         assert session is not None
         qos = packet.qos
         pid = packet.packet_id
         received = session.qos2_received
+        pending = self._pending
+        if qos == 2 and pending and not at_head and self._qos2_in_play(pid, received, pending):
+            self._defer(packet)
+            return
         if qos == 2 and received is not None and pid in received:
             self._send(Pubrec(pid))  # a resend: already routed once ([MQTT-4.3.3-10])
             return
@@ -38,30 +105,80 @@ class InboundPublishFlow(HandlerBase):
             denied = ReasonCode.NOT_AUTHORIZED if self._level == MQTT5 else ReasonCode.SUCCESS
             self._ack(packet, denied)
             return
-        interceptor = server.interceptor
-        if interceptor is None:
+        if server.interceptor is None:
             self._route(packet)
             return
+        entry = PendingInbound(packet, waits=False)
+        if pending is None:
+            pending = self._pending = deque()
+        if at_head:
+            pending.appendleft(entry)  # it was at the head, waiting for its turn
+        else:
+            pending.append(entry)
         message = InboundPublish(
             packet.topic, packet.payload, qos, packet.retain, packet.properties
         )
-        self._busy = True
-        self._task = server.loop.create_task(self._intercept(packet, message))
+        server.track(server.loop.create_task(self._intercept(entry, message)))
 
-    async def _intercept(self, packet: Publish, message: InboundPublish) -> None:
+    @staticmethod
+    def _qos2_in_play(
+        pid: int | None, received: set[int] | None, pending: deque[PendingInbound]
+    ) -> bool:
+        """Is a QoS 2 identifier known already (its PUBLISH could be a resend)?"""
+        if received is not None and pid in received:
+            return True
+        return any(
+            isinstance(e.packet, Publish | Pubrel) and e.packet.packet_id == pid for e in pending
+        )
+
+    def _defer(self, packet: Packet) -> None:
+        assert self._pending is not None
+        self._pending.append(PendingInbound(packet, waits=True))
+
+    async def _intercept(self, entry: PendingInbound, message: InboundPublish) -> None:
         interceptor = self._server.interceptor
         assert interceptor is not None
         try:
             code = await interceptor.intercept(self, message)
+        except asyncio.CancelledError:
+            self._finished(entry, ReasonCode.UNSPECIFIED_ERROR)
+            raise
         except Exception:
             log.exception("publish interceptor failed on a message from %s", self._client_id)
-            code = ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR
-        if not self._closed:
-            if code is None:
-                self._route(packet)
-            else:
-                self._ack(packet, code)
-        self._resume()
+            code = ReasonCode.UNSPECIFIED_ERROR
+        self._finished(entry, code)
+
+    def _finished(self, entry: PendingInbound, code: ReasonCode | None) -> None:
+        """An interceptor call returned: apply every outcome now at the head, in order."""
+        entry.code = code
+        entry.done = True
+        pending = self._pending
+        assert pending is not None
+        while pending and pending[0].done:
+            head = pending.popleft()
+            try:
+                self._apply(head)
+            except ProtocolError as exc:
+                self._protocol_error(exc)
+        if self._closed:
+            if not pending and self._gone:
+                self._end_session()
+            return
+        self._continue()
+
+    def _apply(self, entry: PendingInbound) -> None:
+        packet = entry.packet
+        if entry.waits:
+            if not self._closed:
+                self._handle_in_order(packet)
+            return
+        assert isinstance(packet, Publish)
+        if entry.code is not None:
+            self._ack(packet, entry.code)
+        elif packet.qos == 2 and self.session is None:
+            pass  # taken over: the client resends it on its new connection (exactly once)
+        else:
+            self._route(packet)
 
     def _route(self, packet: Publish) -> None:
         server = self._server
@@ -87,9 +204,21 @@ class InboundPublishFlow(HandlerBase):
         if not qos or pid is None:
             return
         if self._level != MQTT5:
+            if code in _SERVER_FAILURES:
+                # 3.1.1 has no negative PUBACK. Acknowledging would tell the client that a message
+                # we failed to handle (e.g. a failed commit) is safe; closing instead makes it
+                # resend the unacknowledged message when it reconnects.
+                log.warning(
+                    "closing %s: a QoS %d message could not be handled (0x%02X)",
+                    self._client_id,
+                    qos,
+                    code,
+                )
+                self.close(ReasonCode.UNSPECIFIED_ERROR)
+                return
             code = ReasonCode.SUCCESS
         if qos == 1:
-            if code == ReasonCode.SUCCESS:
+            if code == ReasonCode.SUCCESS and self._conn.state is ConnectionState.CONNECTED:
                 stream = self._stream
                 if stream is not None and not stream.is_closing():
                     stream.write(self._conn.send_puback(pid))

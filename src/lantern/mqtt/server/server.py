@@ -3,8 +3,10 @@
 ``MQTTServer(config, authenticator, authorizer, interceptor=None, events=None)``;
 ``await start()`` binds the configured listeners (``ports`` then holds each bound port, so tests
 can use port 0); ``await stop()`` stops accepting, sends DISCONNECT 0x8B to MQTT 5 clients and
-closes every connection. ``publish`` injects a message as the server, ``clients`` lists live
-connections, ``disconnect_clients`` kicks those matching a predicate.
+closes every connection, then waits for publish interceptor calls still running (they may be
+committing what a client sent; each connection's are bounded by Receive Maximum). ``publish``
+injects a message as the server, ``clients`` lists live connections, ``disconnect_clients``
+kicks those matching a predicate.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class MQTTServer:
         )
         self._update_receive_check()
         self.handlers: set[ConnectionHandler] = set()
+        # Publish interceptor calls in progress (a reference keeps each task alive; ``stop``
+        # waits for them, they may be committing data).
+        self.intercepting: set[asyncio.Task[None]] = set()
         self.listeners: dict[str, Listener] = {}
         self.stats_publish_denied = 0
         self.stats_qos0_dropped_slow = 0
@@ -164,6 +169,10 @@ class MQTTServer:
                 log.warning("%d MQTT connections did not close in time", len(self.handlers))
                 for handler in list(self.handlers):
                     handler.abort()
+        if self.intercepting:
+            _, late = await asyncio.wait(set(self.intercepting), timeout=timeout)
+            if late:
+                log.warning("%d publish interceptor calls still running after stop", len(late))
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -206,6 +215,11 @@ class MQTTServer:
         return len(chosen)
 
     # -- internals -----------------------------------------------------------------------
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Keep an interceptor call's task until it is done."""
+        self.intercepting.add(task)
+        task.add_done_callback(self.intercepting.discard)
 
     def handler_closed(self, handler: ConnectionHandler) -> None:
         self.handlers.discard(handler)
