@@ -42,9 +42,9 @@ class ScheduleSettings(SectionModel):
     claim_lease_seconds: float = Field(
         default=120.0,
         gt=0,
-        description="How long a claimed occurrence belongs to the scheduler that claimed it; if "
-        "that process dies, another takes the unsent destinations over after this. Keep it "
-        "longer than the push retry budget.",
+        description="How long a claimed occurrence belongs to the scheduler that claimed it; "
+        "renewed every third of this while it works on it. If that process dies, another takes "
+        "the unsent destinations over after this.",
     )
     missed_record_limit: int = Field(
         default=24,
