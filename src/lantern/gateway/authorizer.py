@@ -5,6 +5,14 @@ keyed by identity; the checks (called for every PUBLISH/SUBSCRIBE/delivery) are 
 regex matches. If an entry is missing (evicted), the built-in policy of the identity's kind
 applies, which never grants more than the stored one did.
 
+Decisions are cached per (connection's :class:`PolicySet`, action, topic) in one bounded dict:
+a device publishes to the same few topics over and over, and a decision is a pure function of
+those three. Policies change only through :meth:`GatewayAuthorizer.remember` /
+:meth:`~GatewayAuthorizer.forget` (at CONNECT: a policy attached or edited in the registry
+applies from the device's next connection, as before), and both install a different
+``PolicySet`` object, so no cached decision of the old one is ever consulted again; the stale
+entries go when the cache is next cleared.
+
 Denials are counted (:attr:`GatewayAuthorizer.denied`) and logged at debug level without
 payloads. The MQTT server turns a denial into SUBACK 0x87 / 0x80 (3.1.1), PUBACK 0x87 or, at
 QoS 0, a silent drop.
@@ -38,6 +46,15 @@ __all__ = ["GatewayAuthorizer", "builtin_policy"]
 log = logging.getLogger(__name__)
 
 MAX_CACHED = 200_000
+# Decisions cached at most (then all forgotten at once), and only for targets up to this long,
+# so a client publishing to endless distinct or huge topics cannot grow memory without bound.
+MAX_DECISIONS = 50_000
+MAX_CACHED_TARGET = 256
+
+_KNOWN = (ThingIdentity, ClaimIdentity, UserIdentity)  # most frequent first
+_PUBLISH = Action.PUBLISH  # module constants: Enum class attribute lookups are slow
+_SUBSCRIBE = Action.SUBSCRIBE
+_RECEIVE = Action.RECEIVE
 
 
 def builtin_policy(identity: Identity, client_id: str) -> PolicySet:
@@ -55,6 +72,7 @@ class GatewayAuthorizer:
 
     def __init__(self) -> None:
         self._policies: OrderedDict[object, PolicySet] = OrderedDict()
+        self._decisions: dict[tuple[PolicySet, Action, str], bool] = {}
         self.denied: Counter[str] = Counter()
 
     def remember(self, identity: Identity, client_id: str, policies: PolicySet) -> None:
@@ -73,23 +91,35 @@ class GatewayAuthorizer:
         if isinstance(identity, AnonymousIdentity):
             # Development listeners only; reserved topics still need a real identity.
             return not target.startswith(RESERVED_PREFIX)
-        if not isinstance(identity, ClaimIdentity | ThingIdentity | UserIdentity):
+        if not isinstance(identity, _KNOWN):
             allowed = False
         else:
-            policies = self._policies.get((identity, client.client_id))
+            client_id = client.client_id
+            policies = self._policies.get((identity, client_id))
             if policies is None:
-                policies = builtin_policy(identity, client.client_id)
-            allowed = policies.allows(action, target)
+                # Compile the fallback once, not on every message of this connection.
+                policies = builtin_policy(identity, client_id)
+                self.remember(identity, client_id, policies)
+            key = (policies, action, target)
+            cached = self._decisions.get(key)
+            if cached is not None:
+                allowed = cached
+            else:
+                allowed = policies.allows(action, target)
+                if len(target) <= MAX_CACHED_TARGET:
+                    if len(self._decisions) >= MAX_DECISIONS:
+                        self._decisions.clear()
+                    self._decisions[key] = allowed
         if not allowed:
             self.denied[action.value] += 1
             log.debug("denied %s on %s to client %s", action.value, target, client.client_id)
         return allowed
 
     def may_publish(self, client: ClientHandle, topic: str) -> bool:
-        return self._check(client, Action.PUBLISH, topic)
+        return self._check(client, _PUBLISH, topic)
 
     def may_subscribe(self, client: ClientHandle, topic_filter: str) -> bool:
-        return self._check(client, Action.SUBSCRIBE, topic_filter)
+        return self._check(client, _SUBSCRIBE, topic_filter)
 
     def may_receive(self, client: ClientHandle, topic: str) -> bool:
-        return self._check(client, Action.RECEIVE, topic)
+        return self._check(client, _RECEIVE, topic)

@@ -88,18 +88,31 @@ class _Route:
     pattern: str
     levels: tuple[str, ...]
     handler: Handler
+    literals: tuple[tuple[int, str], ...]  # (position, level) that must be equal
+    params: tuple[tuple[int, str], ...]  # (position, name) that capture one non-empty level
+
+    @classmethod
+    def build(cls, pattern: str, levels: tuple[str, ...], handler: Handler) -> _Route:
+        literals: list[tuple[int, str]] = []
+        params: list[tuple[int, str]] = []
+        for i, level in enumerate(levels):
+            if level.startswith("{") and level.endswith("}"):
+                params.append((i, level[1:-1]))
+            else:
+                literals.append((i, level))
+        return cls(pattern, levels, handler, tuple(literals), tuple(params))
 
     def match(self, levels: list[str]) -> dict[str, str] | None:
-        if len(levels) != len(self.levels):
-            return None
-        params: dict[str, str] = {}
-        for want, got in zip(self.levels, levels, strict=True):
-            if want.startswith("{") and want.endswith("}"):
-                if not got:
-                    return None
-                params[want[1:-1]] = got
-            elif want != got:
+        """Captured parameters if ``levels`` (already of this route's length) match."""
+        for i, want in self.literals:
+            if levels[i] != want:
                 return None
+        params: dict[str, str] = {}
+        for i, name in self.params:
+            got = levels[i]
+            if not got:
+                return None
+            params[name] = got
         return params
 
 
@@ -126,6 +139,16 @@ class ReservedTopicRouter:
 
     def __init__(self) -> None:
         self._routes: list[_Route] = []
+        # Precompiled lookups, so a publish costs one dict lookup (plus a scan of the few
+        # routes with as many levels as its topic) instead of a scan of every route:
+        # - exact: topic -> handler, for literal routes that no earlier route shadows;
+        # - by_depth: number of levels -> the routes of that many levels, in registration
+        #   order (so the first registered match still wins);
+        # - first_levels: the first level of every route (None if some route starts with a
+        #   parameter), to answer "not ours" for ordinary topics without splitting them.
+        self._exact: dict[str, Handler] = {}
+        self._by_depth: dict[int, tuple[_Route, ...]] = {}
+        self._first_levels: frozenset[str] | None = frozenset()
         self._server: _ServerPublish | None = None
 
     # -- registration --------------------------------------------------------------------------
@@ -134,7 +157,18 @@ class ReservedTopicRouter:
         levels = _check_pattern(pattern)
         if any(r.levels == levels for r in self._routes):
             raise GatewayError(f"route pattern {pattern!r} is already registered")
-        self._routes.append(_Route(pattern, levels, handler))
+        new = _Route.build(pattern, levels, handler)
+        same_depth = self._by_depth.get(len(levels), ())
+        # A literal route is reached directly unless an earlier route already matches its topic
+        # (first registered match wins); a later route can never take a topic from it.
+        if not new.params and all(r.match(list(levels)) is None for r in same_depth):
+            self._exact[pattern] = handler
+        self._by_depth[len(levels)] = (*same_depth, new)
+        self._routes.append(new)
+        if self._first_levels is not None:
+            first = levels[0]
+            is_param = first.startswith("{") and first.endswith("}")
+            self._first_levels = None if is_param else self._first_levels | {first}
 
     @property
     def patterns(self) -> tuple[str, ...]:
@@ -154,8 +188,14 @@ class ReservedTopicRouter:
 
     def resolve(self, topic: str) -> tuple[Handler, dict[str, str]] | None:
         """The handler and captured parameters for ``topic``, or None."""
+        handler = self._exact.get(topic)
+        if handler is not None:
+            return handler, {}
+        first_levels = self._first_levels
+        if first_levels is not None and topic.partition("/")[0] not in first_levels:
+            return None
         levels = topic.split("/")
-        for route in self._routes:
+        for route in self._by_depth.get(len(levels), ()):
             params = route.match(levels)
             if params is not None:
                 return route.handler, params
@@ -164,32 +204,30 @@ class ReservedTopicRouter:
     # -- PublishInterceptor --------------------------------------------------------------------
     async def intercept(self, client: ClientHandle, message: InboundPublish) -> ReasonCode | None:
         """Handle ``message`` if a route matches; keep unmatched ``$aws/`` topics reserved."""
-        found = self.resolve(message.topic)
+        topic = message.topic
+        found = self.resolve(topic)
         if found is None:
-            if message.topic.startswith(RESERVED_PREFIX):
-                log.debug("dropped publish to unrouted reserved topic %s", message.topic)
+            if topic.startswith(RESERVED_PREFIX):
+                log.debug("dropped publish to unrouted reserved topic %s", topic)
                 return ReasonCode.NO_MATCHING_SUBSCRIBERS
             return None
         handler, params = found
-        request = DeviceRequest(
-            topic=message.topic,
-            payload=message.payload,
-            identity=cast(Identity, client.identity),
-            client_id=client.client_id,
-            qos=message.qos,
-            topic_params=params,
-        )
+        qos = message.qos
+        client_id = client.client_id
+        identity = cast(Identity, client.identity)
+        request = DeviceRequest(topic, message.payload, identity, client_id, qos, params)
         try:
             result = await handler(request)
         except Exception:
             # A bug in a service must not take the connection down; the payload is not logged
             # (it may carry health data or keys).
-            log.exception("handler for %s failed (client %s)", message.topic, client.client_id)
+            log.exception("handler for %s failed (client %s)", topic, client_id)
             return ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR
-        reply_qos = min(message.qos, 1)
-        for reply in result.replies:
-            if reply.to == "requester":
-                client.deliver(reply.topic, reply.payload, qos=reply_qos)
-            else:
-                self.publish(reply.topic, reply.payload, qos=reply_qos)
+        if result.replies:
+            reply_qos = 1 if qos else 0
+            for reply in result.replies:
+                if reply.to == "requester":
+                    client.deliver(reply.topic, reply.payload, qos=reply_qos)
+                else:
+                    self.publish(reply.topic, reply.payload, qos=reply_qos)
         return result.puback
