@@ -16,7 +16,7 @@ from lantern.mqtt.errors import (
     ProtocolError,
     ProtocolViolation,
 )
-from lantern.mqtt.packets import PACKET_TYPES, Connect, Packet
+from lantern.mqtt.packets import PACKET_TYPES, Connect, Packet, Publish
 
 __all__ = ["DEFAULT_MAX_PACKET_SIZE", "Decoder", "encode"]
 
@@ -153,6 +153,9 @@ class Decoder:
             self._pos = end
         if not self._connected:
             self._connected = True
-        if type(packet) is Connect:
+        if type(packet) is Publish:
+            # Kept so that the server can forward it as is (slicing whole bytes copies nothing).
+            packet.raw = buf[start:end] if type(buf) is bytes else bytes(buf[start:end])
+        elif type(packet) is Connect:
             self.protocol_level = packet.protocol_level
         return packet

@@ -11,6 +11,7 @@ Interval are re-encoded per delivery, because the interval sent must be the time
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import replace
 
 from lantern.mqtt.packets import Publish
@@ -19,27 +20,32 @@ from lantern.mqtt.properties import EMPTY_PROPERTIES, Properties
 
 __all__ = ["EncodedPublish", "Message"]
 
+_PACKET_ID = struct.Struct("!H").pack
 _CACHE_LIMIT = 16  # distinct encodings kept per message (levels x QoS x retain x sub ids)
 
 
 class EncodedPublish:
     """PUBLISH bytes with packet identifier 0 (QoS > 0) and where to patch it."""
 
-    __slots__ = ("data", "pid_offset")
+    __slots__ = ("_head", "_tail", "data", "pid_offset")
 
     def __init__(self, data: bytes, pid_offset: int) -> None:
         self.data = data
         self.pid_offset = pid_offset  # 0 when QoS 0 (no packet identifier)
+        # The bytes before and after the packet identifier, cut once for all recipients.
+        self._head: bytes | None = None
+        self._tail = b""
 
     def with_packet_id(self, packet_id: int, dup: bool) -> bytes:
         """The bytes to send for ``packet_id`` (QoS > 0), with DUP set if ``dup``."""
-        buf = bytearray(self.data)
-        off = self.pid_offset
-        buf[off] = packet_id >> 8
-        buf[off + 1] = packet_id & 0xFF
+        head = self._head
+        if head is None:
+            off = self.pid_offset
+            head = self._head = self.data[:off]
+            self._tail = self.data[off + 2 :]
         if dup:
-            buf[0] |= 0x08
-        return bytes(buf)
+            head = bytes((head[0] | 0x08,)) + head[1:]
+        return head + _PACKET_ID(packet_id) + self._tail
 
 
 class Message:
@@ -88,6 +94,19 @@ class Message:
         expiry = properties.message_expiry_interval
         self.expires_at: float | None = None if expiry is None else now + expiry
         self._cache: dict[tuple[int, int, bool, tuple[int, ...]], EncodedPublish] | None = None
+
+    def prime(self, protocol_level: int, raw: bytes, payload_size: int) -> None:
+        """Seed the encoding cache with the PUBLISH as the publisher sent it, at its level and
+        QoS, so that recipients with the same ones get those bytes without re-encoding.
+
+        Only for a PUBLISH without retain, DUP or properties (the caller checks): then those
+        bytes are what :meth:`encoded` would produce, apart from the packet identifier, which
+        is patched per recipient anyway."""
+        qos = self.qos
+        pid_offset = 0
+        if qos:
+            pid_offset = len(raw) - payload_size - (3 if protocol_level == MQTT5 else 2)
+        self._cache = {(protocol_level, qos, False, ()): EncodedPublish(raw, pid_offset)}
 
     def restamped(self, now: float) -> Message:
         """A copy whose expiry counts from ``now`` (a will is created at CONNECT but its

@@ -7,7 +7,7 @@ memoryview once for the payload. Delivery state (inflight, retries) is not kept 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Self
 
 from lantern.mqtt.errors import LocalProtocolError, MalformedPacket, ProtocolViolation
@@ -44,10 +44,15 @@ _ACK_RC = struct.Struct("!BBHB")
 _PID_RC = struct.Struct("!HB")
 
 
-@dataclass(frozen=True, slots=True)
+# PUBLISH and PUBACK are created for every message: not ``frozen`` (a frozen dataclass's
+# __init__ costs about 4x a plain one), but hashable and to be treated as immutable all the same.
+@dataclass(slots=True, unsafe_hash=True)
 class Publish:
     """PUBLISH. ``packet_id`` is set iff ``qos > 0``. ``topic`` may be "" on MQTT 5 when
-    ``properties.topic_alias`` names a topic already set on this connection."""
+    ``properties.topic_alias`` names a topic already set on this connection.
+
+    ``raw``: the packet exactly as received, set by the decoder (None otherwise, and on any
+    copy made with ``dataclasses.replace``); lets the server forward it without re-encoding."""
 
     topic: str
     payload: bytes
@@ -56,6 +61,7 @@ class Publish:
     dup: bool = False
     packet_id: int | None = None
     properties: Properties = EMPTY_PROPERTIES
+    raw: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
     def encode(self, protocol_level: int) -> bytes:
         """Encode for ``protocol_level``; at level 4 properties are dropped."""
@@ -165,7 +171,7 @@ def _decode_ack(
     return packet_id, rc, props
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: see Publish
 class Puback:
     """PUBACK: QoS 1 acknowledgement."""
 

@@ -9,10 +9,13 @@ Pipelining (with a :class:`~lantern.mqtt.hooks.PublishInterceptor`): the connect
 reading while interceptor calls run, so a device can have up to Receive Maximum QoS 1
 observations awaiting their commit at once.
 
-* Each PUBLISH gets a :class:`PendingInbound` at the tail of ``_pending`` and its interceptor
-  call starts at once, in its own task. Tasks start in creation order, so calls begin in
-  receive order (a handler that enqueues its work before its first ``await`` keeps the
-  client's order); they then run concurrently and may complete in any order.
+* Each PUBLISH's interceptor call starts at once, eagerly: its first step runs inside the
+  read callback (in a context of its own), so calls begin in receive order (a handler that
+  enqueues its work before its first ``await`` keeps the client's order). A call that
+  returns without suspending (the usual "not ours") is applied at once when nothing is
+  pending (no task, no queue entry: the fast path), else queued as done. A call that
+  suspends gets a :class:`PendingInbound` at the tail of ``_pending`` and continues in a task
+  of its own; such calls run concurrently and may complete in any order.
 * Outcomes are applied from the head only, strictly in receive order: an entry whose call has
   returned waits for every earlier one. Applying means PUBACK/PUBREC with the interceptor's
   reason, or, when it returned None, routing to subscribers and then acking. So PUBACKs and
@@ -44,7 +47,11 @@ observations awaiting their commit at once.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import types
 from collections import deque
+from collections.abc import Coroutine, Generator
+from typing import Any
 
 from lantern.mqtt.broker import Message
 from lantern.mqtt.connection import ConnectionState
@@ -52,6 +59,7 @@ from lantern.mqtt.errors import ProtocolError
 from lantern.mqtt.hooks import InboundPublish
 from lantern.mqtt.packets import Packet, Puback, Pubcomp, Publish, Pubrec, Pubrel
 from lantern.mqtt.primitives import MQTT5
+from lantern.mqtt.properties import EMPTY_PROPERTIES
 from lantern.mqtt.reason_codes import ReasonCode
 from lantern.mqtt.server.handler_base import HandlerBase, log
 
@@ -105,20 +113,48 @@ class InboundPublishFlow(HandlerBase):
             denied = ReasonCode.NOT_AUTHORIZED if self._level == MQTT5 else ReasonCode.SUCCESS
             self._ack(packet, denied)
             return
-        if server.interceptor is None:
+        interceptor = server.interceptor
+        if interceptor is None:
             self._route(packet)
             return
-        entry = PendingInbound(packet, waits=False)
+        message = InboundPublish(
+            packet.topic, packet.payload, qos, packet.retain, packet.properties
+        )
+        # Eager start (as asyncio's eager task factory): the call's first step runs now, in a
+        # context of its own. Most calls finish there ("not ours" is decided without awaiting
+        # anything): no task, and with nothing pending ahead, no queue entry either.
+        context = contextvars.copy_context()
+        call = interceptor.intercept(self, message)
+        code: ReasonCode | None
+        try:
+            step = context.run(call.send, None)
+        except StopIteration as stop:
+            code = stop.value
+        except Exception:
+            log.exception("publish interceptor failed on a message from %s", self._client_id)
+            code = ReasonCode.UNSPECIFIED_ERROR
+        else:
+            entry = PendingInbound(packet, waits=False)
+            self._enqueue(entry, at_head)
+            task = server.loop.create_task(self._intercept(entry, call, step), context=context)
+            server.track(task)
+            return
+        if at_head or not pending:
+            self._apply_outcome(packet, code)
+        else:
+            entry = PendingInbound(packet, waits=False)
+            entry.code = code
+            entry.done = True
+            self._enqueue(entry, at_head)  # earlier calls still running: wait for them
+
+    def _enqueue(self, entry: PendingInbound, at_head: bool) -> None:
+        pending = self._pending
         if pending is None:
             pending = self._pending = deque()
         if at_head:
             pending.appendleft(entry)  # it was at the head, waiting for its turn
         else:
             pending.append(entry)
-        message = InboundPublish(
-            packet.topic, packet.payload, qos, packet.retain, packet.properties
-        )
-        server.track(server.loop.create_task(self._intercept(entry, message)))
 
     @staticmethod
     def _qos2_in_play(
@@ -135,11 +171,15 @@ class InboundPublishFlow(HandlerBase):
         assert self._pending is not None
         self._pending.append(PendingInbound(packet, waits=True))
 
-    async def _intercept(self, entry: PendingInbound, message: InboundPublish) -> None:
-        interceptor = self._server.interceptor
-        assert interceptor is not None
+    async def _intercept(
+        self,
+        entry: PendingInbound,
+        call: Coroutine[Any, Any, ReasonCode | None],
+        step: Any,
+    ) -> None:
+        """The rest of an interceptor call whose first step yielded ``step``."""
         try:
-            code = await interceptor.intercept(self, message)
+            code = await _rest_of(call, step)
         except asyncio.CancelledError:
             self._finished(entry, ReasonCode.UNSPECIFIED_ERROR)
             raise
@@ -173,8 +213,11 @@ class InboundPublishFlow(HandlerBase):
                 self._handle_in_order(packet)
             return
         assert isinstance(packet, Publish)
-        if entry.code is not None:
-            self._ack(packet, entry.code)
+        self._apply_outcome(packet, entry.code)
+
+    def _apply_outcome(self, packet: Publish, code: ReasonCode | None) -> None:
+        if code is not None:
+            self._ack(packet, code)
         elif packet.qos == 2 and self.session is None:
             pass  # taken over: the client resends it on its new connection (exactly once)
         else:
@@ -192,6 +235,14 @@ class InboundPublishFlow(HandlerBase):
             sender=self._client_id,
             now=now,
         )
+        raw = packet.raw
+        if (
+            raw is not None
+            and not raw[0] & 0x09  # neither retain nor DUP
+            and packet.properties is EMPTY_PROPERTIES
+            and (self._level != MQTT5 or not raw[-len(packet.payload) - 1])  # empty props
+        ):
+            message.prime(self._level, raw, len(packet.payload))
         deliveries = server.broker.publish(message, now)
         if packet.qos:
             self._ack(packet, ReasonCode.SUCCESS)
@@ -241,3 +292,28 @@ class InboundPublishFlow(HandlerBase):
             self._send(Pubcomp(packet.packet_id))
         else:
             self._send(Pubcomp(packet.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
+
+
+@types.coroutine
+def _rest_of(
+    call: Coroutine[Any, Any, ReasonCode | None], step: Any
+) -> Generator[Any, Any, ReasonCode | None]:
+    """Drive a coroutine that was started by hand (its first step yielded ``step``) to its end
+    under the current task: what it yields goes to the task, what the task sends or throws in
+    goes back to it."""
+    while True:
+        try:
+            sent = yield step
+        except GeneratorExit:
+            call.close()
+            raise
+        except BaseException as exc:  # thrown in by the task (e.g. a cancellation)
+            try:
+                step = call.throw(exc)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+        else:
+            try:
+                step = call.send(sent)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
