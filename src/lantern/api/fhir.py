@@ -25,7 +25,7 @@ from lantern.ingest.fhir import (
     parse_paging,
     searchset,
 )
-from lantern.runtime.datadir import tokens_equal
+from lantern.security import tokens_equal
 from lantern.store import Database, registry
 from lantern.store import ingest as repo
 from lantern.store.registry import ThingRecord

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from lantern.ingest.errors import UploadRefused
 from lantern.ingest.files import FileLinkService
-from lantern.runtime.datadir import tokens_equal
+from lantern.security import tokens_equal
 from lantern.store import ingest as repo
 
 

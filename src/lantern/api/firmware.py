@@ -30,7 +30,7 @@ from lantern.jobs.clock import Clock
 from lantern.jobs.deployments import AbortCriterion, Deployment, DeploymentService, DeploymentSpec
 from lantern.jobs.documents import firmware_download_path
 from lantern.jobs.errors import Conflict, JobsError, NotFound
-from lantern.runtime.datadir import tokens_equal
+from lantern.security import tokens_equal
 from lantern.store.firmware import FirmwareRecord
 from lantern.store.objects import ObjectStoreError
 from lantern.store.signing import LinkExpired, LinkInvalid, UrlSigner

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import hmac
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from lantern.security import tokens_equal
+
+__all__ = ["ADMIN_TOKEN_FILE", "DataDir", "tokens_equal"]
 
 ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
 
@@ -45,8 +48,3 @@ class DataDir:
         with os.fdopen(fd, "w") as f:
             f.write(token + "\n")
         return token
-
-
-def tokens_equal(given: str, expected: str) -> bool:
-    """Constant-time comparison of two secrets."""
-    return hmac.compare_digest(given.encode(), expected.encode())
