@@ -20,7 +20,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lantern.store.registry_access import PolicyRecord
+from lantern.store.registry_access import (  # re-exported: the provisioning worker uses them
+    PolicyRecord,
+    attach_policy_sync,
+    get_policy_sync,
+    policy_record,
+    upsert_policy_sync,
+)
 from lantern.store.schema.registry import (
     certificate_policies,
     certificates,
@@ -519,53 +525,7 @@ async def mark_token_used(
     return await conn.run_sync(mark_token_used_sync, token_hash, now, thing_name)
 
 
-# -- policies (hot-path twins of lantern.store.registry_access, for worker jobs) ---------------
-def _policy(row: sa.Row[Any]) -> PolicyRecord:
-    return PolicyRecord(
-        name=row.name,
-        project=row.project,
-        document=dict(row.document),
-        project_wide=bool(row.project_wide),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def get_policy_sync(conn: Connection, name: str) -> PolicyRecord | None:
-    row = conn.execute(sa.select(policies).where(policies.c.name == name)).first()
-    return _policy(row) if row else None
-
-
-def upsert_policy_sync(conn: Connection, record: PolicyRecord) -> None:
-    """Create the policy, or replace its document and scope if the name exists."""
-    if get_policy_sync(conn, record.name) is None:
-        conn.execute(sa.insert(policies), record.__dict__)
-        return
-    conn.execute(
-        sa.update(policies)
-        .where(policies.c.name == record.name)
-        .values(
-            document=record.document,
-            project_wide=record.project_wide,
-            updated_at=record.updated_at,
-        )
-    )
-
-
-def attach_policy_sync(conn: Connection, certificate_id: str, policy_name: str) -> None:
-    """Attach a policy to a certificate (idempotent)."""
-    query = (
-        sa.select(certificate_policies.c.policy_name)
-        .where(certificate_policies.c.certificate_id == certificate_id)
-        .where(certificate_policies.c.policy_name == policy_name)
-    )
-    if conn.execute(query).first() is None:
-        conn.execute(
-            sa.insert(certificate_policies),
-            {"certificate_id": certificate_id, "policy_name": policy_name},
-        )
-
-
+# -- policies (read on every device CONNECT) ------------------------------------------------
 def connection_policies_sync(
     conn: Connection, project: str, certificate_id: str
 ) -> list[PolicyRecord]:
@@ -583,4 +543,4 @@ def connection_policies_sync(
         .where(certificate_policies.c.certificate_id == certificate_id)
         .order_by(policies.c.name)
     ).all()
-    return [_policy(r) for r in (*wide, *attached)]
+    return [policy_record(r) for r in (*wide, *attached)]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lantern.store.schema.registry import certificate_policies, mqtt_users, policies
@@ -52,7 +53,7 @@ class MqttUserRecord:
     disabled_at: float | None
 
 
-def _policy(row: sa.Row[Any]) -> PolicyRecord:
+def policy_record(row: sa.Row[Any]) -> PolicyRecord:
     return PolicyRecord(
         name=row.name,
         project=row.project,
@@ -75,9 +76,13 @@ def _user(row: sa.Row[Any]) -> MqttUserRecord:
 
 
 # -- policies ----------------------------------------------------------------------------------
+def get_policy_sync(conn: Connection, name: str) -> PolicyRecord | None:
+    row = conn.execute(sa.select(policies).where(policies.c.name == name)).first()
+    return policy_record(row) if row else None
+
+
 async def get_policy(conn: AsyncConnection, name: str) -> PolicyRecord | None:
-    row = (await conn.execute(sa.select(policies).where(policies.c.name == name))).first()
-    return _policy(row) if row else None
+    return await conn.run_sync(get_policy_sync, name)
 
 
 async def list_policies(
@@ -86,7 +91,7 @@ async def list_policies(
     query = sa.select(policies).order_by(policies.c.name)
     if project is not None:
         query = query.where(policies.c.project == project)
-    return [_policy(r) for r in (await conn.execute(query)).all()]
+    return [policy_record(r) for r in (await conn.execute(query)).all()]
 
 
 async def project_policies(conn: AsyncConnection, project: str) -> list[PolicyRecord]:
@@ -97,16 +102,15 @@ async def project_policies(conn: AsyncConnection, project: str) -> list[PolicyRe
         .where(policies.c.project_wide.is_(True))
         .order_by(policies.c.name)
     )
-    return [_policy(r) for r in (await conn.execute(query)).all()]
+    return [policy_record(r) for r in (await conn.execute(query)).all()]
 
 
-async def upsert_policy(conn: AsyncConnection, record: PolicyRecord) -> None:
+def upsert_policy_sync(conn: Connection, record: PolicyRecord) -> None:
     """Create the policy, or replace its document and scope if the name exists."""
-    existing = await get_policy(conn, record.name)
-    if existing is None:
-        await conn.execute(sa.insert(policies).values(**record.__dict__))
+    if get_policy_sync(conn, record.name) is None:
+        conn.execute(sa.insert(policies), record.__dict__)
         return
-    await conn.execute(
+    conn.execute(
         sa.update(policies)
         .where(policies.c.name == record.name)
         .values(
@@ -117,24 +121,33 @@ async def upsert_policy(conn: AsyncConnection, record: PolicyRecord) -> None:
     )
 
 
+async def upsert_policy(conn: AsyncConnection, record: PolicyRecord) -> None:
+    """Create the policy, or replace its document and scope if the name exists."""
+    await conn.run_sync(upsert_policy_sync, record)
+
+
 async def delete_policy(conn: AsyncConnection, name: str) -> bool:
     result = await conn.execute(sa.delete(policies).where(policies.c.name == name))
     return bool(result.rowcount)
 
 
-async def attach_policy(conn: AsyncConnection, certificate_id: str, policy_name: str) -> None:
+def attach_policy_sync(conn: Connection, certificate_id: str, policy_name: str) -> None:
     """Attach a policy to a certificate (idempotent)."""
     query = (
         sa.select(certificate_policies.c.policy_name)
         .where(certificate_policies.c.certificate_id == certificate_id)
         .where(certificate_policies.c.policy_name == policy_name)
     )
-    if (await conn.execute(query)).first() is None:
-        await conn.execute(
-            sa.insert(certificate_policies).values(
-                certificate_id=certificate_id, policy_name=policy_name
-            )
+    if conn.execute(query).first() is None:
+        conn.execute(
+            sa.insert(certificate_policies),
+            {"certificate_id": certificate_id, "policy_name": policy_name},
         )
+
+
+async def attach_policy(conn: AsyncConnection, certificate_id: str, policy_name: str) -> None:
+    """Attach a policy to a certificate (idempotent)."""
+    await conn.run_sync(attach_policy_sync, certificate_id, policy_name)
 
 
 async def certificate_policy_names(conn: AsyncConnection, certificate_id: str) -> list[str]:
