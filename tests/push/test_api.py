@@ -265,3 +265,31 @@ async def test_text_that_is_not_unicode_is_a_400_not_a_crash(gateway: Gateway) -
     )
     assert response.status_code == 400 and response.json()["field"] == "payload"
     assert gateway.standin.requests == []
+
+
+async def test_an_unexpected_failure_is_a_json_500_and_the_log_has_no_content(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = "MARKER-5e1d-unexpected"
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(f"boom while handling {marker}")
+
+    monkeypatch.setattr(gateway.dispatcher, "dispatch", broken)
+    body = {"api_key": gateway.external, **SEED_BODY}
+    body["payload"] = {"aps": {"alert": marker}}
+    response = await gateway.http.post("/push", json=body)
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert "RuntimeError" in caplog.text and "POST /push failed" in caplog.text
+    assert marker not in caplog.text
+    # The gateway still serves the next request.
+    monkeypatch.undo()
+    assert (
+        await gateway.http.post("/push", json=SEED_BODY | {"api_key": gateway.external})
+    ).status_code == 200
+
+
+async def test_other_methods_on_push_are_405(gateway: Gateway) -> None:
+    response = await gateway.http.get("/push")
+    assert response.status_code == 405

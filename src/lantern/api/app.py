@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import lantern
 
@@ -13,11 +16,43 @@ ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 """Returns problems by name; an empty dict means ready."""
 
 
+class LanternApp(FastAPI):
+    """FastAPI with a front door for hot endpoints.
+
+    A plain route whose ASGI endpoint sets ``serve_directly = True`` (``POST /push``) is called
+    straight from :meth:`__call__`: FastAPI's middleware stack and router (server-error and
+    exception middleware, exit stacks, route matching over every route) cost about as much CPU
+    as the endpoint itself. Such an endpoint answers its own errors, 500 included. Other methods
+    on the same path still go through the router (405).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.direct_routes: dict[str, tuple[frozenset[str], ASGIApp]] = {}
+
+    def include_router(self, router: APIRouter, **kwargs: Any) -> None:
+        """As FastAPI's, and remember the router's direct routes (see the class docstring)."""
+        super().include_router(router, **kwargs)
+        prefix = kwargs.get("prefix", "") + router.prefix
+        for route in router.routes:
+            if isinstance(route, Route) and getattr(route.app, "serve_directly", False):
+                methods = frozenset(route.methods or ())
+                self.direct_routes[prefix + route.path] = (methods, route.app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            direct = self.direct_routes.get(scope["path"])
+            if direct is not None and scope["method"] in direct[0]:
+                await direct[1](scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     routers: Sequence[APIRouter] = (), readiness: Sequence[ReadinessCheck] = ()
 ) -> FastAPI:
     """The HTTP app with ``/healthz`` (process alive) and ``/readyz`` (every check passes)."""
-    app = FastAPI(title="Lantern", version=lantern.__version__, docs_url="/docs", redoc_url=None)
+    app = LanternApp(title="Lantern", version=lantern.__version__, docs_url="/docs", redoc_url=None)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.engine import RowMapping
 
+from lantern.store.batch import BatchTransactions
 from lantern.store.db import Database, StoreError
 from lantern.store.schema.push import api_keys, push_deliveries
 
@@ -120,18 +121,27 @@ class ApiKeyStore:
 
 
 class DeliveryStore:
-    """Append and read the delivery log."""
+    """Append and read the delivery log. Appends go through :class:`BatchTransactions` (on a
+    SQLite file: one hop to a dedicated thread per batch); :meth:`close` releases it."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._batches = BatchTransactions(db)
 
     async def insert_many(self, rows: Sequence[DeliveryRow]) -> None:
         """Append ``rows`` in one transaction (one commit for a whole batch)."""
         if not rows:
             return
         values = [{name: getattr(r, name) for name in _DELIVERY_FIELDS} for r in rows]
-        async with self.db.transaction() as conn:
-            await conn.execute(insert(push_deliveries), values)
+
+        def append(conn: Connection) -> None:
+            conn.execute(insert(push_deliveries), values)
+
+        await self._batches.run(append)
+
+    async def close(self) -> None:
+        """Release the batch writer's thread and connection (appending later reopens them)."""
+        await self._batches.close()
 
     async def recent(
         self,
