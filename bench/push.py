@@ -18,7 +18,7 @@ Throughput on a shared 2-core machine depends on what else runs; the CPU millise
 process spends per notification do not, so both are printed, with the relay's single-core
 capacity (1000 / relay CPU ms) and the ratios.
 
-Usage: ``.venv/bin/python bench/push.py [--seconds 5] [--connections 256] [--only lantern]
+Usage: ``.venv/bin/python bench/push.py [--seconds 5] [--connections 64,256,1024] [--only lantern]
 [--profile cprofile|py-spy --profile-out PATH]``
 """
 
@@ -164,6 +164,7 @@ def own_cpu_seconds() -> float:
 @dataclass
 class Result:
     name: str
+    connections: int
     rate: float
     cpu_ms: dict[str, float]  # role -> CPU ms per delivered notification
 
@@ -205,16 +206,39 @@ def measure(
     )
     if outcome.failed:
         print(f"{'':8s} WARNING: {outcome.failed} requests were not answered 200", flush=True)
-    return Result(name, rate, per)
+    return Result(name, connections, rate, per)
+
+
+def print_ratios(lantern: list[Result], legacy: list[Result]) -> None:
+    """Ratios at each concurrency level, then capacity (each relay's best level) against
+    capacity."""
+    print("connections  lantern/s  legacy/s  throughput  relay CPU  all-process CPU")
+    for new, old in zip(lantern, legacy, strict=True):
+        total_new, total_old = sum(new.cpu_ms.values()), sum(old.cpu_ms.values())
+        print(
+            f"{new.connections:11d}  {new.rate:9.0f}  {old.rate:8.0f}  "
+            f"{new.rate / max(old.rate, 1e-9):9.1f}x  "
+            f"{old.cpu_ms['relay'] / max(new.cpu_ms['relay'], 1e-9):8.1f}x  "
+            f"{total_old / max(total_new, 1e-9):14.1f}x"
+        )
+    best_new = max(lantern, key=lambda r: r.rate)
+    best_old = max(legacy, key=lambda r: r.rate)
+    print(
+        f"capacity: lantern {best_new.rate:.0f}/s ({best_new.connections} connections), legacy "
+        f"{best_old.rate:.0f}/s ({best_old.connections} connections): "
+        f"{best_new.rate / max(best_old.rate, 1e-9):.1f}x"
+    )
+    print("goal: >= 20x the legacy design and >= 2,000 notifications/s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     # Each connection has one request in flight (closed loop), so throughput <= connections /
-    # latency; a push waits for its delivery-log group commit (up to 25 ms under load), so 64
-    # connections would cap the rate near 2,000/s whatever the CPU cost. Callers are many.
-    parser.add_argument("--connections", type=int, default=256)
+    # latency. Both relays are measured at every level; each one's capacity is its best level.
+    parser.add_argument(
+        "--connections", default="64,256,1024", help="comma-separated concurrency levels"
+    )
     parser.add_argument("--only", choices=["lantern", "legacy"])
     parser.add_argument(
         "--profile", choices=["cprofile", "py-spy"], help="profile the Lantern relay"
@@ -222,6 +246,7 @@ def main() -> None:
     parser.add_argument("--profile-out", type=Path, default=Path("push-relay.prof"))
     parser.add_argument("--legacy-relay", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    levels = [int(level) for level in args.connections.split(",")]
     if args.legacy_relay:
         port, host, key_file, key_id, team_id, ca = args.legacy_relay
         legacy_relay(int(port), host, key_file, key_id, team_id, ca)
@@ -234,7 +259,7 @@ def main() -> None:
     env["PYTHONPATH"] = str(ROOT / "tests")
     apns_port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
-    results: dict[str, Result] = {}
+    results: dict[str, list[Result]] = {}
     try:
         standin = subprocess.Popen(
             [
@@ -294,14 +319,17 @@ def main() -> None:
                     "-o",
                     str(args.profile_out),
                 ]
-            results["lantern"] = measure(
-                "lantern",
-                lantern_port,
-                args.seconds,
-                args.connections,
-                {"relay": lantern.pid, "apns": standin.pid},
-                profiler,
-            )
+            results["lantern"] = [
+                measure(
+                    "lantern",
+                    lantern_port,
+                    args.seconds,
+                    level,
+                    {"relay": lantern.pid, "apns": standin.pid},
+                    profiler if level == levels[-1] else None,  # the last level is profiled
+                )
+                for level in levels
+            ]
             lantern.terminate()
             lantern.wait(60)
 
@@ -323,26 +351,19 @@ def main() -> None:
             )
             procs.append(legacy)
             wait_for_port(legacy_port, timeout=60)
-            results["legacy"] = measure(
-                "legacy",
-                legacy_port,
-                args.seconds,
-                args.connections,
-                {"relay": legacy.pid, "apns": standin.pid},
-            )
+            results["legacy"] = [
+                measure(
+                    "legacy",
+                    legacy_port,
+                    args.seconds,
+                    level,
+                    {"relay": legacy.pid, "apns": standin.pid},
+                )
+                for level in levels
+            ]
 
         if len(results) == 2:
-            new, old = results["lantern"], results["legacy"]
-            ratio = new.rate / old.rate if old.rate else float("inf")
-            cpu_ratio = old.cpu_ms["relay"] / max(new.cpu_ms["relay"], 1e-9)
-            total_new = sum(new.cpu_ms.values())
-            total_old = sum(old.cpu_ms.values())
-            print(
-                f"ratio    {ratio:7.1f}x throughput; relay CPU per notification {cpu_ratio:.1f}x "
-                f"less; all processes {total_old / max(total_new, 1e-9):.1f}x less "
-                f"({total_new:.2f} vs {total_old:.2f} ms)"
-            )
-            print("goal: >= 20x the legacy design and >= 2,000 notifications/s")
+            print_ratios(results["lantern"], results["legacy"])
         print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     finally:
         for proc in procs:
