@@ -1,18 +1,28 @@
 """Group commit and the key pool: a failing job is rolled back alone, concurrent requests for one
-token get exactly one thing, pooled key pairs are handed out once each."""
+token get exactly one thing, pooled keys are made ahead and handed out once each."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import json
+import os
+import sys
+import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Connection
 
-from lantern.pki import CertificateAuthority, IssuedCertificate, KeyType
+from lantern.pki import (
+    CertificateAuthority,
+    IssuedCertificate,
+    KeyType,
+    generate_private_key,
+    private_key_pem,
+)
 from lantern.provisioning.keypool import KeyPool
 from lantern.store import Database
 from lantern.store import registry as reg
@@ -123,3 +133,51 @@ async def test_key_pool_reports_a_failing_generator() -> None:
             await asyncio.wait_for(pool.take(), 10)
     finally:
         pool.close()
+
+
+async def test_key_pool_fills_ahead_when_asked() -> None:
+    made = itertools.count()
+    pool: KeyPool[int] = KeyPool(lambda: next(made), size=5, workers=2)
+    try:
+        pool.fill()
+        for _ in range(100):
+            if pool.ready == 5:
+                break
+            await asyncio.sleep(0.01)
+        assert pool.ready == 5
+        assert {await pool.take() for _ in range(8)} == set(range(8))
+    finally:
+        pool.close()
+
+
+async def test_a_pooled_key_gets_a_certificate_valid_from_when_it_is_taken(
+    ca: CertificateAuthority,
+) -> None:
+    key = generate_private_key(KeyType.EC_P256)
+    await asyncio.sleep(1.1)  # the key waited in the pool
+    before = datetime.now(UTC).replace(microsecond=0)
+    issued = ca.issue("pooled", key=key)
+    assert issued.certificate.public_key() == key.public_key()
+    assert issued.certificate.not_valid_before_utc >= before - timedelta(minutes=5)
+    assert issued.private_key_pem == private_key_pem(key)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities are Linux's")
+async def test_keys_made_ahead_use_idle_cpu_and_waited_for_keys_do_not() -> None:
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    ahead: KeyPool[int] = KeyPool(niceness, size=3, workers=2)
+    on_demand: KeyPool[int] = KeyPool(niceness, size=0, workers=2)
+    try:
+        ahead.fill()
+        for _ in range(100):
+            if ahead.ready == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert [await ahead.take() for _ in range(3)] == [19, 19, 19]
+        normal = os.getpriority(os.PRIO_PROCESS, 0)
+        assert await asyncio.gather(*(on_demand.take() for _ in range(2))) == [normal] * 2
+    finally:
+        ahead.close()
+        on_demand.close()

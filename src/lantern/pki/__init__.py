@@ -10,6 +10,7 @@ from lantern.pki.ca import CertificateAuthority, IssuedCertificate
 from lantern.pki.certs import (
     KeyType,
     PKIError,
+    PrivateKey,
     certificate_id,
     generate_private_key,
     load_certificate,
@@ -22,6 +23,7 @@ __all__ = [
     "IssuedCertificate",
     "KeyType",
     "PKIError",
+    "PrivateKey",
     "certificate_id",
     "generate_private_key",
     "load_certificate",

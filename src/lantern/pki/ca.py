@@ -197,10 +197,17 @@ class CertificateAuthority:
         return builder.sign(self._key, hashes.SHA256())
 
     def issue(
-        self, common_name: str, key_type: KeyType = KeyType.RSA_2048, days: int = DEVICE_DAYS
+        self,
+        common_name: str,
+        key_type: KeyType = KeyType.RSA_2048,
+        days: int = DEVICE_DAYS,
+        *,
+        key: PrivateKey | None = None,
     ) -> IssuedCertificate:
-        """Generate a key pair and a client certificate for it (CreateKeysAndCertificate)."""
-        key: PrivateKey = generate_private_key(key_type)
+        """A client certificate and its key pair (CreateKeysAndCertificate): ``key`` when given
+        (made ahead, see :mod:`lantern.provisioning.keypool`), else a new key of ``key_type``."""
+        if key is None:
+            key = generate_private_key(key_type)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         cert = self._sign(subject, key.public_key(), days)
         return IssuedCertificate(

@@ -31,7 +31,15 @@ from lantern.gateway import ClaimIdentity, DeviceRequest, HandlerResult, Reply, 
 from lantern.gateway.errors import PolicyError
 from lantern.gateway.policy import validate_policy_document
 from lantern.mqtt.reason_codes import ReasonCode
-from lantern.pki import CertificateAuthority, IssuedCertificate, KeyType, PKIError, load_csr
+from lantern.pki import (
+    CertificateAuthority,
+    IssuedCertificate,
+    KeyType,
+    PKIError,
+    PrivateKey,
+    generate_private_key,
+    load_csr,
+)
 from lantern.provisioning.codec import FORMATS, decode_request, encode_reply
 from lantern.provisioning.errors import ProvisioningRejected
 from lantern.provisioning.hook import PreProvisioningHook
@@ -50,8 +58,6 @@ log = logging.getLogger(__name__)
 
 DEVICE_CN = "Lantern device"
 _OWNERSHIP_ERROR = "InvalidCertificateOwnershipToken"
-# Ready RSA key pairs kept by the pool (a burst this large does not wait for key generation).
-KEY_POOL_SIZE = 32
 
 
 def _token_error(message: str) -> ProvisioningRejected:
@@ -98,13 +104,30 @@ class ProvisioningService:
         self.hook = hook
         self.clock = clock
         self.worker = RegistryWorker.for_database(db)
-        self._key_pool: KeyPool | None = None
+        # RSA keys made ahead (settings.key_pool_size); EC keys take microseconds.
+        self._key_pool: KeyPool[PrivateKey] | None = None
+        if KeyType(settings.key_type) is KeyType.RSA_2048:
+            self._key_pool = KeyPool(
+                lambda: generate_private_key(KeyType.RSA_2048),
+                size=settings.key_pool_size,
+                workers=os.cpu_count() or 2,
+            )
 
     def register(self, router: ReservedTopicRouter) -> None:
         """Register the three Identity API handlers on ``router``."""
         router.route("$aws/certificates/create/{fmt}", self.create_keys_and_certificate)
         router.route("$aws/certificates/create-from-csr/{fmt}", self.create_certificate_from_csr)
         router.route("$aws/provisioning-templates/{template}/provision/{fmt}", self.register_thing)
+
+    def start(self) -> None:
+        """Start making the pool's keys, so that a burst right after startup finds them."""
+        if self._key_pool is not None:
+            self._key_pool.fill()
+
+    @property
+    def pooled_keys(self) -> int:
+        """RSA keys ready in the pool (0 without one)."""
+        return 0 if self._key_pool is None else self._key_pool.ready
 
     def close(self) -> None:
         """Stop the key pool's threads (the pooled keys are forgotten)."""
@@ -169,16 +192,9 @@ class ProvisioningService:
     # -- CreateKeysAndCertificate / CreateCertificateFromCsr -----------------------------------
     async def _new_key_pair(self) -> IssuedCertificate:
         key_type = KeyType(self.settings.key_type)
-        if key_type is KeyType.RSA_2048:
-            if self._key_pool is None:
-                self._key_pool = KeyPool(
-                    lambda: self.ca.issue(DEVICE_CN, KeyType.RSA_2048),
-                    size=KEY_POOL_SIZE,
-                    workers=os.cpu_count() or 2,
-                )
-            return await self._key_pool.take()
-        # EC: well under a millisecond, but still off the event loop.
-        return await asyncio.to_thread(self.ca.issue, DEVICE_CN, key_type)
+        key = await self._key_pool.take() if self._key_pool is not None else None
+        # Signing (and an EC key) take well under a millisecond, but still off the event loop.
+        return await asyncio.to_thread(self.ca.issue, DEVICE_CN, key_type, key=key)
 
     async def _create_keys(
         self, request: DeviceRequest, identity: ClaimIdentity, body: dict[str, Any]

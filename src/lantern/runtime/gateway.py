@@ -81,6 +81,7 @@ class GatewayComponent(Component):
                 listener,
             )
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        self.provisioning.start()
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -97,6 +98,7 @@ class GatewayComponent(Component):
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        self.provisioning.close()
         await self.hook.close()
 
     def describe(self) -> list[str]:
