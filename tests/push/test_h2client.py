@@ -177,6 +177,56 @@ async def test_one_connection_at_its_stream_limit_queues_requests(
     assert client.connections_opened == 1 and standin.handshakes == 1
 
 
+class _CountingTransport:
+    """Delegates to the real transport, counting writes."""
+
+    def __init__(self, inner: asyncio.Transport) -> None:
+        self.inner = inner
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.inner.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_a_burst_of_streams_is_written_in_slices_so_the_server_starts_early(
+    apns_standin: APNsStandIn,
+) -> None:
+    """40 streams started in one loop turn leave in 3 writes (16 + 16 + 8), not 1 at the end of
+    the turn: a whole burst in one write leaves the server idle while the relay prepares it."""
+    settings = apns_settings(apns_standin)
+    assert settings.ca_file is not None
+    client = H2Client(
+        "127.0.0.1", apns_standin.port, ssl_context(settings.ca_file), max_connections=1
+    )
+    provider = APNsProvider(settings)
+    message = provider.prepare(DEVICE, PAYLOAD)
+    headers = [
+        (b"authorization", f"bearer {provider.provider_token.get()}".encode()),
+        *((k.encode(), v.encode()) for k, v in message.headers.items()),
+    ]
+    path = f"/3/device/{DEVICE}"
+    try:
+        assert (await client.request(path, headers, message.body["_raw"])).status == 200
+        connection = client._connections[0]
+        assert connection.transport is not None
+        counting = _CountingTransport(connection.transport)
+        connection.transport = counting  # type: ignore[assignment]
+        responses = await asyncio.gather(
+            *(client.request(path, headers, message.body["_raw"]) for _ in range(40))
+        )
+        burst_writes = counting.writes  # (closing adds a GOAWAY write)
+    finally:
+        await client.aclose()
+        await provider.close()
+    assert [r.status for r in responses] == [200] * 40
+    assert burst_writes == 3
+    assert client.connections_opened == 1
+
+
 async def test_concurrent_requests_share_one_failed_connect(tmp_path: Path) -> None:
     ca, _ = CertificateAuthority.load_or_create(tmp_path / "tls")
     client = H2Client("127.0.0.1", free_port(), ssl_context(ca.ca_file), connect_timeout=2.0)

@@ -214,6 +214,7 @@ class APNsStandIn:
         conn.increment_flow_control_window(1 << 24)
         writer.write(conn.data_to_send())
         streams: dict[int, tuple[dict[str, str], bytearray]] = {}
+        answered = 0
         try:
             while True:
                 data = await reader.read(65536)
@@ -230,6 +231,9 @@ class APNsStandIn:
                     elif isinstance(event, h2.events.StreamEnded):
                         headers, body = streams.pop(event.stream_id)
                         action = self._respond(conn, event.stream_id, headers, bytes(body))
+                        answered += 1
+                        if answered % 16 == 0:  # answer as streams finish, as a server would
+                            writer.write(conn.data_to_send())
                         if action == "drop":
                             writer.transport.abort()
                             return

@@ -94,6 +94,9 @@ async def start(settings: Settings) -> RunningServer:
         ssl_certfile=str(ca.server_cert_file) if http_cfg.tls else None,
         ssl_keyfile=str(ca.server_key_file) if http_cfg.tls else None,
         server_header=False,
+        # Nothing in Lantern reads the client address or scheme (links use http.public_url), so
+        # uvicorn's X-Forwarded-* rewriting would only add a middleware hop to every request.
+        proxy_headers=False,
     )
     http = EmbeddedUvicorn(config)
     http_task = asyncio.create_task(http.serve(), name="http")
