@@ -24,7 +24,7 @@ class ProvisioningSettings(SectionModel):
         description="RSA-2048 keys generated ahead, from startup, in background threads (kept "
         "in memory only). A burst of CreateKeysAndCertificate up to this size does not wait "
         "for key generation (~35 ms of CPU per key); beyond it, requests are served at the "
-        "generation rate (~30 keys/s per core). About 1.7 KB of memory per key. 0 = none.",
+        "generation rate (~20-30 keys/s per core). About 5 KB of memory per key. 0 = none.",
     )
     ownership_token_ttl_seconds: int = Field(
         default=3600,
