@@ -28,6 +28,7 @@ from lantern.store.schema.ingest import (
     observations,
     upload_links,
 )
+from lantern.store.sqlite_rows import multirow_inserts
 
 # -- observations --------------------------------------------------------------------------------
 
@@ -90,17 +91,20 @@ async def insert_observations(
         )
 
 
+# Multi-row statements (lantern.store.sqlite_rows): statement heads and one row's template.
 _INSERT_OBSERVATION = (
     "INSERT INTO observations (id, project, thing_name, patient_id, effective_at, issued_at, "
-    "resource) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "resource) VALUES ",
+    "(?,?,?,?,?,?,?)",
 )
 _INSERT_CODE = (
-    "INSERT INTO observation_codes (observation_id, position, project, system, code) "
-    "VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO observation_codes (observation_id, position, project, system, code) VALUES ",
+    "(?,?,?,?,?)",
 )
 _INSERT_OUTBOX = (
     "INSERT INTO fhir_outbox (observation_id, attempts, next_attempt_at, state, created_at, "
-    "updated_at) VALUES (?, 0, ?, 'pending', ?, ?)"
+    "updated_at) VALUES ",
+    "(?,0,?,'pending',?,?)",
 )
 
 
@@ -109,7 +113,8 @@ class SqliteObservationWriter:
 
     The same statements and transaction as :func:`insert_observations` (one transaction per
     batch, rolled back whole on any error, foreign keys enforced, ``synchronous=FULL``), but
-    through the ``sqlite3`` driver's ``executemany`` in ONE hop to a dedicated thread: no
+    through the ``sqlite3`` driver with multi-row statements (few GIL hand-overs, see
+    :mod:`lantern.store.sqlite_rows`) in ONE hop to a dedicated thread: no
     per-row SQLAlchemy parameter processing and no per-statement hop on the event loop, so the
     loop keeps serving devices while SQLite inserts and fsyncs. It is the only writer of these
     rows; other connections take turns through ``busy_timeout`` and ``BEGIN IMMEDIATE``.
@@ -141,26 +146,25 @@ class SqliteObservationWriter:
         if self._conn is None:
             self._conn = self._open()
         conn = self._conn
+        observations = [
+            (r.id, r.project, r.thing_name, r.patient_id, r.effective_at, r.issued_at, r.resource)
+            for r in rows
+        ]
+        codes = [
+            (r.id, i, r.project, system, code)
+            for r in rows
+            for i, (system, code) in enumerate(r.codes)
+        ]
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(
-                _INSERT_OBSERVATION,
-                [
-                    (r.id, r.project, r.thing_name, r.patient_id, r.effective_at, r.issued_at,
-                     r.resource)
-                    for r in rows
-                ],
-            )  # fmt: skip
-            conn.executemany(
-                _INSERT_CODE,
-                [
-                    (r.id, i, r.project, system, code)
-                    for r in rows
-                    for i, (system, code) in enumerate(r.codes)
-                ],
-            )
+            for sql, params in multirow_inserts(*_INSERT_OBSERVATION, observations):
+                conn.execute(sql, params)
+            for sql, params in multirow_inserts(*_INSERT_CODE, codes):
+                conn.execute(sql, params)
             if outbox:
-                conn.executemany(_INSERT_OUTBOX, [(r.id, now, now, now) for r in rows])
+                pending = [(r.id, now, now, now) for r in rows]
+                for sql, params in multirow_inserts(*_INSERT_OUTBOX, pending):
+                    conn.execute(sql, params)
             conn.execute("COMMIT")
         except BaseException:
             try:

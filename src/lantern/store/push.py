@@ -15,6 +15,7 @@ from sqlalchemy.engine import RowMapping
 from lantern.store.batch import BatchTransactions
 from lantern.store.db import Database, StoreError
 from lantern.store.schema.push import api_keys, push_deliveries
+from lantern.store.sqlite_rows import multirow_inserts
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +58,8 @@ _KEY_FIELDS = tuple(f.name for f in fields(ApiKeyRow))
 _DELIVERY_FIELDS = tuple(f.name for f in fields(DeliveryRow))
 # Built from our own table and dataclass names only (no input reaches it).
 _INSERT_DELIVERY_SQLITE = (
-    f"INSERT INTO {push_deliveries.name} ({', '.join(_DELIVERY_FIELDS)}) "  # noqa: S608
-    f"VALUES ({', '.join('?' for _ in _DELIVERY_FIELDS)})"
+    f"INSERT INTO {push_deliveries.name} ({', '.join(_DELIVERY_FIELDS)}) VALUES ",  # noqa: S608
+    f"({','.join('?' for _ in _DELIVERY_FIELDS)})",
 )
 
 
@@ -145,9 +146,12 @@ class DeliveryStore:
 
         def append(conn: Connection) -> None:
             if conn.dialect.name == "sqlite":
-                # The hot path (a row per push): the driver's executemany, no per-row binding
-                # by SQLAlchemy. DeliveryRow's fields are the table's columns, in order.
-                conn.exec_driver_sql(_INSERT_DELIVERY_SQLITE, [_row_values(r) for r in rows])
+                # The hot path (a row per push): multi-row statements straight to the driver
+                # (no per-row binding by SQLAlchemy, few GIL hand-overs: store.sqlite_rows).
+                # DeliveryRow's fields are the table's columns, in order.
+                tuples = [_row_values(r) for r in rows]
+                for sql, params in multirow_inserts(*_INSERT_DELIVERY_SQLITE, tuples):
+                    conn.exec_driver_sql(sql, params)
             else:
                 values = [{name: getattr(r, name) for name in _DELIVERY_FIELDS} for r in rows]
                 conn.execute(insert(push_deliveries), values)

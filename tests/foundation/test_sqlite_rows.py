@@ -1,0 +1,60 @@
+"""Multi-row INSERT statements: every row lands once, in order, within SQLite's variable limit."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lantern.store.sqlite_rows import MAX_VARIABLES, multirow_inserts
+
+HEAD = "INSERT INTO t (a, b, c, state) VALUES "
+ROW = "(?, ?, ?, 'new')"
+
+
+def _insert(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, a, b, c, state TEXT)")
+    statements = list(multirow_inserts(HEAD, ROW, rows))
+    for sql, params in statements:
+        assert len(params) <= MAX_VARIABLES
+        conn.execute(sql, params)
+    stored = conn.execute("SELECT a, b, c, state FROM t ORDER BY n").fetchall()
+    conn.close()
+    return stored
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-(2**63), 2**63 - 1),
+            st.text(max_size=5),
+            st.none() | st.floats(allow_nan=False),
+        ),
+        max_size=1200,
+    )
+)
+def test_every_row_is_inserted_once_in_order(rows: list[tuple[object, ...]]) -> None:
+    assert _insert(rows) == [(*row, "new") for row in rows]
+
+
+def test_a_large_batch_takes_few_statements() -> None:
+    rows = [(i, "x", 1.0) for i in range(2000)]
+    statements = list(multirow_inserts(HEAD, ROW, rows))
+    assert len(statements) == -(-2000 // (MAX_VARIABLES // 3))  # 333 rows a statement: 7
+    assert _insert(rows)[-1] == (1999, "x", 1.0, "new")
+
+
+def test_nothing_to_insert_makes_no_statement() -> None:
+    assert list(multirow_inserts(HEAD, ROW, [])) == []
+
+
+def test_a_row_of_the_wrong_width_is_refused_before_any_statement() -> None:
+    rows: list[tuple[object, ...]] = [(i, "a", 2.0) for i in range(1000)] + [(1, "a")]
+    statements = multirow_inserts(HEAD, ROW, rows)
+    with pytest.raises(ValueError, match="2 values; the template takes 3"):
+        next(statements)
+    with pytest.raises(ValueError, match="at least one"):
+        list(multirow_inserts(HEAD, "(1)", [()]))
