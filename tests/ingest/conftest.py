@@ -157,7 +157,7 @@ async def http_app(sqlite_db: Database, data_dir: Path) -> AsyncIterator[HttpApp
     )
     app = create_app(
         routers=[
-            build_fhir_router(sqlite_db, admin_token=dd.admin_token, base_url=lambda: base[0]),
+            build_fhir_router(sqlite_db, admin_token=dd.admin_token, public_url=lambda: None),
             build_files_router(service, admin_token=dd.admin_token),
         ]
     )

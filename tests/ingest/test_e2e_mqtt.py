@@ -18,6 +18,9 @@ import httpx
 import pytest
 from awscrt import mqtt5
 from awsiot import mqtt5_client_builder
+from fhir.resources.R4B.observation import Observation
+from fhirpy import SyncFHIRClient
+from fhirpy.base.exceptions import AuthorizationError
 
 from support.net import wait_for_port
 from support.process import LanternProcess
@@ -106,6 +109,33 @@ def test_paho_observations_are_committed_before_their_puback(
     devices = fhir_get(server, f"Device?identifier={device.name}")
     assert devices["total"] == 1
     assert devices["entry"][0]["resource"]["serialNumber"]
+
+
+def test_a_standard_fhir_client_pages_searches_and_reads_them_back(
+    server: LanternProcess, device: Device
+) -> None:
+    """fhirpy (an independent FHIR client) against /fhir: search across pages by following the
+    Bundle's next links, read by id, Device search, and a refused token."""
+    patient = f"fhirpy-{uuid.uuid4().hex[:6]}"
+    with DeviceConnection(server.mqtt_port, device, 5) as conn:
+        mids = [conn.publish(INGEST, observation(str(60 + i), patient)) for i in range(23)]
+        assert [conn.puback(m) for m in mids] == [0] * 23
+    client = SyncFHIRClient(f"{server.http_url}/fhir", authorization=admin(server)["Authorization"])
+    found = client.resources("Observation").search(device=device.name).limit(5).fetch_all()
+    assert len(found) == 23 and len({o.id for o in found}) == 23  # five pages of at most 5
+    assert sorted(o["valueQuantity"]["value"] for o in found) == list(range(60, 83))
+    by_patient = client.resources("Observation").search(subject=f"Patient/{patient}").fetch_all()
+    assert {o.id for o in by_patient} == {o.id for o in found}
+    read = client.reference("Observation", found[0].id).to_resource()
+    assert read.serialize() == found[0].serialize()
+    Observation.model_validate(read.serialize())  # valid R4 (fhir.resources)
+    assert read["device"]["reference"] == f"Device/{device.name}"
+    devices = client.resources("Device").search(identifier=device.name).fetch_all()
+    assert [d.id for d in devices] == [device.name] and devices[0]["serialNumber"]
+    stranger = SyncFHIRClient(f"{server.http_url}/fhir", authorization="Bearer not-a-token")
+    with pytest.raises(AuthorizationError) as refused:
+        stranger.resources("Observation").search(device=device.name).fetch()
+    assert json.loads(str(refused.value))["issue"][0]["code"] == "login"
 
 
 BAD_PAYLOADS = [

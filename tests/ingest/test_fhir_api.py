@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.device import Device
 
+from lantern.api.app import create_app
+from lantern.api.fhir import build_fhir_router
 from lantern.ingest import tokens
 from lantern.ingest.errors import TokenError
 from lantern.ingest.observations import ObservationService
@@ -165,6 +168,34 @@ async def test_paging_follows_next_links(http_app: HttpApp, populated: dict[str,
             seen += [e["resource"]["id"] for e in bundle["entry"]]
             url = next((lk["url"] for lk in bundle["link"] if lk["relation"] == "next"), None)
     assert seen == [populated[f"dev1-{d}"] for d in range(7, 0, -1)]
+
+
+async def test_links_use_the_address_the_caller_used_or_the_configured_public_url(
+    http_app: HttpApp, populated: dict[str, str]
+) -> None:
+    query = "/fhir/Observation?device=dev1&_count=2"
+    async with http_app.client() as client:
+        headers = {**admin(http_app), "host": "fhir.internal:8443"}
+        bundle = (await client.get(query, headers=headers)).json()
+    links = [lk["url"] for lk in bundle["link"]] + [e["fullUrl"] for e in bundle["entry"]]
+    assert links and all(u.startswith("http://fhir.internal:8443/fhir/") for u in links)
+
+    app = create_app(
+        routers=[
+            build_fhir_router(
+                http_app.db,
+                admin_token=lambda: http_app.admin_token,
+                public_url=lambda: "https://fhir.example.org/",
+            )
+        ]
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://internal") as client:
+        bundle = (await client.get(query, headers=admin(http_app))).json()
+        meta = (await client.get("/fhir/metadata")).json()
+    links = [lk["url"] for lk in bundle["link"]] + [e["fullUrl"] for e in bundle["entry"]]
+    assert links and all(u.startswith("https://fhir.example.org/fhir/") for u in links)
+    assert meta["implementation"]["url"] == "https://fhir.example.org/fhir"
 
 
 @pytest.mark.parametrize(

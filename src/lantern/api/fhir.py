@@ -49,10 +49,15 @@ class _Denied(Exception):
 
 
 def build_fhir_router(
-    db: Database, *, admin_token: Callable[[], str], base_url: Callable[[], str]
+    db: Database, *, admin_token: Callable[[], str], public_url: Callable[[], str | None]
 ) -> APIRouter:
-    """The ``/fhir`` routes over ``db``."""
+    """The ``/fhir`` routes over ``db``. Links in responses (Bundle ``next``, ``fullUrl``) start
+    with ``public_url()`` when one is configured, else with the address the caller used (scheme
+    and Host header), so a client that reached us as 127.0.0.1 can follow them."""
     router = APIRouter(prefix="/fhir", tags=["fhir"])
+
+    def base_url(request: Request) -> str:
+        return (public_url() or str(request.base_url)).rstrip("/")
 
     async def project_of(request: Request) -> str | None:
         """None = admin (all projects); raises _Denied."""
@@ -88,8 +93,8 @@ def build_fhir_router(
         return thing
 
     @router.get("/metadata")
-    async def metadata() -> JSONResponse:
-        return _fhir(capability_statement(base_url(), lantern.__version__))
+    async def metadata(request: Request) -> JSONResponse:
+        return _fhir(capability_statement(base_url(request), lantern.__version__))
 
     @router.get("/Observation/{observation_id}")
     async def read_observation(observation_id: str, request: Request) -> JSONResponse:
@@ -126,7 +131,7 @@ def build_fhir_router(
             )
         return _fhir(
             searchset(
-                base_url=base_url(),
+                base_url=base_url(request),
                 resource_type="Observation",
                 resources=resources,
                 total=total,
@@ -173,7 +178,7 @@ def build_fhir_router(
                 total = len(every)  # > offset + count exactly when a next page exists
         resources = [device_resource(t) for t in found]
         bundle = searchset(
-            base_url=base_url(),
+            base_url=base_url(request),
             resource_type="Device",
             resources=resources,
             total=total,

@@ -103,7 +103,7 @@ class IngestComponent(Component):
             build_fhir_router(
                 self.platform.db,
                 admin_token=data.admin_token,
-                base_url=lambda: self.platform.http_base_url,
+                public_url=lambda: self.platform.settings.http.public_url,
             ),
             build_files_router(self.files, admin_token=data.admin_token),
         )
