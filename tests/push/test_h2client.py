@@ -14,7 +14,7 @@ from conftest import DEVICE, FakeClock, apns_settings, make_dispatcher
 from lantern.pki import CertificateAuthority
 from lantern.push.keys import ApiKey
 from lantern.push.providers.apns import MAX_CONNECTIONS, APNsProvider
-from lantern.push.providers.base import TemporaryFailure
+from lantern.push.providers.base import PreparedMessage, TemporaryFailure
 from lantern.push.providers.h2client import H2Client, H2Error
 from lantern.push.providers.http import ssl_context
 from lantern.store import Database
@@ -148,22 +148,27 @@ async def test_streams_beyond_the_servers_limit_use_a_small_pool_then_wait(
         assert len(standin.requests) == 40 and {r.status for r in standin.requests} == {200}
 
 
+def _one_connection_client(
+    standin: APNsStandIn,
+) -> tuple[H2Client, APNsProvider, PreparedMessage, list[tuple[bytes, bytes]]]:
+    """A bare one-connection client to ``standin`` and an APNs request's message and headers."""
+    settings = apns_settings(standin)
+    assert settings.ca_file is not None
+    client = H2Client("127.0.0.1", standin.port, ssl_context(settings.ca_file), max_connections=1)
+    provider = APNsProvider(settings)
+    message = provider.prepare(DEVICE, PAYLOAD)
+    headers = [
+        (b"authorization", f"bearer {provider.provider_token.get()}".encode()),
+        *((k.encode(), v.encode()) for k, v in message.headers.items()),
+    ]
+    return client, provider, message, headers
+
+
 async def test_one_connection_at_its_stream_limit_queues_requests(
     tmp_path: Path, signing_key: SigningKey
 ) -> None:
     with APNsStandIn(tmp_path / "tls", signing_key, max_concurrent_streams=1) as standin:
-        settings = apns_settings(standin)
-        assert settings.ca_file is not None
-        client = H2Client(
-            "127.0.0.1", standin.port, ssl_context(settings.ca_file), max_connections=1
-        )
-        provider = APNsProvider(settings)
-        message = provider.prepare(DEVICE, PAYLOAD)
-        token = provider.provider_token.get()
-        headers = [
-            (b"authorization", f"bearer {token}".encode()),
-            *((k.encode(), v.encode()) for k, v in message.headers.items()),
-        ]
+        client, provider, message, headers = _one_connection_client(standin)
         try:
             responses = await asyncio.gather(
                 *(
@@ -173,6 +178,7 @@ async def test_one_connection_at_its_stream_limit_queues_requests(
             )
         finally:
             await client.aclose()
+            await provider.close()
     assert [r.status for r in responses] == [200] * 10
     assert client.connections_opened == 1 and standin.handshakes == 1
 
@@ -197,17 +203,7 @@ async def test_a_burst_of_streams_is_written_in_slices_so_the_server_starts_earl
 ) -> None:
     """40 streams started in one loop turn leave in 3 writes (16 + 16 + 8), not 1 at the end of
     the turn: a whole burst in one write leaves the server idle while the relay prepares it."""
-    settings = apns_settings(apns_standin)
-    assert settings.ca_file is not None
-    client = H2Client(
-        "127.0.0.1", apns_standin.port, ssl_context(settings.ca_file), max_connections=1
-    )
-    provider = APNsProvider(settings)
-    message = provider.prepare(DEVICE, PAYLOAD)
-    headers = [
-        (b"authorization", f"bearer {provider.provider_token.get()}".encode()),
-        *((k.encode(), v.encode()) for k, v in message.headers.items()),
-    ]
+    client, provider, message, headers = _one_connection_client(apns_standin)
     path = f"/3/device/{DEVICE}"
     try:
         assert (await client.request(path, headers, message.body["_raw"])).status == 200
