@@ -6,9 +6,15 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import hypothesis  # noqa: F401 - see below
 import pytest
 
 from lantern.store import Database
+
+# Imported here, at collection: otherwise hypothesis' pytest plugin imports it only in the final
+# summary, deep in pytest's hooks, where CPython 3.11.7's parser can fail the assertion
+# rewriter with "SystemError: AST constructor recursion depth mismatch" (seen running
+# tests/push/test_h2client.py alone, after every test passed).
 
 POSTGRES_URL = os.environ.get(
     "LANTERN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1/test"
