@@ -28,7 +28,8 @@ from lantern.store.schema.ingest import (
     observations,
     upload_links,
 )
-from lantern.store.sqlite_rows import multirow_inserts
+from lantern.store.sqlite_rows import multirow_inserts, variable_limit
+from lantern.store.wal_checkpoint import WRITER_AUTOCHECKPOINT_PAGES, WalCheckpointer
 
 # -- observations --------------------------------------------------------------------------------
 
@@ -124,6 +125,7 @@ class SqliteObservationWriter:
         self._path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer = WalCheckpointer(path)
 
     @staticmethod
     def path_of(db: Database) -> str | None:
@@ -140,6 +142,9 @@ class SqliteObservationWriter:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=10000")
+        # Checkpoints run beside this connection, not inside its commits (store.wal_checkpoint).
+        conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT_PAGES}")
+        self._checkpointer.start()
         return conn
 
     def _write(self, rows: Sequence[ObservationRow], outbox: bool, now: float) -> None:
@@ -155,15 +160,18 @@ class SqliteObservationWriter:
             for r in rows
             for i, (system, code) in enumerate(r.codes)
         ]
+        limit = variable_limit(conn)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for sql, params in multirow_inserts(*_INSERT_OBSERVATION, observations):
+            for sql, params in multirow_inserts(
+                *_INSERT_OBSERVATION, observations, max_variables=limit
+            ):
                 conn.execute(sql, params)
-            for sql, params in multirow_inserts(*_INSERT_CODE, codes):
+            for sql, params in multirow_inserts(*_INSERT_CODE, codes, max_variables=limit):
                 conn.execute(sql, params)
             if outbox:
                 pending = [(r.id, now, now, now) for r in rows]
-                for sql, params in multirow_inserts(*_INSERT_OUTBOX, pending):
+                for sql, params in multirow_inserts(*_INSERT_OUTBOX, pending, max_variables=limit):
                     conn.execute(sql, params)
             conn.execute("COMMIT")
         except BaseException:
@@ -185,6 +193,7 @@ class SqliteObservationWriter:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._checkpointer.stop()
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

@@ -11,10 +11,20 @@ the main thread is idle).
 from __future__ import annotations
 
 import functools
+import itertools
+import sqlite3
 from collections.abc import Iterator, Sequence
 
 # The historical default of SQLITE_MAX_VARIABLE_NUMBER, safe for every SQLite build.
 MAX_VARIABLES = 999
+
+
+def variable_limit(conn: sqlite3.Connection) -> int:
+    """How many parameters one statement on ``conn`` may bind (32,766 on SQLite >= 3.32)."""
+    try:
+        return int(conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    except (AttributeError, sqlite3.Error):  # pragma: no cover - very old sqlite3 module
+        return MAX_VARIABLES
 
 
 @functools.lru_cache(maxsize=256)
@@ -23,13 +33,14 @@ def _statement(head: str, row: str, count: int) -> str:
 
 
 def multirow_inserts(
-    head: str, row: str, rows: Sequence[Sequence[object]]
+    head: str, row: str, rows: Sequence[Sequence[object]], *, max_variables: int = MAX_VARIABLES
 ) -> Iterator[tuple[str, tuple[object, ...]]]:
     """``(sql, parameters)`` pairs that insert ``rows`` together.
 
     ``head`` is the statement up to and including ``VALUES``; ``row`` is one row's
     parenthesised template with a ``?`` per value (constants allowed, as in ``(?, 0, ?)``).
-    Each statement binds at most :data:`MAX_VARIABLES` parameters.
+    Each statement binds at most ``max_variables`` parameters (see :func:`variable_limit`):
+    the fewer statements, the fewer GIL hand-overs.
     """
     width = row.count("?")
     if width == 0:
@@ -37,10 +48,10 @@ def multirow_inserts(
     for values in rows:  # all checked before the first statement
         if len(values) != width:
             raise ValueError(f"a row has {len(values)} values; the template takes {width}")
-    per_statement = max(1, MAX_VARIABLES // width)
+    per_statement = max(1, max_variables // width)
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
         yield (
             _statement(head, row, len(chunk)),
-            tuple(value for values in chunk for value in values),
+            tuple(itertools.chain.from_iterable(chunk)),
         )
