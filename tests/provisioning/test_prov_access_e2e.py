@@ -16,14 +16,13 @@ import pytest
 from typer.testing import CliRunner
 
 from lantern.cli.main import app as lantern_app
-from lantern.device import Endpoint, ProvisionResult, provision, write_credentials
 from lantern.pki import CertificateAuthority
 from lantern.provisioning import admin
 from lantern.store import Database
 from lantern.store import registry as reg
 from support.mqtt_server import Client, ClientFiles, reason_value
 from support.process import LanternProcess
-from support.provisioning_env import Claim, lantern_cli
+from support.provisioning_env import Claim, lantern_cli, provision_device
 
 T = TypeVar("T")
 CREATE = "$aws/certificates/create/json"
@@ -45,20 +44,6 @@ def claim_client(server: LanternProcess, claim: Claim, version: int = 5) -> Clie
     )
     client.connect()
     return client
-
-
-def new_device(
-    server: LanternProcess, claim: Claim, tmp: Path
-) -> tuple[ProvisionResult, ClientFiles]:
-    result = provision(
-        Endpoint("localhost", server.mqtt_port),
-        ca_file=claim.ca,
-        claim_cert=claim.cert,
-        claim_key=claim.key,
-        parameters=PARAMS,
-    )
-    cert, key = write_credentials(result, tmp)
-    return result, ClientFiles(cert, key, claim.ca)
 
 
 def messages_on(client: Client, topic: str) -> list[dict[str, Any]]:
@@ -153,8 +138,8 @@ def test_claim_connection_may_only_use_identity_topics(
 def test_device_may_only_touch_its_own_topics(
     server: LanternProcess, claim: Claim, tmp_path: Path
 ) -> None:
-    a, files_a = new_device(server, claim, tmp_path / "a")
-    b, files_b = new_device(server, claim, tmp_path / "b")
+    a, files_a = provision_device(server, claim, tmp_path / "a")
+    b, files_b = provision_device(server, claim, tmp_path / "b")
     dev_a = Client(server.mqtt_port, files_a, a.thing_name, 5)
     dev_a.connect()
     dev_b = Client(server.mqtt_port, files_b, b.thing_name, 5)
@@ -204,7 +189,7 @@ def in_store(server: LanternProcess, fn: Callable[[Database], Awaitable[T]]) -> 
 def test_deactivate_kicks_a_live_connection_and_revoked_cannot_reconnect(
     server: LanternProcess, claim: Claim, tmp_path: Path
 ) -> None:
-    result, files = new_device(server, claim, tmp_path)
+    result, files = provision_device(server, claim, tmp_path)
     dev = Client(server.mqtt_port, files, result.thing_name, 5)
     dev.connect()
     done = lantern_cli(server, "certs", "deactivate", result.certificate_id)

@@ -7,11 +7,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from lantern.device import Endpoint, ProvisionResult, provision, write_credentials
 from lantern.gateway import ClaimIdentity, DeviceRequest, HandlerResult
 from lantern.pki import CertificateAuthority
 from lantern.provisioning.admin import create_claim
 from lantern.provisioning.service import ProvisioningService
 from lantern.store import Database
+from support.mqtt_server import ClientFiles
 from support.process import LanternProcess
 
 
@@ -79,3 +81,19 @@ def lantern_cli(proc: LanternProcess, *args: str) -> subprocess.CompletedProcess
         text=True,
         timeout=60,
     )
+
+
+def provision_device(
+    server: LanternProcess, claim: Claim, directory: Path, serial: str = "7"
+) -> tuple[ProvisionResult, ClientFiles]:
+    """Provision a device against ``server`` with ``claim`` (DefaultProvisioningTemplate, as
+    ``lantern device provision`` does) and write its certificate and key into ``directory``."""
+    result = provision(
+        Endpoint("localhost", server.mqtt_port),
+        ca_file=claim.ca,
+        claim_cert=claim.cert,
+        claim_key=claim.key,
+        parameters={"SerialNumber": serial, "Manufacturer": "acme", "Name": "n", "Model": "m"},
+    )
+    cert, key = write_credentials(result, directory)
+    return result, ClientFiles(cert, key, claim.ca)

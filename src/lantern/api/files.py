@@ -14,14 +14,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from lantern.api.admin_auth import admin_check, unauthorized
+from lantern.api.admin_auth import error_json as _error
 from lantern.ingest.errors import UploadRefused
 from lantern.ingest.files import FileLinkService
-from lantern.security import tokens_equal
 from lantern.store import ingest as repo
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"errorCode": code, "errorMessage": message}, status_code=status)
 
 
 def file_json(record: repo.FileRecord) -> dict[str, Any]:
@@ -68,14 +65,12 @@ def build_files_router(service: FileLinkService, *, admin_token: Callable[[], st
             return _error(exc.status, exc.error_code, exc.message)
         return JSONResponse(file_json(record), status_code=201)
 
-    def is_admin(request: Request) -> bool:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and tokens_equal(token.strip(), admin_token())
+    is_admin = admin_check(admin_token)
 
     @router.get("/files")
     async def list_files(request: Request, thing: str | None = None) -> JSONResponse:
         if not is_admin(request):
-            return _error(401, "Unauthorized", "send Authorization: Bearer <admin token>")
+            return unauthorized()
         await service.reconcile_s3()
         async with service.db.connect() as conn:
             records = await repo.list_files(conn, thing_name=thing)
@@ -84,7 +79,7 @@ def build_files_router(service: FileLinkService, *, admin_token: Callable[[], st
     @router.get("/files/{file_id}")
     async def get_file(file_id: str, request: Request) -> JSONResponse:
         if not is_admin(request):
-            return _error(401, "Unauthorized", "send Authorization: Bearer <admin token>")
+            return unauthorized()
         async with service.db.connect() as conn:
             record = await repo.get_file(conn, file_id)
         if record is None:
@@ -94,7 +89,7 @@ def build_files_router(service: FileLinkService, *, admin_token: Callable[[], st
     @router.get("/files/{file_id}/content", response_model=None)
     async def get_content(file_id: str, request: Request) -> StreamingResponse | JSONResponse:
         if not is_admin(request):
-            return _error(401, "Unauthorized", "send Authorization: Bearer <admin token>")
+            return unauthorized()
         async with service.db.connect() as conn:
             record = await repo.get_file(conn, file_id)
         if record is None:

@@ -25,21 +25,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lantern.api.admin_auth import admin_check, unauthorized
+from lantern.api.admin_auth import error_json as _error
 from lantern.jobs.catalog import FirmwareCatalog
 from lantern.jobs.clock import Clock
 from lantern.jobs.deployments import AbortCriterion, Deployment, DeploymentService, DeploymentSpec
 from lantern.jobs.documents import firmware_download_path
 from lantern.jobs.errors import Conflict, JobsError, NotFound
-from lantern.security import tokens_equal
 from lantern.store.firmware import FirmwareRecord
 from lantern.store.objects import ObjectStoreError
 from lantern.store.signing import LinkExpired, LinkInvalid, UrlSigner
-
-AUTH_HINT = "send Authorization: Bearer <admin token> (the file admin-token in the data directory)"
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"errorCode": code, "errorMessage": message}, status_code=status)
 
 
 def _jobs_error(exc: JobsError) -> JSONResponse:
@@ -184,12 +179,8 @@ def build_firmware_router(
 ) -> APIRouter:
     router = APIRouter(tags=["firmware"])
 
-    def is_admin(request: Request) -> bool:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and tokens_equal(token.strip(), admin_token())
-
-    def denied() -> JSONResponse:
-        return _error(401, "Unauthorized", AUTH_HINT)
+    is_admin = admin_check(admin_token)
+    denied = unauthorized
 
     async def changed() -> None:
         if on_change is not None:

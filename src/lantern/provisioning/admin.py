@@ -1,6 +1,10 @@
 """Operator actions on the registry (the CLI and HTTP routes call these): claims, templates,
 things, certificates. Each validates its input, changes nothing on error, and raises
-:class:`AdminError` with a message that says how to fix the problem.
+:class:`AdminError` with a message that says how to fix the problem. What is wrong is also in
+the error's type (and its ``status``, an HTTP status): :class:`AdminNotFound` (404) for an
+unknown claim, template, thing or certificate, :class:`AdminConflict` (409) when the request
+clashes with the current state (already exists, already revoked, a status transition that is
+not allowed), plain :class:`AdminError` (400) for invalid input.
 """
 
 from __future__ import annotations
@@ -9,9 +13,10 @@ import json
 import secrets
 import time
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from lantern.pki import CertificateAuthority, IssuedCertificate, KeyType
 from lantern.provisioning.errors import ProvisioningError, TemplateInvalid
@@ -20,13 +25,17 @@ from lantern.store import Database
 from lantern.store import registry as reg
 
 __all__ = [
+    "TEMPLATE_FIELDS",
+    "AdminConflict",
     "AdminError",
+    "AdminNotFound",
     "TemplateSpec",
     "create_claim",
     "create_template",
     "delete_thing",
     "find_certificate",
     "load_template_file",
+    "parse_template_spec",
     "register_device_certificate",
     "revoke_claim",
     "set_certificate_status",
@@ -35,7 +44,30 @@ __all__ = [
 
 
 class AdminError(ProvisioningError):
-    """An operator request cannot be done; the message says why and what to do."""
+    """An operator request cannot be done; the message says why and what to do. This class
+    itself means the input is invalid."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "InvalidRequest"
+
+
+class AdminNotFound(AdminError):
+    """The claim, template, thing or certificate named does not exist."""
+
+    status: ClassVar[int] = 404
+    code: ClassVar[str] = "NotFound"
+
+
+class AdminConflict(AdminError):
+    """The request clashes with the current state: already exists, already revoked, or a
+    certificate status transition that is not allowed."""
+
+    status: ClassVar[int] = 409
+    code: ClassVar[str] = "Conflict"
+
+
+TEMPLATE_FIELDS = ("templateBody", "description", "enabled", "preProvisioningHookUrl")
+"""The keys of a template object (file or HTTP body) besides a bare AWS template body."""
 
 
 @dataclass(frozen=True)
@@ -66,26 +98,35 @@ def load_template_file(path: Path) -> TemplateSpec:
         raise AdminError(f"{path} must hold an object")
     if "Resources" in data:
         return TemplateSpec(body=data)
-    unknown = set(data) - {"templateBody", "description", "enabled", "preProvisioningHookUrl"}
+    return parse_template_spec(data, str(path))
+
+
+def parse_template_spec(data: Mapping[str, Any], where: str) -> TemplateSpec:
+    """The :data:`TEMPLATE_FIELDS` of ``data`` (a template file's object or an HTTP body) as a
+    spec; a missing or null field is None. ``templateBody`` may be an object or a JSON string
+    (its structure is checked by :func:`create_template` / :func:`update_template`). Error
+    messages start with ``where`` (the file, or ``body``) and name the field."""
+    unknown = set(data) - set(TEMPLATE_FIELDS)
     if unknown:
-        raise AdminError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
+        raise AdminError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
     body = data.get("templateBody")
     if isinstance(body, str):
         try:
             body = json.loads(body)
         except ValueError as exc:
-            raise AdminError(f"{path}: templateBody is not valid JSON: {exc}") from None
+            raise AdminError(f"{where}: templateBody is not valid JSON: {exc}") from None
     hook = data.get("preProvisioningHookUrl")
     if hook is not None and not (
         isinstance(hook, str) and hook.startswith(("http://", "https://"))
     ):
-        raise AdminError(f"{path}: preProvisioningHookUrl must be an http(s) URL")
+        raise AdminError(f"{where}: preProvisioningHookUrl must be an http(s) URL")
     enabled = data.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
-        raise AdminError(f"{path}: enabled must be true or false")
-    return TemplateSpec(
-        body=body, description=data.get("description"), enabled=enabled, hook_url=hook
-    )
+        raise AdminError(f"{where}: enabled must be true or false")
+    description = data.get("description")
+    if description is not None and not isinstance(description, str):
+        raise AdminError(f"{where}: description must be a string")
+    return TemplateSpec(body=body, description=description, enabled=enabled, hook_url=hook)
 
 
 def _checked_body(body: object) -> dict[str, Any]:
@@ -119,7 +160,7 @@ async def create_template(
     )
     async with db.transaction() as conn:
         if await reg.get_template(conn, name) is not None:
-            raise AdminError(
+            raise AdminConflict(
                 f"template {name} already exists; use `lantern templates update {name}`"
             )
         await reg.insert_template(conn, record)
@@ -140,7 +181,7 @@ async def update_template(
         values["pre_provisioning_hook_url"] = spec.hook_url
     async with db.transaction() as conn:
         if not await reg.update_template(conn, name, values):
-            raise AdminError(f"template {name} does not exist; see `lantern templates list`")
+            raise AdminNotFound(f"template {name} does not exist; see `lantern templates list`")
         record = await reg.get_template(conn, name)
     assert record is not None
     return record
@@ -165,7 +206,7 @@ async def create_claim(
         for name in templates:
             template = await reg.get_template(conn, name)
             if template is None or template.project != project:
-                raise AdminError(f"template {name} does not exist; see `lantern templates list`")
+                raise AdminNotFound(f"template {name} does not exist; see `lantern templates list`")
     claim_id = f"claim-{secrets.token_hex(6)}"
     issued = ca.issue(f"Lantern claim {claim_id}", key_type)
     now = time.time()
@@ -201,9 +242,9 @@ async def revoke_claim(db: Database, claim_id: str) -> reg.ClaimRecord:
     async with db.transaction() as conn:
         claim = await reg.get_claim(conn, claim_id)
         if claim is None:
-            raise AdminError(f"claim {claim_id} does not exist; see `lantern claims list`")
+            raise AdminNotFound(f"claim {claim_id} does not exist; see `lantern claims list`")
         if claim.revoked_at is not None:
-            raise AdminError(f"claim {claim_id} is already revoked")
+            raise AdminConflict(f"claim {claim_id} is already revoked")
         await reg.revoke_claim(conn, claim_id, time.time())
     return claim
 
@@ -223,7 +264,7 @@ async def find_certificate(db: Database, id_or_prefix: str) -> reg.CertificateRe
             if c.id.startswith(key)
         ]
     if not matches:
-        raise AdminError(f"no certificate {id_or_prefix}; see `lantern certs list`")
+        raise AdminNotFound(f"no certificate {id_or_prefix}; see `lantern certs list`")
     if len(matches) > 1:
         raise AdminError(f"{id_or_prefix} matches {len(matches)} certificates; give more digits")
     return matches[0]
@@ -243,11 +284,13 @@ async def set_certificate_status(
     deactivated or revoked certificate are closed by the gateway within a second."""
     cert = await find_certificate(db, id_or_prefix)
     if cert.status == status:
-        raise AdminError(f"certificate {cert.id[:12]} is already {status}")
+        raise AdminConflict(f"certificate {cert.id[:12]} is already {status}")
     if cert.status not in _TRANSITIONS[status]:
-        raise AdminError(f"certificate {cert.id[:12]} is {cert.status}; it cannot become {status}")
+        raise AdminConflict(
+            f"certificate {cert.id[:12]} is {cert.status}; it cannot become {status}"
+        )
     if status == "ACTIVE" and cert.kind == "device" and cert.thing_name is None:
-        raise AdminError("a device certificate must be attached to a thing to be ACTIVE")
+        raise AdminConflict("a device certificate must be attached to a thing to be ACTIVE")
     async with db.transaction() as conn:
         await reg.set_certificate_status(conn, cert.id, status, time.time())
         if cert.kind == "claim" and status == "REVOKED":
@@ -265,7 +308,7 @@ async def delete_thing(db: Database, name: str) -> list[str]:
     now = time.time()
     async with db.transaction() as conn:
         if await reg.get_thing(conn, name) is None:
-            raise AdminError(f"thing {name} does not exist; see `lantern things list`")
+            raise AdminNotFound(f"thing {name} does not exist; see `lantern things list`")
         certs = await reg.list_certificates(conn, None, thing_name=name)
         changed = []
         for cert in certs:

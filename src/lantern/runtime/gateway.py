@@ -12,6 +12,9 @@ The MQTT component builds ``MQTTServer`` with these when present and publishes i
 ``to="subscribers"`` replies), and runs the revocation watcher (kicks connections of
 deactivated/revoked certificates within a second) and the sweep of certificates whose ownership
 token expired unused. It must come BEFORE the MQTT, ingest and jobs components in the list.
+
+HTTP: the fleet-provisioning admin routes (``/v1/claims``, ``/v1/templates``, ``/v1/things``,
+``/v1/certificates``; :mod:`lantern.api.provisioning`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
+from fastapi import APIRouter
+
+from lantern.api.provisioning import build_provisioning_router
 from lantern.gateway.authn import GatewayAuthenticator
 from lantern.gateway.authorizer import GatewayAuthorizer
 from lantern.gateway.revocation import RevocationWatcher
@@ -28,6 +35,7 @@ from lantern.mqtt.server import MQTTServer
 from lantern.provisioning.hook import PreProvisioningHook
 from lantern.provisioning.service import ProvisioningService
 from lantern.runtime.component import Component, Platform
+from lantern.runtime.datadir import DataDir
 
 __all__ = ["GatewayComponent"]
 
@@ -61,6 +69,14 @@ class GatewayComponent(Component):
         platform.extras["provisioning.service"] = self.provisioning
         self.watcher: RevocationWatcher | None = None
         self._sweeper: asyncio.Task[None] | None = None
+
+    def routers(self) -> Sequence[APIRouter]:
+        data = DataDir(self.platform.data_dir)
+        return (
+            build_provisioning_router(
+                self.platform.db, self.platform.ca, admin_token=data.admin_token
+            ),
+        )
 
     async def start(self) -> None:
         server = self.platform.extras.get("mqtt.server")
@@ -105,6 +121,8 @@ class GatewayComponent(Component):
         lines = [
             "provisioning     template DefaultProvisioningTemplate; create a claim with "
             "`lantern claims create --template DefaultProvisioningTemplate --out ./claim`",
+            f"provisioning API {self.platform.http_base_url}/v1/claims, /v1/templates, "
+            "/v1/things, /v1/certificates (admin token)",
         ]
         for listener in self.settings.anonymous_listeners:
             lines.append(

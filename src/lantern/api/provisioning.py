@@ -1,0 +1,346 @@
+"""Fleet-provisioning admin routes: claims, templates, things and certificates (what
+``lantern claims|templates|things|certs`` do, over HTTP).
+
+Admin routes (``Authorization: Bearer <admin token>``)::
+
+    GET    /v1/claims
+    POST   /v1/claims                        {"templates": [..], "description"?, "deviceLimit"?,
+                                              "keyType"?: "ec-p256"|"rsa-2048"} -> 201
+    POST   /v1/claims/<id>/revoke            (404 unknown, 409 already revoked)
+    GET    /v1/templates                     GET /v1/templates/<name>
+    POST   /v1/templates                     {"templateName", "templateBody", "description"?,
+                                              "enabled"?, "preProvisioningHookUrl"?} -> 201
+    PATCH  /v1/templates/<name>              any of templateBody, description, enabled,
+                                              preProvisioningHookUrl (null removes the hook)
+    GET    /v1/things                        GET /v1/things/<name> (with its certificates)
+    DELETE /v1/things/<name>                 deactivates its certificates
+    GET    /v1/certificates[?thing=T][&status=S]
+    GET    /v1/certificates/<id or prefix>   (with the PEM and attached policy names)
+    PUT    /v1/certificates/<id or prefix>   {"status": "ACTIVE"|"INACTIVE"|"REVOKED"}
+
+``POST /v1/claims`` returns the claim's private key (``privateKey``) in its response and nowhere
+else: the key is generated in memory, never stored, never logged; an operator who loses the
+response creates a new claim. The response carries ``Cache-Control: no-store``.
+
+Deactivated or revoked certificates (``PUT``, claim revocation, thing deletion) lose their live
+MQTT connections within a second: the gateway's revocation watcher polls the registry.
+Errors are JSON ``{"errorCode", "errorMessage"}``: 400 invalid input (the message names the
+field), 401 without the admin token, 404 unknown, 409 conflicts with the current state.
+The logic is :mod:`lantern.provisioning.admin`'s and :mod:`lantern.store.registry`'s; these
+routes only translate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lantern.api.admin_auth import admin_check, unauthorized
+from lantern.api.admin_auth import error_json as _error
+from lantern.pki import CertificateAuthority, KeyType
+from lantern.provisioning import admin
+from lantern.store import Database
+from lantern.store import registry as reg
+from lantern.store import registry_access as acc
+
+__all__ = ["build_provisioning_router"]
+
+
+def _admin_error(exc: admin.AdminError) -> JSONResponse:
+    return _error(exc.status, exc.code, str(exc))
+
+
+def _invalid(exc: ValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return _error(400, "InvalidRequest", f"{where}: {first['msg']}")
+
+
+def _ts(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def claim_json(claim: reg.ClaimRecord, devices: int) -> dict[str, Any]:
+    return {
+        "claimId": claim.id,
+        "certificateId": claim.certificate_id,
+        "templates": list(claim.allowed_templates),
+        "deviceLimit": claim.device_limit,
+        "devices": devices,
+        "description": claim.description,
+        "createdAt": int(claim.created_at),
+        "revokedAt": _ts(claim.revoked_at),
+    }
+
+
+def template_json(t: reg.TemplateRecord) -> dict[str, Any]:
+    return {
+        "templateName": t.name,
+        "description": t.description,
+        "enabled": t.enabled,
+        "templateBody": t.body,
+        "preProvisioningHookUrl": t.pre_provisioning_hook_url,
+        "version": t.version,
+    }
+
+
+def thing_json(t: reg.ThingRecord) -> dict[str, Any]:
+    return {
+        "thingName": t.name,
+        "serialNumber": t.serial_number,
+        "manufacturer": t.manufacturer,
+        "model": t.model,
+        "deviceName": t.device_name,
+        "templateName": t.template_name,
+        "attributes": t.attributes,
+        "createdAt": int(t.created_at),
+    }
+
+
+def certificate_json(c: reg.CertificateRecord) -> dict[str, Any]:
+    return {
+        "certificateId": c.id,
+        "kind": c.kind,
+        "status": c.status,
+        "thingName": c.thing_name,
+        "createdAt": int(c.created_at),
+        "updatedAt": int(c.updated_at),
+    }
+
+
+class _CreateClaim(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    templates: list[str] = Field(min_length=1)
+    description: str = ""
+    deviceLimit: int | None = Field(default=None, ge=1)
+    keyType: Literal["ec-p256", "rsa-2048"] = "ec-p256"
+
+
+class _SetStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    status: Literal["ACTIVE", "INACTIVE", "REVOKED"]
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | JSONResponse:
+    """The request body as a JSON object, or the 400 to send."""
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        return _error(400, "InvalidRequest", f"body: invalid JSON: {exc}")
+    if not isinstance(data, dict):
+        return _error(400, "InvalidRequest", "body: must be a JSON object")
+    return data
+
+
+def build_provisioning_router(
+    db: Database, ca: CertificateAuthority, *, admin_token: Callable[[], str]
+) -> APIRouter:
+    router = APIRouter(tags=["provisioning"])
+
+    is_admin = admin_check(admin_token)
+    denied = unauthorized
+
+    async def claim_out(claim_id: str) -> dict[str, Any] | None:
+        async with db.connect() as conn:
+            claim = await reg.get_claim(conn, claim_id)
+            if claim is None:
+                return None
+            return claim_json(claim, await reg.count_claim_devices(conn, claim.id))
+
+    async def certificate_out(cert: reg.CertificateRecord) -> dict[str, Any]:
+        async with db.connect() as conn:
+            policies = await acc.certificate_policy_names(conn, cert.id)
+        return {**certificate_json(cert), "certificatePem": cert.pem, "policyNames": policies}
+
+    # -- claims --------------------------------------------------------------------------------
+    @router.get("/v1/claims")
+    async def list_claims(request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        async with db.connect() as conn:
+            claims = [
+                claim_json(c, await reg.count_claim_devices(conn, c.id))
+                for c in await reg.list_claims(conn, None)
+            ]
+        return JSONResponse({"claims": claims})
+
+    @router.post("/v1/claims")
+    async def create_claim(request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        try:
+            body = _CreateClaim.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return _invalid(exc)
+        try:
+            claim, issued = await admin.create_claim(
+                db,
+                ca,
+                body.templates,
+                description=body.description,
+                device_limit=body.deviceLimit,
+                key_type=KeyType(body.keyType),
+            )
+        except admin.AdminError as exc:
+            return _admin_error(exc)
+        return JSONResponse(
+            {
+                "claimId": claim.id,
+                "certificateId": claim.certificate_id,
+                "certificatePem": issued.certificate_pem,
+                "privateKey": issued.private_key_pem,
+                "caPem": ca.ca_file.read_text(),
+                "templates": list(claim.allowed_templates),
+            },
+            status_code=201,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @router.post("/v1/claims/{claim_id}/revoke")
+    async def revoke_claim(claim_id: str, request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        try:
+            await admin.revoke_claim(db, claim_id)
+        except admin.AdminError as exc:
+            return _admin_error(exc)
+        out = await claim_out(claim_id)
+        if out is None:  # deleted meanwhile
+            return _error(404, "NotFound", f"claim {claim_id} does not exist")
+        return JSONResponse(out)
+
+    # -- templates -----------------------------------------------------------------------------
+    @router.get("/v1/templates")
+    async def list_templates(request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        async with db.connect() as conn:
+            templates = await reg.list_templates(conn, None)
+        return JSONResponse({"templates": [template_json(t) for t in templates]})
+
+    @router.get("/v1/templates/{name}")
+    async def get_template(name: str, request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        async with db.connect() as conn:
+            template = await reg.get_template(conn, name)
+        if template is None:
+            return _error(404, "NotFound", f"template {name} does not exist")
+        return JSONResponse(template_json(template))
+
+    @router.post("/v1/templates")
+    async def create_template(request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        data = _json_object(await request.body())
+        if isinstance(data, JSONResponse):
+            return data
+        name = data.pop("templateName", None)
+        if not isinstance(name, str):
+            return _error(400, "InvalidRequest", "templateName: a string is required")
+        if data.get("templateBody") is None:
+            return _error(400, "InvalidRequest", "templateBody: an object is required")
+        try:
+            spec = admin.parse_template_spec(data, "body")
+            template = await admin.create_template(db, name, spec)
+        except admin.AdminError as exc:
+            return _admin_error(exc)
+        return JSONResponse(template_json(template), status_code=201)
+
+    @router.patch("/v1/templates/{name}")
+    async def update_template(name: str, request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        data = _json_object(await request.body())
+        if isinstance(data, JSONResponse):
+            return data
+        if not data:
+            fields = ", ".join(admin.TEMPLATE_FIELDS)
+            return _error(400, "InvalidRequest", f"body: give at least one of {fields}")
+        clear_hook = "preProvisioningHookUrl" in data and data["preProvisioningHookUrl"] is None
+        try:
+            spec = admin.parse_template_spec(data, "body")
+            template = await admin.update_template(db, name, spec, clear_hook=clear_hook)
+        except admin.AdminError as exc:
+            return _admin_error(exc)
+        return JSONResponse(template_json(template))
+
+    # -- things --------------------------------------------------------------------------------
+    @router.get("/v1/things")
+    async def list_things(request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        async with db.connect() as conn:
+            things = await reg.list_things(conn, None)
+        return JSONResponse({"things": [thing_json(t) for t in things]})
+
+    @router.get("/v1/things/{name}")
+    async def get_thing(name: str, request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        async with db.connect() as conn:
+            thing = await reg.get_thing(conn, name)
+            certs = await reg.list_certificates(conn, None, thing_name=name)
+        if thing is None:
+            return _error(404, "NotFound", f"thing {name} does not exist")
+        return JSONResponse(
+            {
+                **thing_json(thing),
+                "certificates": [{"certificateId": c.id, "status": c.status} for c in certs],
+            }
+        )
+
+    @router.delete("/v1/things/{name}")
+    async def delete_thing(name: str, request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        try:
+            deactivated = await admin.delete_thing(db, name)
+        except admin.AdminError as exc:
+            return _admin_error(exc)
+        return JSONResponse({"deactivatedCertificates": deactivated})
+
+    # -- certificates --------------------------------------------------------------------------
+    @router.get("/v1/certificates")
+    async def list_certificates(
+        request: Request, thing: str | None = None, status: str | None = None
+    ) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        if status is not None and status not in reg.CERTIFICATE_STATUSES:
+            allowed = ", ".join(reg.CERTIFICATE_STATUSES)
+            return _error(400, "InvalidRequest", f"status: must be one of {allowed}")
+        async with db.connect() as conn:
+            certs = await reg.list_certificates(conn, None, thing_name=thing, status=status)
+        return JSONResponse({"certificates": [certificate_json(c) for c in certs]})
+
+    @router.get("/v1/certificates/{id_or_prefix}")
+    async def get_certificate(id_or_prefix: str, request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        try:
+            cert = await admin.find_certificate(db, id_or_prefix)
+        except admin.AdminError as exc:
+            return _admin_error(exc)
+        return JSONResponse(await certificate_out(cert))
+
+    @router.put("/v1/certificates/{id_or_prefix}")
+    async def set_certificate_status(id_or_prefix: str, request: Request) -> JSONResponse:
+        if not is_admin(request):
+            return denied()
+        try:
+            body = _SetStatus.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return _invalid(exc)
+        try:
+            cert = await admin.set_certificate_status(db, id_or_prefix, body.status)
+        except admin.AdminError as exc:
+            return _admin_error(exc)
+        return JSONResponse(await certificate_out(cert))
+
+    return router
