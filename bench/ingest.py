@@ -423,7 +423,7 @@ async def _run_mqtt(args: argparse.Namespace, server: Server, work: Path) -> Non
         f"({len(devices)} devices x {args.mqtt_inflight} in flight, {elapsed:.1f}s; "
         f"server CPU {cpu / max(1, n) * 1e6:.0f} us/observation)"
     )
-    half = rate / 2
+    half = args.half_rate or rate / 2
     per_device = half / len(devices)
     record[0] = True
     end = time.perf_counter() + args.seconds
@@ -466,6 +466,13 @@ def main() -> None:
         "--mqtt-inflight", type=int, default=10, help="QoS 1 publishes in flight per device"
     )
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument(
+        "--half-rate",
+        type=float,
+        default=None,
+        help="mqtt: offer this rate (obs/s) in the latency phase instead of half the measured "
+        "saturation rate, to compare runs at the same load",
+    )
     ap.add_argument("--batch-max", type=int, default=2048)
     ap.add_argument(
         "--database-url", default=None, help="in-process; default: SQLite in a temp dir"
