@@ -40,11 +40,21 @@ def test_every_row_is_inserted_once_in_order(rows: list[tuple[object, ...]]) -> 
     assert _insert(rows) == [(*row, "new") for row in rows]
 
 
-def test_a_large_batch_takes_few_statements() -> None:
+def test_a_large_batch_takes_few_statements_of_power_of_two_sizes() -> None:
     rows = [(i, "x", 1.0) for i in range(2000)]
-    statements = list(multirow_inserts(HEAD, ROW, rows))
-    assert len(statements) == -(-2000 // (MAX_VARIABLES // 3))  # 333 rows a statement: 7
+    sizes = [len(params) // 3 for _, params in multirow_inserts(HEAD, ROW, rows)]
+    # 999 variables take 333 rows: statements of 256, then 208 = 128 + 64 + 16.
+    assert sizes == [256] * 7 + [128, 64, 16]
     assert _insert(rows)[-1] == (1999, "x", 1.0, "new")
+
+
+def test_any_batch_size_reuses_a_dozen_statements() -> None:
+    texts = {
+        sql
+        for n in range(1, 600)
+        for sql, _ in multirow_inserts(HEAD, ROW, [(1, "x", 1.0)] * n, max_variables=32766)
+    }
+    assert len(texts) == 10  # 1, 2, 4, ... 512 rows
 
 
 def test_nothing_to_insert_makes_no_statement() -> None:
