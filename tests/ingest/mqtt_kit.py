@@ -15,9 +15,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from lantern.device import Endpoint, provision, write_credentials
 from support.process import LanternProcess
-from support.provisioning_env import Claim, lantern_cli
+from support.provisioning_env import Claim, lantern_cli, provision_device
 
 WAIT = 20.0
 
@@ -41,18 +40,12 @@ class Device:
 
 
 def new_device(server: LanternProcess, claim: Claim, certs_dir: Path, serial: str) -> Device:
-    """Provision a device over MQTT with the claim, as `lantern device provision` does."""
-    result = provision(
-        Endpoint("localhost", server.mqtt_port),
-        ca_file=claim.ca,
-        claim_cert=claim.cert,
-        claim_key=claim.key,
-        parameters={"SerialNumber": serial, "Manufacturer": "acme", "Name": "oxi", "Model": "o2"},
-    )
-    cert, key = write_credentials(result, certs_dir)
+    """Provision a device over MQTT with the claim, as `lantern device provision` does, and put
+    the CA beside its certificate and key."""
+    result, files = provision_device(server, claim, certs_dir, serial)
     ca = certs_dir / "ca.pem"
     ca.write_bytes(claim.ca.read_bytes())
-    return Device(result.thing_name, cert, key, ca, certs_dir)
+    return Device(result.thing_name, files.cert, files.key, ca, certs_dir)
 
 
 def db_path(server: LanternProcess) -> Path:
