@@ -1,8 +1,13 @@
-"""What the admin routes share: the admin bearer-token check and their JSON error shape."""
+"""What the admin routes share: the admin bearer-token check and their JSON error shape.
+
+A router whose routes are all for admins takes ``dependencies=[Depends(require_admin(token))]``;
+:func:`lantern.api.app.create_app` answers :class:`NotAdmin` with :func:`unauthorized`. Routers
+that mix admin and device routes call :func:`admin_check`'s predicate per route.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -26,6 +31,21 @@ def admin_check(admin_token: Callable[[], str]) -> Callable[[Request], bool]:
         return scheme.lower() == "bearer" and tokens_equal(token.strip(), admin_token())
 
     return is_admin
+
+
+class NotAdmin(Exception):
+    """The request lacks the admin token (raised by :func:`require_admin`)."""
+
+
+def require_admin(admin_token: Callable[[], str]) -> Callable[[Request], Awaitable[None]]:
+    """A FastAPI dependency that raises :class:`NotAdmin` unless the request is an admin's."""
+    is_admin = admin_check(admin_token)
+
+    async def dependency(request: Request) -> None:
+        if not is_admin(request):
+            raise NotAdmin
+
+    return dependency
 
 
 def unauthorized() -> JSONResponse:

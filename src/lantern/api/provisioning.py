@@ -36,12 +36,12 @@ import json
 from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lantern.api.admin_auth import admin_check, unauthorized
 from lantern.api.admin_auth import error_json as _error
+from lantern.api.admin_auth import require_admin
 from lantern.pki import CertificateAuthority, KeyType
 from lantern.provisioning import admin
 from lantern.store import Database
@@ -52,7 +52,11 @@ __all__ = ["build_provisioning_router"]
 
 
 def _admin_error(exc: admin.AdminError) -> JSONResponse:
-    return _error(exc.status, exc.code, str(exc))
+    if isinstance(exc, admin.AdminNotFound):
+        return _error(404, "NotFound", str(exc))
+    if isinstance(exc, admin.AdminConflict):
+        return _error(409, "Conflict", str(exc))
+    return _error(400, "InvalidRequest", str(exc))
 
 
 def _invalid(exc: ValidationError) -> JSONResponse:
@@ -140,10 +144,7 @@ def _json_object(raw: bytes) -> dict[str, Any] | JSONResponse:
 def build_provisioning_router(
     db: Database, ca: CertificateAuthority, *, admin_token: Callable[[], str]
 ) -> APIRouter:
-    router = APIRouter(tags=["provisioning"])
-
-    is_admin = admin_check(admin_token)
-    denied = unauthorized
+    router = APIRouter(tags=["provisioning"], dependencies=[Depends(require_admin(admin_token))])
 
     async def claim_out(claim_id: str) -> dict[str, Any] | None:
         async with db.connect() as conn:
@@ -159,9 +160,7 @@ def build_provisioning_router(
 
     # -- claims --------------------------------------------------------------------------------
     @router.get("/v1/claims")
-    async def list_claims(request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
+    async def list_claims() -> JSONResponse:
         async with db.connect() as conn:
             claims = [
                 claim_json(c, await reg.count_claim_devices(conn, c.id))
@@ -171,8 +170,6 @@ def build_provisioning_router(
 
     @router.post("/v1/claims")
     async def create_claim(request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
         try:
             body = _CreateClaim.model_validate_json(await request.body())
         except ValidationError as exc:
@@ -202,9 +199,7 @@ def build_provisioning_router(
         )
 
     @router.post("/v1/claims/{claim_id}/revoke")
-    async def revoke_claim(claim_id: str, request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
+    async def revoke_claim(claim_id: str) -> JSONResponse:
         try:
             await admin.revoke_claim(db, claim_id)
         except admin.AdminError as exc:
@@ -216,17 +211,13 @@ def build_provisioning_router(
 
     # -- templates -----------------------------------------------------------------------------
     @router.get("/v1/templates")
-    async def list_templates(request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
+    async def list_templates() -> JSONResponse:
         async with db.connect() as conn:
             templates = await reg.list_templates(conn, None)
         return JSONResponse({"templates": [template_json(t) for t in templates]})
 
     @router.get("/v1/templates/{name}")
-    async def get_template(name: str, request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
+    async def get_template(name: str) -> JSONResponse:
         async with db.connect() as conn:
             template = await reg.get_template(conn, name)
         if template is None:
@@ -235,8 +226,6 @@ def build_provisioning_router(
 
     @router.post("/v1/templates")
     async def create_template(request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
         data = _json_object(await request.body())
         if isinstance(data, JSONResponse):
             return data
@@ -254,8 +243,6 @@ def build_provisioning_router(
 
     @router.patch("/v1/templates/{name}")
     async def update_template(name: str, request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
         data = _json_object(await request.body())
         if isinstance(data, JSONResponse):
             return data
@@ -272,17 +259,13 @@ def build_provisioning_router(
 
     # -- things --------------------------------------------------------------------------------
     @router.get("/v1/things")
-    async def list_things(request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
+    async def list_things() -> JSONResponse:
         async with db.connect() as conn:
             things = await reg.list_things(conn, None)
         return JSONResponse({"things": [thing_json(t) for t in things]})
 
     @router.get("/v1/things/{name}")
-    async def get_thing(name: str, request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
+    async def get_thing(name: str) -> JSONResponse:
         async with db.connect() as conn:
             thing = await reg.get_thing(conn, name)
             certs = await reg.list_certificates(conn, None, thing_name=name)
@@ -296,9 +279,7 @@ def build_provisioning_router(
         )
 
     @router.delete("/v1/things/{name}")
-    async def delete_thing(name: str, request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
+    async def delete_thing(name: str) -> JSONResponse:
         try:
             deactivated = await admin.delete_thing(db, name)
         except admin.AdminError as exc:
@@ -308,10 +289,8 @@ def build_provisioning_router(
     # -- certificates --------------------------------------------------------------------------
     @router.get("/v1/certificates")
     async def list_certificates(
-        request: Request, thing: str | None = None, status: str | None = None
+        thing: str | None = None, status: str | None = None
     ) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
         if status is not None and status not in reg.CERTIFICATE_STATUSES:
             allowed = ", ".join(reg.CERTIFICATE_STATUSES)
             return _error(400, "InvalidRequest", f"status: must be one of {allowed}")
@@ -320,9 +299,7 @@ def build_provisioning_router(
         return JSONResponse({"certificates": [certificate_json(c) for c in certs]})
 
     @router.get("/v1/certificates/{id_or_prefix}")
-    async def get_certificate(id_or_prefix: str, request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
+    async def get_certificate(id_or_prefix: str) -> JSONResponse:
         try:
             cert = await admin.find_certificate(db, id_or_prefix)
         except admin.AdminError as exc:
@@ -331,8 +308,6 @@ def build_provisioning_router(
 
     @router.put("/v1/certificates/{id_or_prefix}")
     async def set_certificate_status(id_or_prefix: str, request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
         try:
             body = _SetStatus.model_validate_json(await request.body())
         except ValidationError as exc:

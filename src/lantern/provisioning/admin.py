@@ -1,10 +1,9 @@
 """Operator actions on the registry (the CLI and HTTP routes call these): claims, templates,
 things, certificates. Each validates its input, changes nothing on error, and raises
 :class:`AdminError` with a message that says how to fix the problem. What is wrong is also in
-the error's type (and its ``status``, an HTTP status): :class:`AdminNotFound` (404) for an
-unknown claim, template, thing or certificate, :class:`AdminConflict` (409) when the request
-clashes with the current state (already exists, already revoked, a status transition that is
-not allowed), plain :class:`AdminError` (400) for invalid input.
+the error's type: :class:`AdminNotFound` for an unknown claim, template, thing or certificate,
+:class:`AdminConflict` when the request clashes with the current state (already exists, already
+revoked, a status transition that is not allowed), plain :class:`AdminError` for invalid input.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from lantern.pki import CertificateAuthority, IssuedCertificate, KeyType
 from lantern.provisioning.errors import ProvisioningError, TemplateInvalid
@@ -47,23 +46,14 @@ class AdminError(ProvisioningError):
     """An operator request cannot be done; the message says why and what to do. This class
     itself means the input is invalid."""
 
-    status: ClassVar[int] = 400
-    code: ClassVar[str] = "InvalidRequest"
-
 
 class AdminNotFound(AdminError):
     """The claim, template, thing or certificate named does not exist."""
-
-    status: ClassVar[int] = 404
-    code: ClassVar[str] = "NotFound"
 
 
 class AdminConflict(AdminError):
     """The request clashes with the current state: already exists, already revoked, or a
     certificate status transition that is not allowed."""
-
-    status: ClassVar[int] = 409
-    code: ClassVar[str] = "Conflict"
 
 
 TEMPLATE_FIELDS = ("templateBody", "description", "enabled", "preProvisioningHookUrl")
