@@ -125,6 +125,7 @@ class SqliteObservationWriter:
         self._path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._max_variables = 0  # the connection's parameter limit, read when it opens
         self._checkpointer = WalCheckpointer(path)
 
     @staticmethod
@@ -145,6 +146,7 @@ class SqliteObservationWriter:
         # Checkpoints run beside this connection, not inside its commits (store.wal_checkpoint).
         conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT_PAGES}")
         self._checkpointer.start()
+        self._max_variables = variable_limit(conn)
         return conn
 
     def _write(self, rows: Sequence[ObservationRow], outbox: bool, now: float) -> None:
@@ -160,7 +162,7 @@ class SqliteObservationWriter:
             for r in rows
             for i, (system, code) in enumerate(r.codes)
         ]
-        limit = variable_limit(conn)
+        limit = self._max_variables
         conn.execute("BEGIN IMMEDIATE")
         try:
             for sql, params in multirow_inserts(
