@@ -3,8 +3,9 @@
 The legacy gateway opened a connection and signed a JWT for every push. Here one
 :class:`ProviderToken` is signed (ES256, the ``.p8`` key) and reused for ``token_refresh_seconds``
 (50 minutes by default; Apple rejects refreshes more often than every 20 minutes and tokens older
-than 60), and a small pool of persistent HTTP/2 connections (:class:`H2Client`, built on ``h2``
-directly: see that module for why not httpx) multiplexes all requests to the APNs host.
+than 60), and a small pool of persistent HTTP/2 connections (:class:`H2Client`: hand-written
+HTTP/2 framing with the ``hpack`` library; see that module for why not httpx or h2) multiplexes
+all requests to the APNs host.
 
 Payload header fields given inside ``aps`` under the legacy names (``push-type``, ``priority``,
 ``expiration``, ``collapse-id``, ``id``) become ``apns-*`` headers and are removed from the body;

@@ -1,11 +1,17 @@
-"""A lean HTTP/2 client for the APNs hot path: persistent TLS connections driven by ``h2``.
+"""A lean HTTP/2 client for the APNs hot path: persistent TLS connections, hand-written framing.
 
 Why not httpx here: profiling ``POST /push`` showed httpx/httpcore's HTTP/2 path (anyio streams,
 per-request locks and cancel scopes, one TLS write per frame) costing ~1.3-1.5 ms of CPU per
-request, most of a push. This client feeds :class:`h2.connection.H2Connection` from an
-:class:`asyncio.Protocol` instead, and coalesces the frames of the streams started in one loop
-iteration into few TLS writes (one per 16 streams). httpx stays in use for FCM and Slack
-(DESIGN.md: "httpx with h2").
+request, most of a push. This client is an :class:`asyncio.Protocol` instead, and coalesces the
+frames of the streams started in one loop iteration into few TLS writes (one per 16 streams).
+httpx stays in use for FCM and Slack (DESIGN.md: "httpx with h2").
+
+Why not ``h2`` either: driven directly, h2 (with hyperframe: a state machine per stream, an object
+per frame and per event, flags, enums, validation) still cost a third of the relay's CPU per
+push, ~60 µs per request+response on the client side. Framing one request per stream is simple
+(RFC 9113), so :mod:`lantern.push.providers.h2wire` does it by hand: ~15 µs, of which ~12 are
+HPACK, the intricate part, which stays with the ``hpack`` library (figures: ``bench/h2wire.py``;
+~4 µs of the gain come from sending the per-device ``:path`` without indexing it).
 
 Contract of :class:`H2Client`:
 
@@ -23,15 +29,15 @@ Contract of :class:`H2Client`:
 * Flow control: request bodies are sent as the stream and connection windows allow (the rest
   waits for WINDOW_UPDATE); received data is acknowledged so the server's windows stay open.
 * A GOAWAY or a lost connection fails that connection's in-flight streams with ``H2Error`` and
-  removes it from the pool; the next request opens a fresh one. (h2 cannot process frames after
-  a GOAWAY, so streams the server said it would still finish are failed too: a retry may then
-  deliver a notification twice, which is the safer side for reminders.)
+  removes it from the pool; the next request opens a fresh one. (Streams the GOAWAY said the
+  server would still finish are failed too: a retry may then deliver a notification twice, which
+  is the safer side for reminders.)
 * ``request_timeout`` bounds waiting for room, connecting and the response; a timed-out stream is
   reset (RST_STREAM CANCEL) and the connection is probed with a PING: without an answer within
   ``request_timeout`` it is retired (``Unresponsive``). A cancelled caller resets its stream.
 
-Header names must be lowercase bytes and values valid HTTP/2 field values: outbound validation is
-off for speed, so callers validate what they put in headers (the APNs provider does).
+Header names must be lowercase bytes and values valid HTTP/2 field values: headers are encoded as
+given, without validation, so callers validate what they put in them (the APNs provider does).
 """
 
 from __future__ import annotations
@@ -45,24 +51,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
-import hpack
+from hpack import NeverIndexedHeaderTuple
+
+from lantern.push.providers import h2wire
+from lantern.push.providers.h2wire import H2Wire
 
 Header = tuple[bytes, bytes]
 
-_CONFIG = h2.config.H2Configuration(
-    client_side=True,
-    header_encoding=None,
-    validate_outbound_headers=False,
-    normalize_outbound_headers=False,
-    validate_inbound_headers=False,
-    normalize_inbound_headers=False,
-)
 # Responses are tiny; a large window means the server never waits for our WINDOW_UPDATEs.
 _RECEIVE_WINDOW = 1 << 20
 # Frames are written at the end of the loop iteration that made them, or as soon as this many
@@ -88,33 +83,6 @@ class H2Response:
     body: bytes
 
 
-class _Encoder(hpack.Encoder):
-    """HPACK without Huffman coding of literals: optional in HPACK, and hpack's pure-Python
-    Huffman encoder was a visible cost per request for a few bytes saved on loopback-fast
-    links. Repeated headers (the provider JWT, topic) are indexed either way."""
-
-    def encode(self, headers: Any, huffman: bool = True) -> bytes:
-        return super().encode(headers, huffman=False)
-
-
-class _H2Connection(h2.connection.H2Connection):
-    """h2's connection with an O(1) count of open outbound streams.
-
-    h2 counts them by scanning every stream it tracks each time a stream opens (purging closed
-    ones as it goes): with 64 streams in flight that scan doubled the CPU of a request. The
-    owner sets ``known_open`` (the streams it is waiting on) before opening one; h2's own scan,
-    and its purge, run only once the tracked streams outnumber the open ones (amortised O(1)).
-    """
-
-    known_open = 0
-
-    @property
-    def open_outbound_streams(self) -> int:
-        if len(self.streams) > 2 * self.known_open + 32:
-            return super().open_outbound_streams
-        return self.known_open
-
-
 class _Stream:
     __slots__ = ("body", "future", "headers", "sid", "status", "timer")
 
@@ -133,19 +101,10 @@ class _Connection(asyncio.Protocol):
     def __init__(self, client: H2Client, loop: asyncio.AbstractEventLoop) -> None:
         self.client = client
         self.loop = loop
-        self.h2 = _H2Connection(config=_CONFIG)
-        self.h2.encoder = _Encoder()
-        self.h2.local_settings = h2.settings.Settings(
-            client=True,
-            initial_values={
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _RECEIVE_WINDOW,
-            },
-        )
+        self.wire = H2Wire(_RECEIVE_WINDOW)
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = loop.create_future()
         self.streams: dict[int, _Stream] = {}
-        self.blocked: dict[int, bytes] = {}  # request body parts waiting for window
         self.max_streams = 1  # until the server's SETTINGS say more
         self.usable = False  # takes new streams
         self.closed = False
@@ -158,60 +117,48 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses but have the same interface.
         self.transport = cast(asyncio.Transport, transport)
-        self.h2.initiate_connection()
-        self.h2.increment_flow_control_window(_RECEIVE_WINDOW)
-        self.transport.write(self.h2.data_to_send())
+        self.wire.initiate()
+        self.transport.write(self.wire.data_to_send())
 
     def data_received(self, data: bytes) -> None:
-        try:
-            events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            self._terminate("ProtocolError", str(exc))
+        if self.closed:
             return
-        for event in events:
-            kind = type(event)
-            if kind is h2.events.ResponseReceived:
-                stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+        streams = self.streams
+        for event in self.wire.receive(data):
+            kind = event[0]
+            if kind == h2wire.RESPONSE:
+                stream = streams.get(event[1])
                 if stream is not None:
-                    for name, value in event.headers:  # type: ignore[attr-defined]
-                        if name == b":status":
-                            stream.status = int(value)
-                        else:
-                            stream.headers[name.decode()] = value.decode(errors="replace")
-            elif kind is h2.events.DataReceived:
-                sid = event.stream_id  # type: ignore[attr-defined]
-                stream = self.streams.get(sid)
-                if stream is not None:
-                    stream.body += event.data  # type: ignore[attr-defined]
-                self.h2.acknowledge_received_data(event.flow_controlled_length, sid)  # type: ignore[attr-defined]
-            elif kind is h2.events.StreamEnded:
-                sid = event.stream_id  # type: ignore[attr-defined]
-                stream = self.streams.pop(sid, None)
-                if sid in self.blocked:  # answered before we sent all of it: stop sending
-                    self._reset(sid)
+                    stream.status = event[2]
+                    for name, value in event[3]:
+                        stream.headers[name.decode()] = value.decode(errors="replace")
+            elif kind == h2wire.ENDED:
+                stream = streams.pop(event[1], None)
                 if stream is not None:
                     self._finish(stream, H2Response(stream.status, stream.headers, stream.body))
-            elif kind is h2.events.StreamReset:
-                sid = event.stream_id  # type: ignore[attr-defined]
-                stream = self.streams.pop(sid, None)
-                self.blocked.pop(sid, None)
+            elif kind == h2wire.DATA:
+                stream = streams.get(event[1])
                 if stream is not None:
-                    code = getattr(event.error_code, "name", str(event.error_code))  # type: ignore[attr-defined]
-                    self._finish(stream, H2Error("StreamReset", code))
-            elif kind is h2.events.WindowUpdated:
-                self._send_blocked()
-            elif kind is h2.events.RemoteSettingsChanged:
-                self.max_streams = min(self.h2.remote_settings.max_concurrent_streams, 1 << 20)
+                    stream.body += event[2]
+            elif kind == h2wire.RESET:
+                stream = streams.pop(event[1], None)
+                if stream is not None:
+                    self._finish(stream, H2Error("StreamReset", h2wire.error_name(event[2])))
+            elif kind == h2wire.SETTINGS:
+                self.max_streams = min(self.wire.max_concurrent_streams, 1 << 20)
                 if not self.ready.done():
                     self.usable = True
                     self.ready.set_result(None)
                 self.client._room_changed(everyone=True)
-            elif kind is h2.events.PingAckReceived:
+            elif kind == h2wire.PING_ACK:
                 if self._probe is not None:
                     self._probe.cancel()
                     self._probe = None
-            elif kind is h2.events.ConnectionTerminated:
-                self._terminate(_goaway_reason(event.additional_data), None)  # type: ignore[attr-defined]
+            elif kind == h2wire.GOAWAY:
+                self._terminate(_goaway_reason(event[3]), None)
+                return
+            elif kind == h2wire.ERROR:
+                self._terminate("ProtocolError", event[2])  # after writing our GOAWAY
                 return
         self._flush()
 
@@ -227,19 +174,14 @@ class _Connection(asyncio.Protocol):
     def start(self, headers: Sequence[Header], body: bytes, timeout: float) -> _Stream:
         """Open a stream and queue its frames (written at the end of this loop iteration)."""
         try:
-            sid = self.h2.get_next_available_stream_id()
-        except h2.exceptions.NoAvailableStreamIDError:
-            self.usable = False  # after 2^31 streams: let the pool open a fresh connection
+            sid = self.wire.send_request(headers, body)
+        except h2wire.NoStreamIdsError:
+            self.usable = False  # after 2^30 streams: let the pool open a fresh connection
             raise H2Error("NoStreamIds") from None
-        self.h2.known_open = len(self.streams)
-        try:
-            self.h2.send_headers(sid, headers, end_stream=not body)
-        except h2.exceptions.H2Error as exc:  # e.g. the server just lowered its stream limit
+        except h2wire.TooManyStreamsError as exc:  # the server just lowered its stream limit
             raise H2Error("ProtocolError", str(exc)) from None
         stream = _Stream(sid, self.loop.create_future())
         self.streams[sid] = stream
-        if body:
-            self._send_body(sid, body)
         stream.timer = self.loop.call_later(timeout, self._timed_out, sid)
         self._unflushed += 1
         if self._unflushed >= _FLUSH_EVERY:
@@ -256,24 +198,6 @@ class _Connection(asyncio.Protocol):
                 stream.timer.cancel()
             self.client._room_changed()
 
-    def _send_body(self, sid: int, data: bytes) -> None:
-        while data:
-            size = min(
-                self.h2.local_flow_control_window(sid), self.h2.max_outbound_frame_size, len(data)
-            )
-            if size <= 0:
-                self.blocked[sid] = data
-                return
-            chunk, data = data[:size], data[size:]
-            self.h2.send_data(sid, chunk, end_stream=not data)
-
-    def _send_blocked(self) -> None:
-        if self.blocked:
-            waiting, self.blocked = self.blocked, {}
-            for sid, data in waiting.items():
-                if sid in self.streams:
-                    self._send_body(sid, data)
-
     def _timed_out(self, sid: int) -> None:
         stream = self.streams.get(sid)
         if stream is not None:
@@ -283,7 +207,7 @@ class _Connection(asyncio.Protocol):
             # Slow stream or dead connection (a silent NAT drop never closes the socket)? Ask
             # with a PING; no answer in time retires the connection so retries go elsewhere.
             if self._probe is None and not self.closed:
-                self.h2.ping(b"lantern?")
+                self.wire.ping(b"lantern?")
                 self._probe = self.loop.call_later(
                     self.client.request_timeout, self._terminate, "Unresponsive", "no PING answer"
                 )
@@ -291,10 +215,8 @@ class _Connection(asyncio.Protocol):
 
     def _reset(self, sid: int) -> None:
         self.streams.pop(sid, None)
-        self.blocked.pop(sid, None)
         if not self.closed:
-            with contextlib.suppress(h2.exceptions.H2Error):
-                self.h2.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+            self.wire.reset_stream(sid, h2wire.CANCEL)
             self._schedule_flush()
 
     def _finish(self, stream: _Stream, result: H2Response | H2Error) -> None:
@@ -317,7 +239,7 @@ class _Connection(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_scheduled = False
         self._unflushed = 0
-        data = self.h2.data_to_send()
+        data = self.wire.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
@@ -329,7 +251,7 @@ class _Connection(asyncio.Protocol):
         self.usable = False
         if self._probe is not None:
             self._probe.cancel()
-        streams, self.streams, self.blocked = self.streams, {}, {}
+        streams, self.streams = self.streams, {}
         if not self.ready.done():
             self.ready.set_exception(H2Error(reason, detail))
             self.ready.exception()  # retrieved: the opener reports it
@@ -340,14 +262,13 @@ class _Connection(asyncio.Protocol):
                 stream.future.set_exception(H2Error(reason, detail))
         self.client._forget(self)
         if self.transport is not None:
+            self._flush()  # a GOAWAY of ours, if any
             self.transport.close()
 
     def close(self) -> None:
         """Say goodbye (GOAWAY) and close; in-flight streams fail with ``Closed``."""
         if not self.closed:
-            with contextlib.suppress(h2.exceptions.H2Error):
-                self.h2.close_connection()
-                self._flush()
+            self.wire.close()
             self._terminate("Closed", None)
 
 
@@ -401,7 +322,9 @@ class H2Client:
             (b":method", b"POST"),
             (b":scheme", b"https"),
             (b":authority", self._authority),
-            (b":path", path.encode()),
+            # A path names one device (its token): never indexed, so it neither sits in the
+            # HPACK table nor evicts the entries every request reuses (the JWT, the topic).
+            NeverIndexedHeaderTuple(b":path", path.encode()),
             *headers,
         ]
         stream = connection.start(request_headers, body, max(0.0, deadline - loop.time()))
