@@ -148,6 +148,11 @@ BAD_PAYLOADS = [
     (b'{"value": 1, "unit": "%", "coding": [{"system": "s"}]}', "coding[0].code", None),
     (b'{"value": 1, "unit": "%", "coding": "c"}', "coding", None),
     (
+        b'{"value": 1, "unit": "%", "coding": [{"code": "c\\u0000", "system": "s"}]}',
+        "coding[0].code",
+        None,
+    ),
+    (
         b'{"value": 1, "unit": "%", "coding": [{"code": "c", "system": "s"}], "patientId": 7}',
         "patientId",
         None,

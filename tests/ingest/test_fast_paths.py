@@ -10,6 +10,8 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lantern.ingest.errors import PayloadRejected
 from lantern.ingest.observation import (
@@ -135,6 +137,71 @@ async def test_sqlite_writer_stores_a_batch_whole_or_not_at_all(sqlite_db: Datab
         await writer.write([row(20)], outbox=False, now=5.0)  # still usable after failures
         assert counts(path) == (4, 8, 3)
     finally:
+        await writer.close()
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40)
+_rows = st.lists(
+    st.builds(
+        ObservationRow,
+        id=st.uuids().map(str),
+        project=st.just("default"),
+        thing_name=_text,
+        patient_id=st.none() | _text,
+        effective_at=st.floats(allow_nan=False, allow_infinity=False),
+        issued_at=st.floats(min_value=0, max_value=4e9),
+        resource=_text.map(lambda t: json.dumps({"resourceType": "Observation", "note": t})),
+        codes=st.lists(st.tuples(_text, _text), min_size=1, max_size=3).map(tuple),
+    ),
+    min_size=1,
+    max_size=40,
+    unique_by=lambda r: r.id,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=_rows, outbox=st.booleans())
+async def test_sqlite_writer_stores_every_value_exactly(
+    sqlite_db: Database, rows: list[ObservationRow], outbox: bool
+) -> None:
+    """Batches of any size (split into multi-row statements): floats, text and NULLs come back
+    unchanged, every code at its position, outbox rows only when asked for."""
+    path = SqliteObservationWriter.path_of(sqlite_db)
+    assert path is not None
+    writer = SqliteObservationWriter(path)
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("DELETE FROM fhir_outbox")
+        conn.execute("DELETE FROM observation_codes")
+        conn.execute("DELETE FROM observations")
+        conn.commit()
+        await writer.write(rows, outbox=outbox, now=1234.5678)
+        stored = conn.execute(
+            "SELECT id, project, thing_name, patient_id, effective_at, issued_at, resource "
+            "FROM observations"
+        ).fetchall()
+        assert sorted(stored) == sorted(
+            (r.id, r.project, r.thing_name, r.patient_id, r.effective_at, r.issued_at, r.resource)
+            for r in rows
+        )
+        codes = conn.execute(
+            "SELECT observation_id, position, project, system, code FROM observation_codes"
+        ).fetchall()
+        assert sorted(codes) == sorted(
+            (r.id, i, r.project, system, code)
+            for r in rows
+            for i, (system, code) in enumerate(r.codes)
+        )
+        pending = conn.execute(
+            "SELECT observation_id, attempts, next_attempt_at, state FROM fhir_outbox"
+        ).fetchall()
+        assert sorted(pending) == (
+            sorted((r.id, 0, 1234.5678, "pending") for r in rows) if outbox else []
+        )
+    finally:
+        conn.close()
         await writer.close()
 
 

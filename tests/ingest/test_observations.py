@@ -111,6 +111,18 @@ BAD_PAYLOADS = [
         "coding[0].system",
         "InvalidPayload",
     ),
+    (
+        json.dumps({**SEED, "coding": [{"code": "88\u000067-4", "system": "s"}]}).encode(),
+        "coding[0].code",
+        "InvalidPayload",
+    ),
+    (
+        json.dumps(
+            {**SEED, "coding": [SEED["coding"][0], {"code": "c", "system": "s\n"}]}
+        ).encode(),
+        "coding[1].system",
+        "InvalidPayload",
+    ),
     (json.dumps({**SEED, "patientId": 12}).encode(), "patientId", "InvalidPayload"),
     (json.dumps({**SEED, "patientId": "a/b"}).encode(), "patientId", "InvalidPayload"),
     (

@@ -97,6 +97,9 @@ def _parse_string(
     return raw
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _parse_coding(raw: object) -> tuple[Coding, ...]:
     if raw is None:
         raise _reject("coding", "coding is required", "MissingField")
@@ -116,6 +119,10 @@ def _parse_coding(raw: object) -> tuple[Coding, ...]:
             item, "display", f"coding[{i}].display", required=False, max_len=1024
         )
         assert code is not None and system is not None
+        for name, text in (("code", code), ("system", system)):
+            if _CONTROL.search(text):  # FHIR code and uri values hold no control characters
+                path = f"coding[{i}].{name}"
+                raise _reject(path, f"{path} must not contain control characters")
         result.append(Coding(system=system, code=code, display=display or None))
     return tuple(result)
 
