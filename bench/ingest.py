@@ -203,8 +203,11 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and of its live children (the ingest writer process)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    total = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return total + sum(cpu_seconds(int(child)) for child in children)
 
 
 @dataclass
@@ -216,7 +219,7 @@ class Server:
     log: Path
 
     @classmethod
-    def start(cls, work: Path) -> Server:
+    def start(cls, work: Path, sqlite_writer: str | None = None) -> Server:
         data_dir, http_port, mqtt_port = work / "data", free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("LANTERN_")}
         env.update(
@@ -224,6 +227,8 @@ class Server:
             LANTERN_HTTP__PORT=str(http_port),
             LANTERN_MQTT__PORT=str(mqtt_port),
         )
+        if sqlite_writer:
+            env["LANTERN_INGEST__SQLITE_WRITER"] = sqlite_writer
         log = work / "serve.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -359,7 +364,7 @@ class BenchDevice(asyncio.Protocol):
 async def run_mqtt(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        server = Server.start(work)
+        server = Server.start(work, args.sqlite_writer)
         try:
             await _run_mqtt(args, server, work)
         finally:
@@ -474,6 +479,12 @@ def main() -> None:
         "saturation rate, to compare runs at the same load",
     )
     ap.add_argument("--batch-max", type=int, default=2048)
+    ap.add_argument(
+        "--sqlite-writer",
+        choices=["process", "thread"],
+        default=None,
+        help="mqtt: the server's ingest.sqlite_writer (default: the server's default)",
+    )
     ap.add_argument(
         "--database-url", default=None, help="in-process; default: SQLite in a temp dir"
     )

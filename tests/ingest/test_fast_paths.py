@@ -22,6 +22,7 @@ from lantern.ingest.observation import (
 )
 from lantern.store import Database
 from lantern.store.ingest import ObservationRow, SqliteObservationWriter
+from lantern.store.ingest_process import ProcessObservationWriter
 
 RECEIVED = datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -120,10 +121,13 @@ def counts(path: str) -> tuple[int, int, int]:
         conn.close()
 
 
-async def test_sqlite_writer_stores_a_batch_whole_or_not_at_all(sqlite_db: Database) -> None:
+@pytest.mark.parametrize("kind", [ProcessObservationWriter, SqliteObservationWriter])
+async def test_sqlite_writer_stores_a_batch_whole_or_not_at_all(
+    sqlite_db: Database, kind: type[ProcessObservationWriter | SqliteObservationWriter]
+) -> None:
     path = SqliteObservationWriter.path_of(sqlite_db)
     assert path is not None
-    writer = SqliteObservationWriter(path)
+    writer = kind(path)
     try:
         await writer.write([row(i) for i in range(3)], outbox=True, now=5.0)
         assert counts(path) == (3, 6, 3)

@@ -14,10 +14,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from lantern.ingest.errors import CommitFailed
 from lantern.store import Database
 from lantern.store.ingest import ObservationRow, SqliteObservationWriter, insert_observations
+from lantern.store.ingest_process import ProcessObservationWriter
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +35,20 @@ class GroupCommitWriter:
         *,
         batch_max: int = 512,
         outbox: bool = False,
+        sqlite_writer: Literal["process", "thread"] = "process",
         clock: Callable[[], float] = time.time,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
         self._batch_max = batch_max
         self._outbox = outbox
+        self._sqlite_writer = sqlite_writer
         self._clock = clock
         self._on_commit = on_commit  # e.g. wake the FHIR forwarder
         self._pending: list[_Item] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._sqlite: SqliteObservationWriter | None = None
+        self._sqlite: SqliteObservationWriter | ProcessObservationWriter | None = None
         self._stopping = False
         self.batches = 0  # number of committed transactions (for tests and metrics)
         self.committed = 0
@@ -54,7 +58,11 @@ class GroupCommitWriter:
             self._stopping = False
             path = SqliteObservationWriter.path_of(self._db)
             if path is not None and self._sqlite is None:
-                self._sqlite = SqliteObservationWriter(path)
+                if self._sqlite_writer == "process":
+                    self._sqlite = ProcessObservationWriter(path)
+                else:
+                    self._sqlite = SqliteObservationWriter(path)
+                await self._sqlite.start()
             self._task = asyncio.create_task(self._run(), name="ingest-group-commit")
 
     async def stop(self) -> None:

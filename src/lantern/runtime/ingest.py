@@ -51,6 +51,7 @@ class IngestComponent(Component):
             platform.db,
             batch_max=cfg.batch_max,
             outbox=self.forwarder is not None,
+            sqlite_writer=cfg.sqlite_writer,
             on_commit=self.forwarder.poke if self.forwarder else None,
         )
         self.observations = ObservationService(

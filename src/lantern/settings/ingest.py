@@ -26,6 +26,12 @@ class IngestSettings(SectionModel):
         description="Most observations committed in one transaction (group commit).",
     )
 
+    sqlite_writer: Literal["process", "thread"] = Field(
+        default="process",
+        description="With SQLite, where observations are inserted and committed: 'process' (a "
+        "child process, sharing no GIL with the server) or 'thread' (a thread of the server).",
+    )
+
     storage_backend: Literal["local", "s3"] = Field(
         default="local",
         description="Where uploaded files go: 'local' (<data_dir>/files) or 's3'.",

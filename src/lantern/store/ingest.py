@@ -109,32 +109,24 @@ _INSERT_OUTBOX = (
 )
 
 
-class SqliteObservationWriter:
-    """Writes batches of observations to a SQLite file on its own connection and thread.
+class SqliteBatchWriter:
+    """Writes batches of observations to a SQLite file on a connection of its own (blocking).
 
     The same statements and transaction as :func:`insert_observations` (one transaction per
-    batch, rolled back whole on any error, foreign keys enforced, ``synchronous=FULL``), but
-    through the ``sqlite3`` driver with multi-row statements (few GIL hand-overs, see
-    :mod:`lantern.store.sqlite_rows`) in ONE hop to a dedicated thread: no
-    per-row SQLAlchemy parameter processing and no per-statement hop on the event loop, so the
-    loop keeps serving devices while SQLite inserts and fsyncs. It is the only writer of these
-    rows; other connections take turns through ``busy_timeout`` and ``BEGIN IMMEDIATE``.
+    batch, rolled back whole on any error, foreign keys enforced, ``synchronous=FULL``), through
+    the ``sqlite3`` driver with multi-row statements (:mod:`lantern.store.sqlite_rows`): no
+    per-row SQLAlchemy parameter processing. WAL checkpoints run beside it
+    (:mod:`lantern.store.wal_checkpoint`). It is the only writer of these rows; other
+    connections take turns through ``busy_timeout`` and ``BEGIN IMMEDIATE``. Used from the
+    writer process (:mod:`lantern.store.ingest_process`) or from a thread
+    (:class:`SqliteObservationWriter`).
     """
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._max_variables = 0  # the connection's parameter limit, read when it opens
         self._checkpointer = WalCheckpointer(path)
-
-    @staticmethod
-    def path_of(db: Database) -> str | None:
-        """The file behind ``db`` when it is a SQLite file database, else None."""
-        url = db.engine.url
-        if not db.is_sqlite or not url.database or url.database == ":memory:":
-            return None
-        return str(url.database)
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -149,7 +141,8 @@ class SqliteObservationWriter:
         self._max_variables = variable_limit(conn)
         return conn
 
-    def _write(self, rows: Sequence[ObservationRow], outbox: bool, now: float) -> None:
+    def write(self, rows: Sequence[ObservationRow], outbox: bool, now: float) -> None:
+        """Commit ``rows`` in one transaction; raises the driver's error when nothing was stored."""
         if self._conn is None:
             self._conn = self._open()
         conn = self._conn
@@ -185,22 +178,45 @@ class SqliteObservationWriter:
                 self._conn = None
             raise
 
-    async def write(self, rows: Sequence[ObservationRow], *, outbox: bool, now: float) -> None:
-        """Commit ``rows`` in one transaction; raises the driver's error when nothing was stored."""
-        if rows:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._write, rows, outbox, now)
-
-    def _close(self) -> None:
+    def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
         self._checkpointer.stop()
 
+
+class SqliteObservationWriter:
+    """A :class:`SqliteBatchWriter` on a dedicated thread of this process: one hop per batch.
+
+    The ``sqlite3`` driver releases the GIL around every statement and must take it back from
+    the event loop (see :mod:`lantern.store.ingest_process`, which avoids that); multi-row
+    statements keep those hand-overs few.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-sqlite")
+        self._batches = SqliteBatchWriter(path)
+
+    @staticmethod
+    def path_of(db: Database) -> str | None:
+        """The file behind ``db`` when it is a SQLite file database, else None."""
+        url = db.engine.url
+        if not db.is_sqlite or not url.database or url.database == ":memory:":
+            return None
+        return str(url.database)
+
+    async def start(self) -> None:
+        """Nothing to start: the connection opens with the first batch."""
+
+    async def write(self, rows: Sequence[ObservationRow], *, outbox: bool, now: float) -> None:
+        """Commit ``rows`` in one transaction; raises the driver's error when nothing was stored."""
+        if rows:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, self._batches.write, rows, outbox, now)
+
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._close)
-        self._executor.shutdown(wait=True)
+        await loop.run_in_executor(self._executor, self._batches.close)
 
 
 async def get_observation(
