@@ -208,4 +208,8 @@ if __name__ == "__main__":
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    serve(sys.argv[1])
+    # Answers go to the pipe on fd 1 through a private copy of it; anything a library prints
+    # goes to stderr instead, where it cannot corrupt a frame.
+    answers = os.dup(1)
+    os.dup2(2, 1)
+    serve(sys.argv[1], stdout=answers)
