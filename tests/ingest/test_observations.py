@@ -13,7 +13,7 @@ from lantern.ingest.observations import ObservationService
 from lantern.ingest.writer import GroupCommitWriter
 from lantern.mqtt.reason_codes import ReasonCode
 from lantern.store import Database
-from lantern.store.ingest import get_observation
+from lantern.store.ingest import ObservationRow, get_observation
 
 from .conftest import CLAIM, request, stored_counts, thing
 
@@ -215,3 +215,54 @@ async def test_failed_commit_fails_every_waiter_and_stores_nothing(
     # The writer keeps working after a failed batch.
     ok = await observation_service.handle(request(TOPIC, payload, thing("after")))
     assert ok.puback == ReasonCode.SUCCESS
+
+
+async def test_the_next_batch_is_handed_over_while_one_commits_in_order_two_at_most(
+    writer: GroupCommitWriter, sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite writer gets the next batch while the previous one commits (so it starts the
+    moment that COMMIT returns), never more than two, committed in the order handed over."""
+    sqlite = writer._sqlite
+    assert sqlite is not None
+    real_write = sqlite.write
+    started: list[list[str]] = []
+    in_flight = 0
+    most = 0
+
+    async def slow_write(rows: list[ObservationRow], *, outbox: bool, now: float) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        started.append([r.id for r in rows])
+        try:
+            await asyncio.sleep(0.05)
+            await real_write(rows, outbox=outbox, now=now)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(sqlite, "write", slow_write)
+
+    def make(i: int) -> ObservationRow:
+        return ObservationRow(
+            id=f"pipe-{i:03d}",
+            project="default",
+            thing_name="d",
+            patient_id=None,
+            effective_at=float(i),
+            issued_at=float(i),
+            resource='{"resourceType":"Observation"}',
+            codes=(("http://a", "a"),),
+        )
+
+    async def trickle() -> None:  # keeps submitting while batches commit
+        waits = []
+        for i in range(60):
+            waits.append(asyncio.ensure_future(writer.submit(make(i))))
+            await asyncio.sleep(0.005)
+        await asyncio.gather(*waits)
+
+    await trickle()
+    assert most == 2
+    handed = [oid for batch in started for oid in batch]
+    assert handed == sorted(handed)  # batches leave in submission order
+    assert (await stored_counts(sqlite_db))[0] == 60
