@@ -65,7 +65,12 @@ async def test_upload_roundtrip(http_app: HttpApp) -> None:
         assert (await client.get("/files?thing=other", headers=auth)).json()["files"] == []
         content = await client.get(f"/files/{link['fileId']}/content", headers=auth)
         assert content.content == data
-        assert (await client.get("/files")).status_code == 401
+        file_id = link["fileId"]
+        for path in ("/files", f"/files/{file_id}", f"/files/{file_id}/content"):
+            for headers in ({}, {"Authorization": "Bearer wrong"}):
+                denied = await client.get(path, headers=headers)
+                assert denied.status_code == 401, path
+                assert denied.json()["errorCode"] == "Unauthorized"
 
 
 async def streamed(total: int) -> AsyncIterator[bytes]:

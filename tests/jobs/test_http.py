@@ -61,7 +61,9 @@ async def test_admin_routes_need_the_token(http: httpx.AsyncClient) -> None:
         ("POST", "/v1/firmware?version=1"),
         ("GET", "/v1/deployments"),
         ("POST", "/v1/deployments"),
+        ("GET", "/v1/firmware/x"),
         ("DELETE", "/v1/firmware/x"),
+        ("GET", "/v1/deployments/x"),
         ("POST", "/v1/deployments/x/cancel"),
     ]:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):

@@ -2,7 +2,7 @@
 
 A router whose routes are all for admins takes ``dependencies=[Depends(require_admin(token))]``;
 :func:`lantern.api.app.create_app` answers :class:`NotAdmin` with :func:`unauthorized`. Routers
-that mix admin and device routes call :func:`admin_check`'s predicate per route.
+that mix admin and device routes (firmware, files) put the admin ones on such a sub-router.
 """
 
 from __future__ import annotations
@@ -22,27 +22,18 @@ def error_json(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"errorCode": code, "errorMessage": message}, status_code=status)
 
 
-def admin_check(admin_token: Callable[[], str]) -> Callable[[Request], bool]:
-    """A predicate: does the request carry ``Authorization: Bearer <admin token>``? (Compared in
-    constant time; the token is read through ``admin_token`` on every call.)"""
-
-    def is_admin(request: Request) -> bool:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and tokens_equal(token.strip(), admin_token())
-
-    return is_admin
-
-
 class NotAdmin(Exception):
     """The request lacks the admin token (raised by :func:`require_admin`)."""
 
 
 def require_admin(admin_token: Callable[[], str]) -> Callable[[Request], Awaitable[None]]:
-    """A FastAPI dependency that raises :class:`NotAdmin` unless the request is an admin's."""
-    is_admin = admin_check(admin_token)
+    """A FastAPI dependency that raises :class:`NotAdmin` unless the request carries
+    ``Authorization: Bearer <admin token>`` (compared in constant time; the token is read
+    through ``admin_token`` on every request)."""
 
     async def dependency(request: Request) -> None:
-        if not is_admin(request):
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not tokens_equal(token.strip(), admin_token()):
             raise NotAdmin
 
     return dependency

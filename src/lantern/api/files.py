@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from lantern.api.admin_auth import admin_check, unauthorized
 from lantern.api.admin_auth import error_json as _error
+from lantern.api.admin_auth import require_admin
 from lantern.ingest.errors import UploadRefused
 from lantern.ingest.files import FileLinkService
 from lantern.store import ingest as repo
@@ -65,31 +65,26 @@ def build_files_router(service: FileLinkService, *, admin_token: Callable[[], st
             return _error(exc.status, exc.error_code, exc.message)
         return JSONResponse(file_json(record), status_code=201)
 
-    is_admin = admin_check(admin_token)
+    # Listing and reading files is for admins: one dependency checks every such route.
+    admin = APIRouter(tags=["files"], dependencies=[Depends(require_admin(admin_token))])
 
-    @router.get("/files")
+    @admin.get("/files")
     async def list_files(request: Request, thing: str | None = None) -> JSONResponse:
-        if not is_admin(request):
-            return unauthorized()
         await service.reconcile_s3()
         async with service.db.connect() as conn:
             records = await repo.list_files(conn, thing_name=thing)
         return JSONResponse({"files": [file_json(r) for r in records]})
 
-    @router.get("/files/{file_id}")
+    @admin.get("/files/{file_id}")
     async def get_file(file_id: str, request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return unauthorized()
         async with service.db.connect() as conn:
             record = await repo.get_file(conn, file_id)
         if record is None:
             return _error(404, "NotFound", f"no file {file_id}")
         return JSONResponse(file_json(record))
 
-    @router.get("/files/{file_id}/content", response_model=None)
+    @admin.get("/files/{file_id}/content", response_model=None)
     async def get_content(file_id: str, request: Request) -> StreamingResponse | JSONResponse:
-        if not is_admin(request):
-            return unauthorized()
         async with service.db.connect() as conn:
             record = await repo.get_file(conn, file_id)
         if record is None:
@@ -103,6 +98,7 @@ def build_files_router(service: FileLinkService, *, admin_token: Callable[[], st
             },
         )
 
+    router.include_router(admin)
     return router
 
 

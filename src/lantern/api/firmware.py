@@ -21,12 +21,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lantern.api.admin_auth import admin_check, unauthorized
 from lantern.api.admin_auth import error_json as _error
+from lantern.api.admin_auth import require_admin
 from lantern.jobs.catalog import FirmwareCatalog
 from lantern.jobs.clock import Clock
 from lantern.jobs.deployments import AbortCriterion, Deployment, DeploymentService, DeploymentSpec
@@ -178,20 +178,17 @@ def build_firmware_router(
     on_change: Callable[[], Awaitable[object]] | None = None,
 ) -> APIRouter:
     router = APIRouter(tags=["firmware"])
-
-    is_admin = admin_check(admin_token)
-    denied = unauthorized
+    # Every route but the signed image download is for admins: one dependency checks them all.
+    admin = APIRouter(tags=["firmware"], dependencies=[Depends(require_admin(admin_token))])
 
     async def changed() -> None:
         if on_change is not None:
             await on_change()
 
-    @router.post("/v1/firmware")
+    @admin.post("/v1/firmware")
     async def upload(
         request: Request, version: str = "", name: str = "firmware", project: str = "default"
     ) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
         if not version:
             return _error(400, "InvalidRequest", "version: the query parameter is required")
 
@@ -208,26 +205,20 @@ def build_firmware_router(
             return _error(413 if "size limit" in str(exc) else 400, "UploadRefused", str(exc))
         return JSONResponse(firmware_json(record), status_code=201)
 
-    @router.get("/v1/firmware")
+    @admin.get("/v1/firmware")
     async def list_firmware(request: Request, project: str | None = None) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
         return JSONResponse([firmware_json(r) for r in await catalog.list_all(project)])
 
-    @router.get("/v1/firmware/{firmware_id}")
+    @admin.get("/v1/firmware/{firmware_id}")
     async def get_firmware(firmware_id: str, request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
         try:
             record = await catalog.get(firmware_id)
         except JobsError as exc:
             return _jobs_error(exc)
         return JSONResponse({**firmware_json(record), "usedBy": await catalog.users(firmware_id)})
 
-    @router.delete("/v1/firmware/{firmware_id}")
+    @admin.delete("/v1/firmware/{firmware_id}")
     async def delete_firmware(firmware_id: str, request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
         try:
             record = await catalog.delete(firmware_id)
         except JobsError as exc:
@@ -281,10 +272,8 @@ def build_firmware_router(
             media_type="application/octet-stream",
         )
 
-    @router.post("/v1/deployments")
+    @admin.post("/v1/deployments")
     async def create_deployment(request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
         try:
             body = _CreateDeployment.model_validate_json(await request.body())
         except ValidationError as exc:
@@ -311,25 +300,19 @@ def build_firmware_router(
         await changed()
         return JSONResponse(deployment_json(await deployments.get(job.job_id)), status_code=201)
 
-    @router.get("/v1/deployments")
+    @admin.get("/v1/deployments")
     async def list_deployments(request: Request, project: str | None = None) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
         return JSONResponse([deployment_json(d) for d in await deployments.list_all(project)])
 
-    @router.get("/v1/deployments/{deployment_id}")
+    @admin.get("/v1/deployments/{deployment_id}")
     async def get_deployment(deployment_id: str, request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
         try:
             return JSONResponse(deployment_json(await deployments.get(deployment_id)))
         except JobsError as exc:
             return _jobs_error(exc)
 
-    @router.post("/v1/deployments/{deployment_id}/cancel")
+    @admin.post("/v1/deployments/{deployment_id}/cancel")
     async def cancel_deployment(deployment_id: str, request: Request) -> JSONResponse:
-        if not is_admin(request):
-            return denied()
         raw = await request.body()
         try:
             body = _Cancel.model_validate_json(raw) if raw.strip() else _Cancel()
@@ -343,6 +326,7 @@ def build_firmware_router(
         result = deployment_json(await deployments.get(deployment_id, with_executions=False))
         return JSONResponse({**result, "canceledExecutions": len(canceled)})
 
+    router.include_router(admin)
     return router
 
 
