@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.net import wait_for_port
 from support.process import LanternProcess
 
 from .mqtt_kit import (
@@ -31,7 +30,6 @@ WINDOW = 100  # QoS 1 publishes outstanding at once
 
 def start(data_dir: Path) -> LanternProcess:
     proc = LanternProcess(data_dir).start()
-    wait_for_port(proc.mqtt_port)
     return proc
 
 

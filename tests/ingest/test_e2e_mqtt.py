@@ -22,7 +22,6 @@ from fhir.resources.R4B.observation import Observation
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import AuthorizationError
 
-from support.net import wait_for_port
 from support.process import LanternProcess
 from support.provisioning_env import Claim
 
@@ -47,7 +46,6 @@ PAYLOAD_FORMAT_INVALID = 0x99
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanternProcess]:
     proc = LanternProcess(tmp_path_factory.mktemp("lantern") / "data")
     with proc:
-        wait_for_port(proc.mqtt_port)
         yield proc
 
 

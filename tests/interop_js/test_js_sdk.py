@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from support.net import wait_for_port
 from support.process import LanternProcess
 from support.provisioning_env import Claim, lantern_cli
 
@@ -132,7 +131,6 @@ def js_sdk(request: pytest.FixtureRequest) -> Node:
 def server(js_sdk: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanternProcess]:
     proc = LanternProcess(tmp_path_factory.mktemp("lantern") / "data")
     with proc:
-        wait_for_port(proc.mqtt_port)
         yield proc
 
 

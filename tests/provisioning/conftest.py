@@ -12,7 +12,6 @@ from lantern.provisioning.hook import PreProvisioningHook
 from lantern.provisioning.service import ProvisioningService
 from lantern.settings.provisioning import ProvisioningSettings
 from lantern.store import Database
-from support.net import wait_for_port
 from support.process import LanternProcess
 from support.provisioning_env import Claim, Env, FakeClock, lantern_cli
 
@@ -47,7 +46,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanternProcess]
     """One ``lantern serve`` for the end-to-end tests of this directory."""
     proc = LanternProcess(tmp_path_factory.mktemp("lantern") / "data")
     with proc:
-        wait_for_port(proc.mqtt_port)
         yield proc
 
 

@@ -23,7 +23,6 @@ from lantern.runtime.datadir import DataDir
 from lantern.store import Database
 from lantern.store import registry as reg
 from support.mqtt_server import Client, reason_value
-from support.net import wait_for_port
 from support.process import LanternProcess
 from support.provisioning_env import Claim, provision_device
 
@@ -43,7 +42,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanternProcess]
     """One ``lantern serve`` for this module (its own data directory)."""
     proc = LanternProcess(tmp_path_factory.mktemp("admin-http") / "data")
     with proc:
-        wait_for_port(proc.mqtt_port)
         yield proc
 
 

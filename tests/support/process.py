@@ -13,12 +13,13 @@ from pathlib import Path
 
 import httpx
 
-from support.net import free_port
+from support.net import free_port, wait_for_port
 
 
 @dataclass
 class LanternProcess:
-    """A ``lantern serve`` child process. Use as a context manager; ``stop()`` sends SIGTERM."""
+    """A ``lantern serve`` child process. Use as a context manager; ``stop()`` sends SIGTERM.
+    ``start()`` returns once ``/healthz`` answers and the MQTT listener accepts connections."""
 
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
@@ -65,6 +66,7 @@ class LanternProcess:
                 )
             try:
                 if httpx.get(f"{self.http_url}/healthz", timeout=0.5).status_code == 200:
+                    wait_for_port(self.mqtt_port, timeout=max(0.5, deadline - time.monotonic()))
                     return self
             except httpx.HTTPError:
                 pass
