@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from lantern.security import tokens_equal
 
@@ -20,6 +21,13 @@ AUTH_HINT = "send Authorization: Bearer <admin token> (the file admin-token in t
 def error_json(status: int, code: str, message: str) -> JSONResponse:
     """``{"errorCode", "errorMessage"}`` with ``status``."""
     return JSONResponse({"errorCode": code, "errorMessage": message}, status_code=status)
+
+
+def invalid_body(exc: ValidationError) -> JSONResponse:
+    """400 ``InvalidRequest`` naming the first field the request body got wrong."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return error_json(400, "InvalidRequest", f"{where}: {first['msg']}")
 
 
 class NotAdmin(Exception):

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lantern.api.admin_auth import error_json as _error
-from lantern.api.admin_auth import require_admin
+from lantern.api.admin_auth import invalid_body, require_admin
 from lantern.jobs.catalog import FirmwareCatalog
 from lantern.jobs.clock import Clock
 from lantern.jobs.deployments import AbortCriterion, Deployment, DeploymentService, DeploymentSpec
@@ -131,12 +131,6 @@ class _Cancel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     force: bool = False
     reason: str = Field(default="canceled by an operator", max_length=256)
-
-
-def _invalid(exc: ValidationError) -> JSONResponse:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return _error(400, "InvalidRequest", f"{where}: {first['msg']}")
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -277,7 +271,7 @@ def build_firmware_router(
         try:
             body = _CreateDeployment.model_validate_json(await request.body())
         except ValidationError as exc:
-            return _invalid(exc)
+            return invalid_body(exc)
         criteria = body.abortConfig.criteriaList if body.abortConfig else []
         spec = DeploymentSpec(
             firmware_id=body.firmwareId,
@@ -317,7 +311,7 @@ def build_firmware_router(
         try:
             body = _Cancel.model_validate_json(raw) if raw.strip() else _Cancel()
         except ValidationError as exc:
-            return _invalid(exc)
+            return invalid_body(exc)
         try:
             canceled = await deployments.cancel(deployment_id, force=body.force, reason=body.reason)
         except JobsError as exc:

@@ -41,7 +41,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lantern.api.admin_auth import error_json as _error
-from lantern.api.admin_auth import require_admin
+from lantern.api.admin_auth import invalid_body, require_admin
 from lantern.pki import CertificateAuthority, KeyType
 from lantern.provisioning import admin
 from lantern.store import Database
@@ -57,12 +57,6 @@ def _admin_error(exc: admin.AdminError) -> JSONResponse:
     if isinstance(exc, admin.AdminConflict):
         return _error(409, "Conflict", str(exc))
     return _error(400, "InvalidRequest", str(exc))
-
-
-def _invalid(exc: ValidationError) -> JSONResponse:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return _error(400, "InvalidRequest", f"{where}: {first['msg']}")
 
 
 def _ts(value: float | None) -> int | None:
@@ -173,7 +167,7 @@ def build_provisioning_router(
         try:
             body = _CreateClaim.model_validate_json(await request.body())
         except ValidationError as exc:
-            return _invalid(exc)
+            return invalid_body(exc)
         try:
             claim, issued = await admin.create_claim(
                 db,
@@ -311,7 +305,7 @@ def build_provisioning_router(
         try:
             body = _SetStatus.model_validate_json(await request.body())
         except ValidationError as exc:
-            return _invalid(exc)
+            return invalid_body(exc)
         try:
             cert = await admin.set_certificate_status(db, id_or_prefix, body.status)
         except admin.AdminError as exc:
