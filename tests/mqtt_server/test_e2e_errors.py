@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 
+import pytest
+
+from lantern.mqtt.hooks import AuthResult, ConnectInfo
 from lantern.mqtt.packets import (
     Connack,
     Connect,
@@ -113,11 +118,31 @@ def test_messages_above_the_clients_maximum_packet_size_are_dropped(
 
 
 def test_connect_timeout_closes_silent_connections(
-    make_server: Callable[..., ServerThread], pki: MQTTTestPKI
+    make_server: Callable[..., ServerThread], pki: MQTTTestPKI, caplog: pytest.LogCaptureFixture
 ) -> None:
     srv = make_server(connect_timeout=0.3)
-    raw = RawTLS.open(srv.port, pki.client("silent"))
-    assert raw.read_packet() is None  # closed without a CONNECT
+    with caplog.at_level(logging.INFO, "lantern.mqtt.server"):
+        raw = RawTLS.open(srv.port, pki.client("silent"))
+        assert raw.read_packet() is None  # closed without a CONNECT
+    assert "no CONNECT from 127.0.0.1:" in caplog.text
+
+
+class _StuckAuthenticator:
+    async def authenticate(self, info: ConnectInfo) -> AuthResult:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+def test_connect_timeout_names_an_unfinished_authentication(
+    make_server: Callable[..., ServerThread], pki: MQTTTestPKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    srv = make_server(connect_timeout=0.3, authenticator=_StuckAuthenticator())
+    with caplog.at_level(logging.INFO, "lantern.mqtt.server"):
+        raw = RawTLS.open(srv.port, pki.client("slow"))
+        assert raw.connect("slow-auth") is None
+    assert "CONNECT from 127.0.0.1:" in caplog.text
+    assert "(client 'slow-auth') not authenticated within 0.3 s" in caplog.text
+    assert "no CONNECT" not in caplog.text
 
 
 def test_subscription_cap_answers_quota_exceeded(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 
 import pytest
 
@@ -265,3 +266,54 @@ async def test_bad_listener_arguments(
         )
     with pytest.raises(ValueError, match="max_connections must be >= 1"):
         await start_tcp_listener("x", "127.0.0.1", 0, Factory(), max_connections=0)
+
+
+def _final_flight_with_data(
+    port: int, ctx: ssl.SSLContext, data: bytes
+) -> tuple[socket.socket, bytes]:
+    """Drive a TLS client to the end of its handshake without sending its last flight; return
+    the socket and that flight with ``data`` (application records) appended."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            incoming.write(sock.recv(65536))
+    tls.write(data)
+    return sock, outgoing.read()
+
+
+async def test_application_data_coalesced_with_the_last_handshake_flight(
+    pki: Pki, serve: Serve
+) -> None:
+    """The client's Finished and its first bytes of MQTT in one segment, or split anywhere:
+    every byte reaches the receiver (nothing left in the TLS buffers without a read event)."""
+    factory = Factory()
+    listener = await serve("tls", factory)
+    ctx = pki.client_context()
+    data = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00"  # a CONNECT
+    probe, sample = await asyncio.to_thread(_final_flight_with_data, listener.port, ctx, data)
+    probe.close()  # its handshake never ends: no receiver is made for it
+    offsets = sorted({0, *range(1, len(sample), 29), *range(len(sample) - 40, len(sample))})
+    for n, offset in enumerate(offsets, start=1):
+
+        def client(offset: int = offset) -> socket.socket:
+            sock, flight = _final_flight_with_data(listener.port, ctx, data)
+            sock.sendall(flight[:offset])
+            if offset:
+                time.sleep(0.002)  # let the server read the first part on its own
+            sock.sendall(flight[offset:])
+            return sock
+
+        sock = await asyncio.to_thread(client)
+        try:
+            rec = await factory.next(n)
+            assert await rec.wait_for_bytes(len(data)) == data, f"split at {offset}"
+        finally:
+            sock.close()

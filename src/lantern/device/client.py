@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 import ssl
 import threading
 import uuid
@@ -15,6 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from lantern.device.network import NetworkThread
 from lantern.errors import LanternError
 
 __all__ = ["DeviceClient", "DeviceError", "Endpoint", "RequestRejected"]
@@ -53,12 +55,28 @@ class Endpoint:
         return cls(host.strip("[]"), int(port))
 
 
+class _Paho(mqtt.Client):
+    """paho's client, noting when the TCP connection is up (so a failure names its step)."""
+
+    tcp_connected = False
+
+    def _create_socket_connection(self) -> socket.socket:
+        sock = super()._create_socket_connection()
+        self.tcp_connected = True
+        return sock
+
+
+_LOST = ("", b"")  # put in the inbox when the connection is gone
+
+
 class DeviceClient:
     """One MQTT connection authenticated by a client certificate.
 
     Use as a context manager. :meth:`request` subscribes to ``<topic>/accepted`` and
     ``<topic>/rejected``, publishes, and waits for the answer (the server sends it to this
-    connection only).
+    connection only). A failure raises :class:`DeviceError` naming the step that failed (TCP
+    connection, TLS handshake, CONNACK, a reply); a lost connection fails every wait at once
+    (the client does not reconnect). Every descriptor it opens is closed by :meth:`close`.
     """
 
     def __init__(
@@ -76,9 +94,13 @@ class DeviceClient:
         self.timeout = timeout
         self.client_id = client_id or f"lantern-device-{uuid.uuid4().hex[:12]}"
         protocol = mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol
+        self._client = _Paho(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=protocol,
+            reconnect_on_failure=False,
         )
+        self._client.connect_timeout = timeout  # TCP connect and TLS handshake, each
         try:
             self._client.tls_set(
                 ca_certs=str(ca_file),
@@ -90,18 +112,33 @@ class DeviceClient:
             raise DeviceError(f"cannot load the TLS files: {exc}") from None
         self._connected = threading.Event()
         self._connack: Any = None
-        self._subacks: dict[int, queue.Queue[list[Any]]] = {}
-        self._pubacks: dict[int, threading.Event] = {}
+        self._lost: str | None = None
+        self._subacks: dict[int, queue.Queue[list[Any] | None]] = {}
         self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._lock = threading.Lock()
+        self._network: NetworkThread | None = None
         self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+
+    @property
+    def _address(self) -> str:
+        return f"{self.endpoint.host}:{self.endpoint.port}"
 
     # -- paho callbacks (network thread) -------------------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         self._connack = rc
         self._connected.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        with self._lock:
+            self._lost = str(rc)
+            waiters = list(self._subacks.values())
+        for waiter in waiters:
+            waiter.put(None)
+        self._inbox.put(_LOST)
+        self._connected.set()  # a CONNACK wait ends now
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, rcs: Any, props: Any) -> None:
         with self._lock:
@@ -112,22 +149,49 @@ class DeviceClient:
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         self._inbox.put((message.topic, message.payload))
 
+    def _gone(self, waiting_for: str) -> DeviceError:
+        return DeviceError(
+            f"connection to {self._address} lost ({self._lost}) waiting for {waiting_for}"
+        )
+
     # -- API -----------------------------------------------------------------------------------
     def connect(self) -> DeviceClient:
+        """Open the TCP connection, do the TLS handshake, send CONNECT and wait for CONNACK."""
+        client = self._client
         try:
-            self._client.connect(self.endpoint.host, self.endpoint.port, keepalive=60)
-        except (OSError, ssl.SSLError) as exc:
-            raise DeviceError(
-                f"cannot connect to {self.endpoint.host}:{self.endpoint.port}: {exc}"
-            ) from None
-        self._client.loop_start()
+            client.connect(self.endpoint.host, self.endpoint.port, keepalive=60)
+        except (OSError, ssl.SSLError, ssl.CertificateError) as exc:
+            raise self._connect_failed(exc) from None
+        self._network = NetworkThread(client, f"lantern-device-{self.client_id}")
+        self._network.start()
         if not self._connected.wait(self.timeout):
             self.close()
-            raise DeviceError(f"no CONNACK from {self.endpoint.host}:{self.endpoint.port}")
-        if self._connack is None or self._connack.is_failure:
+            raise DeviceError(
+                f"TLS connection to {self._address} is up, but no CONNACK came within "
+                f"{self.timeout:g} s: the server did not answer the MQTT CONNECT"
+            )
+        connack = self._connack
+        if connack is None:
             self.close()
-            raise DeviceError(f"the server refused the connection: {self._connack}")
+            raise DeviceError(
+                f"the server closed the connection to {self._address} before CONNACK "
+                f"({self._lost}): with TLS 1.3 a refused client certificate shows this way; "
+                "check that it was issued by this server's CA and is not revoked"
+            )
+        if connack.is_failure:
+            self.close()
+            raise DeviceError(f"the server refused the connection (CONNACK: {connack})")
         return self
+
+    def _connect_failed(self, exc: BaseException) -> DeviceError:
+        client = self._client
+        sock = client.socket()
+        if sock is not None:
+            sock.close()
+        if not client.tcp_connected:
+            return DeviceError(f"cannot open a TCP connection to {self._address}: {exc}")
+        reason = getattr(exc, "reason", None) or getattr(exc, "verify_message", None) or exc
+        return DeviceError(f"TLS handshake with {self._address} failed: {reason}")
 
     def __enter__(self) -> DeviceClient:
         return self.connect()
@@ -136,13 +200,18 @@ class DeviceClient:
         self.close()
 
     def close(self) -> None:
+        """Send DISCONNECT (when connected) and close every descriptor of this connection."""
         self._client.disconnect()
-        self._client.loop_stop()
+        if self._network is not None:
+            self._network.stop(timeout=min(self.timeout, 5.0))
+            self._network = None
 
     def subscribe(self, topic_filter: str, qos: int = 1) -> None:
         """Subscribe and wait for a successful SUBACK."""
-        waiter: queue.Queue[list[Any]] = queue.Queue()
+        waiter: queue.Queue[list[Any] | None] = queue.Queue()
         with self._lock:
+            if self._lost is not None:
+                raise self._gone(f"SUBACK for {topic_filter}")
             rc, mid = self._client.subscribe(topic_filter, qos)
             if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
                 raise DeviceError(f"cannot subscribe to {topic_filter}: {mqtt.error_string(rc)}")
@@ -150,27 +219,45 @@ class DeviceClient:
         try:
             codes = waiter.get(timeout=self.timeout)
         except queue.Empty:
-            raise DeviceError(f"no SUBACK for {topic_filter}") from None
+            raise DeviceError(
+                f"no SUBACK for {topic_filter} within {self.timeout:g} s from {self._address}"
+            ) from None
         finally:
             with self._lock:
                 self._subacks.pop(mid, None)
+        if codes is None:
+            raise self._gone(f"SUBACK for {topic_filter}")
         if any(getattr(c, "is_failure", False) or c == 0x80 for c in codes):
             raise DeviceError(f"the server refused the subscription to {topic_filter}")
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        """Publish and, for QoS 1, wait for the PUBACK."""
         info = self._client.publish(topic, payload, qos)
-        info.wait_for_publish(self.timeout)
+        try:
+            info.wait_for_publish(self.timeout)
+        except (RuntimeError, ValueError) as exc:
+            raise DeviceError(f"cannot publish to {topic}: {exc}") from None
+        if not info.is_published():
+            if self._lost is not None:
+                raise self._gone(f"PUBACK for {topic}")
+            raise DeviceError(f"no PUBACK for {topic} within {self.timeout:g} s")
 
     def receive(self, topics: Collection[str]) -> tuple[str, bytes]:
         """The next message on one of ``topics`` (messages on other topics are dropped)."""
         while True:
-            try:
-                got, payload = self._inbox.get(timeout=self.timeout)
-            except queue.Empty:
-                waited = f"{self.timeout:g} s"
-                raise DeviceError(f"no message on {', '.join(topics)} within {waited}") from None
+            got, payload = self._next_message(f"a message on {', '.join(topics)}")
             if got in topics:
                 return got, payload
+
+    def _next_message(self, waiting_for: str) -> tuple[str, bytes]:
+        try:
+            message = self._inbox.get(timeout=self.timeout)
+        except queue.Empty:
+            raise DeviceError(f"no {waiting_for} within {self.timeout:g} s") from None
+        if message is _LOST:
+            self._inbox.put(_LOST)  # every later wait fails at once too
+            raise self._gone(waiting_for)
+        return message
 
     def request(self, topic: str, body: dict[str, Any]) -> dict[str, Any]:
         """Publish ``body`` as JSON on ``topic``; return the ``/accepted`` answer or raise
@@ -180,10 +267,7 @@ class DeviceClient:
         self.subscribe(rejected)
         self.publish(topic, json.dumps(body).encode())
         while True:
-            try:
-                got, payload = self._inbox.get(timeout=self.timeout)
-            except queue.Empty:
-                raise DeviceError(f"no answer to {topic} within {self.timeout:g} s") from None
+            got, payload = self._next_message(f"answer to {topic}")
             if got not in (accepted, rejected):
                 continue
             try:

@@ -32,6 +32,7 @@ class ConnectFlow(HandlerBase):
 
     def _on_connect(self, connect: Connect) -> None:
         self._level = connect.protocol_level
+        self._client_id = connect.client_id  # for logs until the CONNECT is accepted
         if not connect.client_id and connect.protocol_level != MQTT5 and not connect.clean_start:
             # [MQTT-3.1.3-8] 3.1.1: an empty client id needs clean session.
             self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id")

@@ -274,8 +274,18 @@ class HandlerBase:
     def _connect_timeout(self) -> None:
         self._timer = None
         if self.session is None and not self._closed:
-            log.info("no CONNECT from %s in time; closing", self.remote_address)
-            self._reason = "CONNECT timeout"
+            limit = self._server.config.connect_timeout
+            if self._task is not None:  # CONNECT came; its authentication did not finish
+                log.info(
+                    "CONNECT from %s (client %r) not authenticated within %g s; closing",
+                    self.remote_address,
+                    self._client_id,
+                    limit,
+                )
+                self._reason = "authentication timeout"
+            else:
+                log.info("no CONNECT from %s within %g s; closing", self.remote_address, limit)
+                self._reason = "CONNECT timeout"
             self._close_stream()
 
     def _check_alive(self) -> None:
