@@ -317,3 +317,69 @@ def test_expiry_and_subscription_ids_in_encoding() -> None:
     assert p.properties.message_expiry_interval == 40
     assert p.properties.subscription_identifiers == (7,)
     assert p.properties.topic_alias is None  # never forwarded
+
+
+# -- ownership and connection-bound replies ---------------------------------------------
+
+
+def test_sessions_are_owned_by_their_creator() -> None:
+    b = Broker()
+    out = b.connect(
+        "c",
+        Conn(),
+        protocol_level=5,
+        clean_start=True,
+        expiry_interval=60,
+        owner=("thing", "t1"),
+        now=0,
+    )
+    assert out.session.owner == ("thing", "t1")
+    assert not b.owned_by_another("c", ("thing", "t1"))
+    assert b.owned_by_another("c", ("claim", "k"))
+    assert not b.owned_by_another("unused", ("claim", "k"))
+    b.disconnect(out.session, out.session.connection, publish_will=False, now=0)
+    assert b.owned_by_another("c", ("claim", "k"))  # persisted: still the thing's
+    b.tick(61)
+    assert not b.owned_by_another("c", ("claim", "k"))  # expired: the id is free again
+
+
+def test_direct_replies_end_with_their_connection() -> None:
+    b = Broker()
+    s, c, _, _ = online(b, "c", clean=False, expiry=100, rm=1)
+    sub(b, s, "t")
+    first = b.deliver_direct(s, msg("reply/accepted", b"secret-1"), 1, 0)
+    assert [d.message.payload for d in first] == [b"secret-1"]
+    assert b.deliver_direct(s, msg("reply/accepted", b"secret-2"), 1, 0) == []  # window full
+    b.publish(msg("t", b"routed"), 0)  # queued behind the reply
+    b.disconnect(s, c, publish_will=False, now=0)
+    assert b.deliver_direct(s, msg("reply/accepted", b"secret-3"), 1, 0) == []  # never queued
+    _, _, present, out = online(b, "c", clean=False, expiry=100, now=1)
+    assert present
+    assert [d.message.payload for d in out] == [b"routed"]
+
+
+def test_takeover_drops_direct_replies_of_the_old_connection() -> None:
+    b = Broker()
+    s, _, _, _ = online(b, "c", clean=False, expiry=100)
+    b.deliver_direct(s, msg("reply/accepted", b"key"), 1, 0)
+    b.publish(msg("x"), 0)  # not subscribed: nothing
+    sub(b, s, "t")
+    b.publish(msg("t", b"routed"), 0)
+    _, _, present, out = online(b, "c", clean=False, expiry=100, now=1)
+    assert present
+    assert [(d.message.payload, d.dup) for d in out] == [(b"routed", True)]
+
+
+def test_resume_resends_only_what_the_new_connection_may_receive() -> None:
+    allowed = {"t/ok"}
+    b = Broker(may_receive=lambda session, topic: topic in allowed)
+    s, c, _, _ = online(b, "c", clean=False, expiry=100)
+    sub(b, s, "t/+")
+    allowed.add("t/secret")
+    b.publish(msg("t/secret", b"in flight"), 0)
+    b.publish(msg("t/ok", b"fine"), 0)
+    b.disconnect(s, c, publish_will=False, now=0)
+    allowed.discard("t/secret")  # the resuming connection may not receive it
+    _, _, _, out = online(b, "c", clean=False, expiry=100, now=1)
+    assert [d.message.payload for d in out] == [b"fine"]
+    assert b.stats.dropped_not_authorized == 1

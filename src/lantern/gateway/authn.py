@@ -4,7 +4,14 @@ mTLS listeners: the client certificate must chain to the platform CA (TLS checke
 again here) AND be in the registry: a claim certificate whose claim is not revoked, or a device
 certificate that is ACTIVE and attached to a thing, connecting with the thing name as client id.
 Anything else is refused with CONNACK 0x87 (3.1.1: return code 5). The MQTT username is
-ignored on mTLS (the SDK builders put metrics in it, PROTOCOL.md §0-#8).
+ignored on mTLS (the SDK builders put metrics in it).
+
+Sessions belong to principals (``AuthResult.principal``): a thing (whichever of its
+certificates), a claim, an MQTT user, the anonymous clients of one listener. Only a thing's own
+certificate may use its thing name as client id: a claim, an MQTT user or an anonymous client
+presenting a registered thing name is refused with 0x87, and the MQTT server refuses a client
+id whose live or persisted session belongs to another principal. Claim connections never get a
+persistent session.
 
 Plain TCP / WebSocket listeners: username and password against ``mqtt_users`` (0x86 when
 wrong), or anonymous access where the operator enabled it for that listener.
@@ -62,14 +69,19 @@ class _Lookup:
     record: reg.CertificateRecord | None
     claim: reg.ClaimRecord | None = None
     documents: tuple[dict[str, Any], ...] = ()
+    client_id_is_thing: bool = False  # (claims) the client id is a registered thing name
 
 
-def _lookup(conn: Connection, cert_id: str) -> _Lookup:
+def _lookup(conn: Connection, cert_id: str, client_id: str) -> _Lookup:
     record = reg.get_certificate_sync(conn, cert_id)
     if record is None:
         return _Lookup(None)
     if record.kind == "claim":
-        return _Lookup(record, claim=reg.get_claim_by_certificate_sync(conn, cert_id))
+        return _Lookup(
+            record,
+            claim=reg.get_claim_by_certificate_sync(conn, cert_id),
+            client_id_is_thing=bool(client_id) and reg.get_thing_sync(conn, client_id) is not None,
+        )
     if record.status != "ACTIVE" or record.thing_name is None:
         return _Lookup(record)
     policies = reg.connection_policies_sync(conn, record.project, cert_id)
@@ -137,7 +149,8 @@ class GatewayAuthenticator:
         if not self._issued_by_us(der, cert_id):
             log.info("refused %r: certificate not issued by the platform CA", info.client_id)
             return _REFUSED
-        found = await self.worker.read(lambda conn: _lookup(conn, cert_id))
+        client_id = info.client_id
+        found = await self.worker.read(lambda conn: _lookup(conn, cert_id, client_id))
         record = found.record
         if record is None:
             log.info("refused %r: certificate %s is not registered", info.client_id, cert_id)
@@ -147,6 +160,8 @@ class GatewayAuthenticator:
             if claim is None or claim.revoked_at is not None or record.status != "ACTIVE":
                 log.info("refused %r: claim certificate %s is revoked", info.client_id, cert_id)
                 return _REFUSED
+            if found.client_id_is_thing:
+                return _thing_name_refused(info, f"claim {claim.id}")
             claim_identity = ClaimIdentity(
                 certificate_id=cert_id,
                 claim_id=claim.id,
@@ -154,7 +169,13 @@ class GatewayAuthenticator:
                 allowed_templates=frozenset(claim.allowed_templates),
             )
             self.authorizer.remember(claim_identity, info.client_id, self._claim_policy(claim))
-            return AuthResult(identity=claim_identity)
+            # A claim is shared by a whole factory line: its sessions never outlive the
+            # connection, so nothing (an identity-API reply with a private key) is resumed.
+            return AuthResult(
+                identity=claim_identity,
+                principal=("claim", claim.id),
+                persistent_session=False,
+            )
         if record.status != "ACTIVE" or record.thing_name is None:
             log.info(
                 "refused %r: device certificate %s is %s",
@@ -178,20 +199,30 @@ class GatewayAuthenticator:
         base = builtin_policy(identity, thing)
         self.authorizer.remember(identity, thing, PolicySet([*base.policies, *extra]))
         return AuthResult(
-            identity=identity, assigned_client_id=thing if not info.client_id else None
+            identity=identity,
+            assigned_client_id=thing if not info.client_id else None,
+            principal=("thing", record.project, thing),  # any of the thing's certificates
         )
 
     async def _by_password(self, info: ConnectInfo) -> AuthResult:
         if info.username is None:
-            if info.listener in self.anonymous_listeners:
-                return AuthResult(identity=AnonymousIdentity(listener=info.listener))
-            return AuthResult(identity=None, reason_code=ReasonCode.NOT_AUTHORIZED)
+            if info.listener not in self.anonymous_listeners:
+                return AuthResult(identity=None, reason_code=ReasonCode.NOT_AUTHORIZED)
+            if info.client_id and await self._is_thing(info.client_id):
+                return _thing_name_refused(info, "an anonymous client")
+            return AuthResult(
+                identity=AnonymousIdentity(listener=info.listener),
+                principal=("anonymous", info.listener),
+            )
         async with self.db.connect() as conn:
             user = await acc.get_mqtt_user(conn, info.username)
             policy = (
                 await acc.get_policy(conn, user.policy_name)
                 if user is not None and user.policy_name
                 else None
+            )
+            is_thing = (
+                bool(info.client_id) and await reg.get_thing(conn, info.client_id) is not None
             )
         password = (info.password or b"").decode("utf-8", "replace")
         stored = user.password_hash if user is not None else _DUMMY_HASH
@@ -200,13 +231,31 @@ class GatewayAuthenticator:
         if user is None or not ok or user.disabled_at is not None:
             log.info("refused %r on %s: bad username or password", info.username, info.listener)
             return AuthResult(identity=None, reason_code=ReasonCode.BAD_USER_NAME_OR_PASSWORD)
+        if is_thing:
+            return _thing_name_refused(info, f"MQTT user {user.username!r}")
         identity = UserIdentity(username=user.username, project=user.project)
         variables = {THING_NAME_VAR: None, CLIENT_ID_VAR: info.client_id or None}
         documents = [policy.document] if policy is not None else []
         self.authorizer.remember(
             identity, info.client_id, PolicySet.from_documents(documents, variables)
         )
-        return AuthResult(identity=identity)
+        return AuthResult(identity=identity, principal=("user", user.username))
+
+    async def _is_thing(self, name: str) -> bool:
+        async with self.db.connect() as conn:
+            return await reg.get_thing(conn, name) is not None
+
+
+def _thing_name_refused(info: ConnectInfo, who: str) -> AuthResult:
+    """Only a thing's own certificate may use its name as client id (its session, its
+    messages): anyone else presenting it is refused, and the device is untouched."""
+    log.info(
+        "refused %r from %s: %s may not use a registered thing name as client id",
+        info.client_id,
+        info.remote_address,
+        who,
+    )
+    return _REFUSED
 
 
 _DUMMY_HASH = (

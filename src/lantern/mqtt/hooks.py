@@ -18,6 +18,7 @@ with full access, until the gateway plugs in the device registry and its policie
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,11 +55,20 @@ class ConnectInfo:
 
 @dataclass(frozen=True, slots=True)
 class AuthResult:
-    """An authenticator's answer. ``identity`` None means refused with ``reason_code``."""
+    """An authenticator's answer. ``identity`` None means refused with ``reason_code``.
+
+    ``principal`` (hashable) owns the sessions this connection creates: a connection of another
+    principal presenting the same client id while that session exists (live or persisted) is
+    refused, and the session and its connection are untouched. None means the identity itself.
+    ``persistent_session`` False forces Clean Start and Session Expiry 0 (nothing of the
+    session outlives the connection).
+    """
 
     identity: object | None
     reason_code: ReasonCode = ReasonCode.SUCCESS
     assigned_client_id: str | None = None
+    principal: Hashable | None = None
+    persistent_session: bool = True
 
 
 class ClientHandle(Protocol):

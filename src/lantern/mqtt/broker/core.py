@@ -7,6 +7,13 @@ writes them after the call returns (compute first, I/O after). Time-driven work 
 session expiry) is done by :meth:`Broker.tick`, which the server calls at
 :meth:`Broker.next_deadline`.
 
+Session ownership: a session belongs to the principal (``owner``) whose connection created it;
+the server refuses a CONNECT of another principal for that client id before :meth:`Broker.connect`
+(:meth:`Broker.owned_by_another`). Replies sent with :meth:`Broker.deliver_direct` belong to the
+one connection that asked: never queued for an offline session, and dropped when that connection
+ends (taken over or gone), so no later connection receives them. Messages resent on resume pass
+``may_receive`` for the resuming connection, as queued ones do.
+
 Will rules (MQTT 5.0 §3.1.2.5, §3.1.3.2.2): a will is published when the connection ends
 without a normal DISCONNECT, after its Will Delay Interval or when the session ends, whichever
 comes first; a new connection to the session before then cancels it; a takeover that resumes the
@@ -90,9 +97,14 @@ class Broker:
         receive_maximum: int = 65535,
         will: Message | None = None,
         will_delay: int = 0,
+        owner: object = None,
         now: float,
     ) -> ConnectOutcome:
-        """Attach ``connection`` to the client's session (new, resumed or taken over)."""
+        """Attach ``connection`` to the client's session (new, resumed or taken over).
+
+        The caller checked :meth:`owned_by_another` first: only the session's ``owner`` resumes
+        or takes it over. Resumed messages pass ``may_receive`` for the new connection.
+        """
         out: list[Delivery] = []
         taken_over: object | None = None
         session = self.sessions.get(client_id)
@@ -100,6 +112,7 @@ class Broker:
             if session.connection is not None:
                 taken_over = session.connection
                 session.connection = None
+                _drop_direct(session)
                 old_will = session.will
                 if old_will is not None and (clean_start or session.will_delay == 0):
                     self._publish(old_will.restamped(now), now, out)
@@ -112,7 +125,7 @@ class Broker:
                 session = None
         present = session is not None
         if session is None:
-            session = Session(client_id, protocol_level)
+            session = Session(client_id, protocol_level, owner)
             self.sessions[client_id] = session
         session.connection = connection
         session.protocol_level = protocol_level
@@ -122,11 +135,27 @@ class Broker:
         session.will = will
         session.will_delay = will_delay
         session.timer_generation += 1
-        for delivery in session.inflight.values():
-            delivery.dup = not delivery.released
-            out.append(delivery)
+        if session.inflight:
+            self._resend_inflight(session, out)
         self._drain(session, now, out)
         return ConnectOutcome(session, present, taken_over, out)
+
+    def owned_by_another(self, client_id: str, owner: object) -> bool:
+        """True if a session (live or persisted) of ``client_id`` belongs to another owner."""
+        session = self.sessions.get(client_id)
+        return session is not None and session.owner != owner
+
+    def _resend_inflight(self, session: Session, out: list[Delivery]) -> None:
+        """Redeliver the in-flight messages (DUP) that the resuming connection may receive."""
+        may_receive = self.may_receive
+        inflight = session.inflight
+        for pid, delivery in list(inflight.items()):
+            if may_receive is not None and not may_receive(session, delivery.message.topic):
+                del inflight[pid]
+                self.stats.dropped_not_authorized += 1
+                continue
+            delivery.dup = not delivery.released
+            out.append(delivery)
 
     def disconnect(
         self,
@@ -157,6 +186,7 @@ class Broker:
                 self._publish(will.restamped(now), now, out)
             self._discard(session)
             return out
+        _drop_direct(session)  # replies to this connection end with it
         if session.expiry_interval != NEVER_EXPIRES:
             session.expires_at = now + session.expiry_interval
             self._schedule(session.expires_at, session)
@@ -209,7 +239,7 @@ class Broker:
     ) -> list[Delivery]:
         """Send to one session regardless of its subscriptions (a reply to a request)."""
         out: list[Delivery] = []
-        self._deliver(session, message, qos, False, (), now, out)
+        self._deliver(session, message, qos, False, (), now, out, direct=True)
         return out
 
     def complete(self, session: Session, packet_id: int, now: float) -> list[Delivery] | None:
@@ -323,11 +353,12 @@ class Broker:
         sub_ids: tuple[int, ...],
         now: float,
         out: list[Delivery],
+        direct: bool = False,
     ) -> None:
         if session.connection is None:
             if qos == 0:
                 self.stats.dropped_qos0_offline += 1
-            else:
+            elif not direct:  # a reply is for the connection that asked, never queued
                 self._enqueue(session, Delivery(session, message, qos, retain, sub_ids))
             return
         may_receive = self.may_receive
@@ -335,6 +366,8 @@ class Broker:
             self.stats.dropped_not_authorized += 1
             return
         delivery = Delivery(session, message, qos, retain, sub_ids)
+        if direct:
+            delivery.direct = True
         if qos:
             if session.queue or len(session.inflight) >= session.receive_maximum:
                 self._enqueue(session, delivery)
@@ -384,3 +417,14 @@ class Broker:
     def _schedule(self, when: float, session: Session) -> None:
         self._timer_seq += 1
         heapq.heappush(self._timers, (when, self._timer_seq, session.timer_generation, session))
+
+
+def _drop_direct(session: Session) -> None:
+    """Forget the replies addressed to the connection that just left the session."""
+    inflight = session.inflight
+    for pid in [pid for pid, d in inflight.items() if d.direct]:
+        del inflight[pid]
+    queue = session.queue
+    if queue:
+        kept = deque(d for d in queue if not d.direct)
+        session.queue = kept or None

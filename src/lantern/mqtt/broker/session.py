@@ -33,7 +33,17 @@ class Delivery:
     waiting for PUBCOMP). ``dup`` is set on redelivery after a reconnect.
     """
 
-    __slots__ = ("dup", "message", "packet_id", "qos", "released", "retain", "session", "sub_ids")
+    __slots__ = (
+        "direct",
+        "dup",
+        "message",
+        "packet_id",
+        "qos",
+        "released",
+        "retain",
+        "session",
+        "sub_ids",
+    )
 
     def __init__(
         self,
@@ -52,10 +62,14 @@ class Delivery:
         self.packet_id = packet_id
         self.dup = False
         self.released = False
+        # A reply to one connection (``Broker.deliver_direct``): it ends with that connection
+        # and is never resent to a later one.
+        self.direct = False
 
 
 class Session:
-    """State of one client id. ``connection`` is the live connection (opaque) or None."""
+    """State of one client id. ``connection`` is the live connection (opaque) or None;
+    ``owner`` the principal (opaque, hashable) that created it."""
 
     __slots__ = (
         "client_id",
@@ -65,6 +79,7 @@ class Session:
         "expiry_interval",
         "inflight",
         "next_packet_id",
+        "owner",
         "protocol_level",
         "qos2_received",
         "queue",
@@ -76,9 +91,11 @@ class Session:
         "will_due",
     )
 
-    def __init__(self, client_id: str, protocol_level: int) -> None:
+    def __init__(self, client_id: str, protocol_level: int, owner: object = None) -> None:
         self.client_id = client_id
         self.protocol_level = protocol_level
+        # The principal that created the session; only it may resume or take it over.
+        self.owner = owner
         self.connection: object | None = None
         # filter as subscribed (with any $share/<group>/ prefix) -> subscription
         self.subscriptions: dict[str, Subscription] = {}

@@ -75,6 +75,18 @@ class ConnectFlow(HandlerBase):
             self._protocol_error(exc)
         self._resume()
 
+    def _owned_by_another(self, client_id: str, principal: object) -> bool:
+        """Refuse a client id whose session belongs to another principal (CONNACK 0x87)."""
+        if not self._server.broker.owned_by_another(client_id, principal):
+            return False
+        log.info(
+            "refused %r from %s: the client id belongs to a session of another principal",
+            client_id,
+            self.remote_address,
+        )
+        self._refuse(ReasonCode.NOT_AUTHORIZED, "client id owned by another principal")
+        return True
+
     def _refuse(self, code: ReasonCode, why: str) -> None:
         self._reason = why
         self._will_on_close = False
@@ -93,13 +105,21 @@ class ConnectFlow(HandlerBase):
             client_id = f"auto-{uuid.uuid4().hex}"
         if client_id != connect.client_id and level == MQTT5:
             assigned = client_id
+        principal = result.principal if result.principal is not None else result.identity
+        if self._owned_by_another(client_id, principal):
+            return
+        clean_start = connect.clean_start or not result.persistent_session
         # Session Expiry: MQTT 5 property; 3.1.1 persistent session lasts session_expiry_max.
         if level == MQTT5:
             expiry = props.session_expiry_interval or 0
         else:
-            expiry = 0 if connect.clean_start else cfg.session_expiry_max
+            expiry = 0 if clean_start else cfg.session_expiry_max
         granted_expiry = None
-        if expiry > cfg.session_expiry_max:
+        if not result.persistent_session:
+            self._expiry_cap = 0  # a later DISCONNECT cannot make it persistent either
+            if expiry:
+                expiry = granted_expiry = 0
+        elif expiry > cfg.session_expiry_max:
             expiry = cfg.session_expiry_max
             granted_expiry = expiry
         keepalive = connect.keep_alive
@@ -118,11 +138,12 @@ class ConnectFlow(HandlerBase):
             client_id,
             self,
             protocol_level=level,
-            clean_start=connect.clean_start,
+            clean_start=clean_start,
             expiry_interval=expiry,
             receive_maximum=(props.receive_maximum or 65535) if level == MQTT5 else 65535,
             will=will_message,
             will_delay=will_delay,
+            owner=principal,
             now=now,
         )
         self.session = outcome.session
@@ -178,7 +199,7 @@ class ConnectFlow(HandlerBase):
         # Raising it from 0 ([MQTT-3.14.2-2]) was refused by ServerConnection already.
         expiry = packet.properties.session_expiry_interval
         if expiry is not None:
-            cap = self._server.config.session_expiry_max
+            cap = self._expiry_cap
             self._disconnect_expiry = min(expiry, cap) if expiry != _NEVER else cap
         self._will_on_close = packet.reason_code == ReasonCode.DISCONNECT_WITH_WILL
         self._reason = "client disconnected"

@@ -55,6 +55,7 @@ class HandlerBase:
         "_closed",
         "_conn",
         "_disconnect_expiry",
+        "_expiry_cap",
         "_fast_path",
         "_gone",
         "_identity",
@@ -92,6 +93,7 @@ class HandlerBase:
         self._write_paused = False
         self._will_on_close = True
         self._disconnect_expiry: int | None = None
+        self._expiry_cap = cfg.session_expiry_max  # the most a DISCONNECT may set
         self._keepalive = 0.0
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
