@@ -34,6 +34,7 @@ from lantern.gateway.router import ReservedTopicRouter
 from lantern.mqtt.server import MQTTServer
 from lantern.provisioning.hook import PreProvisioningHook
 from lantern.provisioning.service import ProvisioningService
+from lantern.runtime.audit import auth_failures
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.datadir import DataDir
 
@@ -74,7 +75,10 @@ class GatewayComponent(Component):
         data = DataDir(self.platform.data_dir)
         return (
             build_provisioning_router(
-                self.platform.db, self.platform.ca, admin_token=data.admin_token
+                self.platform.db,
+                self.platform.ca,
+                admin_token=data.admin_token,
+                auth_failures=auth_failures(self.platform),
             ),
         )
 
