@@ -37,7 +37,7 @@ def _outcome(row: AuditRow) -> str:
 def audit_table(rows: list[AuditRow]) -> Table:
     """Time, actor, action, target and outcome; long values fold inside 80 columns (cells are
     plain text: a name with ``[`` is never read as markup)."""
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     table.add_column("time (UTC)", no_wrap=True)
     table.add_column("actor", overflow="fold", max_width=16)
     table.add_column("action", overflow="fold", max_width=25)

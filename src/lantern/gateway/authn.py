@@ -7,7 +7,13 @@ Anything else is refused with CONNACK 0x87 (3.1.1: return code 5). The MQTT user
 ignored on mTLS (the SDK builders put metrics in it, PROTOCOL.md §0-#8).
 
 Plain TCP / WebSocket listeners: username and password against ``mqtt_users`` (0x86 when
-wrong), or anonymous access where the operator enabled it for that listener.
+wrong), or anonymous access where the operator enabled it for that listener: with the stored
+policy named ``anonymous_policy`` (read at every anonymous CONNECT, so ``lantern policies put``
+applies to the next connection; refused with 0x87 if it no longer exists), else the default
+anonymous access (see :mod:`lantern.gateway.authorizer`). Neither a user nor an anonymous client
+may use a registered thing's name as client id (0x85): connecting would take over the device's
+session. An empty client id is assigned here (``auto-<hex>``), so the policies remembered for the
+connection are found under the id it really gets.
 
 On success the connection's policies are computed once and handed to the authorizer.
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +45,7 @@ from lantern.gateway.identity import (
 )
 from lantern.gateway.passwords import verify_password
 from lantern.gateway.policy import CLIENT_ID_VAR, THING_NAME_VAR, PolicySet, compile_policy
+from lantern.gateway.things import ThingNames
 from lantern.mqtt.hooks import AuthResult, ConnectInfo
 from lantern.mqtt.reason_codes import ReasonCode
 from lantern.pki import CertificateAuthority, PKIError, certificate_id, load_certificate
@@ -51,6 +59,7 @@ __all__ = ["GatewayAuthenticator"]
 log = logging.getLogger(__name__)
 
 _REFUSED = AuthResult(identity=None, reason_code=ReasonCode.NOT_AUTHORIZED)
+_BAD_CLIENT_ID = AuthResult(identity=None, reason_code=ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
 # Certificates whose CA signature was checked, remembered at most (then forgotten, re-checked).
 _VERIFIED_MAX = 100_000
 
@@ -86,11 +95,15 @@ class GatewayAuthenticator:
         authorizer: GatewayAuthorizer,
         *,
         anonymous_listeners: Collection[str] = (),
+        anonymous_policy: str | None = None,
+        thing_names: ThingNames | None = None,
     ) -> None:
         self.db = db
         self.ca = ca
         self.authorizer = authorizer
         self.anonymous_listeners = frozenset(anonymous_listeners)
+        self.anonymous_policy = anonymous_policy
+        self.thing_names = thing_names if thing_names is not None else ThingNames(db)
         self.worker = RegistryWorker.for_database(db)
         # certificate id -> validity period, for certificates whose CA signature checked out
         self._verified: dict[str, tuple[dt.datetime, dt.datetime]] = {}
@@ -172,6 +185,7 @@ class GatewayAuthenticator:
             )
             return _REFUSED
         identity = ThingIdentity(certificate_id=cert_id, thing_name=thing, project=record.project)
+        self.thing_names.add(thing)  # before it can publish: its topics are a device's
         documents = list(found.documents)
         variables = {THING_NAME_VAR: thing, CLIENT_ID_VAR: thing}
         extra = [compile_policy(d, variables) for d in documents]
@@ -181,11 +195,48 @@ class GatewayAuthenticator:
             identity=identity, assigned_client_id=thing if not info.client_id else None
         )
 
+    async def _reserved_client_id(self, info: ConnectInfo) -> bool:
+        """Is the client id a registered thing's (refused to users and anonymous clients)?"""
+        await self.thing_names.ensure_loaded()
+        if info.client_id and info.client_id in self.thing_names:
+            log.info(
+                "refused %r on %s: the client id is a thing's (only its certificate may use it)",
+                info.client_id,
+                info.listener,
+            )
+            return True
+        return False
+
+    async def _anonymous(self, info: ConnectInfo) -> AuthResult:
+        identity = AnonymousIdentity(listener=info.listener)
+        if self.anonymous_policy is None:
+            return AuthResult(identity=identity)
+        async with self.db.connect() as conn:
+            policy = await acc.get_policy(conn, self.anonymous_policy)
+        if policy is None:
+            log.error(
+                "refused an anonymous client on %s: provisioning.anonymous_policy %r no longer "
+                "exists (create it with `lantern policies put`)",
+                info.listener,
+                self.anonymous_policy,
+            )
+            return _REFUSED
+        client_id = info.client_id or f"auto-{uuid.uuid4().hex}"
+        variables = {THING_NAME_VAR: None, CLIENT_ID_VAR: client_id}
+        self.authorizer.remember(
+            identity, client_id, PolicySet.from_documents([policy.document], variables)
+        )
+        return AuthResult(
+            identity=identity, assigned_client_id=None if info.client_id else client_id
+        )
+
     async def _by_password(self, info: ConnectInfo) -> AuthResult:
         if info.username is None:
-            if info.listener in self.anonymous_listeners:
-                return AuthResult(identity=AnonymousIdentity(listener=info.listener))
-            return AuthResult(identity=None, reason_code=ReasonCode.NOT_AUTHORIZED)
+            if info.listener not in self.anonymous_listeners:
+                return _REFUSED
+            if await self._reserved_client_id(info):
+                return _BAD_CLIENT_ID
+            return await self._anonymous(info)
         async with self.db.connect() as conn:
             user = await acc.get_mqtt_user(conn, info.username)
             policy = (
@@ -200,13 +251,19 @@ class GatewayAuthenticator:
         if user is None or not ok or user.disabled_at is not None:
             log.info("refused %r on %s: bad username or password", info.username, info.listener)
             return AuthResult(identity=None, reason_code=ReasonCode.BAD_USER_NAME_OR_PASSWORD)
+        # Only after the password: an unauthenticated client learns nothing about thing names.
+        if await self._reserved_client_id(info):
+            return _BAD_CLIENT_ID
         identity = UserIdentity(username=user.username, project=user.project)
-        variables = {THING_NAME_VAR: None, CLIENT_ID_VAR: info.client_id or None}
+        client_id = info.client_id or f"auto-{uuid.uuid4().hex}"
+        variables = {THING_NAME_VAR: None, CLIENT_ID_VAR: client_id}
         documents = [policy.document] if policy is not None else []
         self.authorizer.remember(
-            identity, info.client_id, PolicySet.from_documents(documents, variables)
+            identity, client_id, PolicySet.from_documents(documents, variables)
         )
-        return AuthResult(identity=identity)
+        return AuthResult(
+            identity=identity, assigned_client_id=None if info.client_id else client_id
+        )
 
 
 _DUMMY_HASH = (
