@@ -1,12 +1,12 @@
 """Failed admin authentications (a wrong or missing admin token on the HTTP API), recorded as
 ``auth.failed`` entries by actor ``unknown``, outcome ``denied``, with the client's address.
 
-So that a flood cannot fill the disk, there is at most one entry per address per window (one
-minute of wall clock, in this process): the first failure writes it with ``{"count": 1}``, later
-ones in the same window raise its count, written at most once per ``flush_delay`` seconds (and
-when the window ends or the server stops). Beyond ``max_addresses`` addresses in one window, the
-rest share one entry with address ``*``. The entry's target is the method and path of the
-window's first failed request (never its query string or headers).
+So that a flood cannot fill the disk, there is at most one entry per address per window (a
+minute, in this process): an address's first failure writes an entry with ``{"count": 1}`` and
+opens its window; later failures within the window raise that entry's count, written at most
+once per ``flush_delay`` seconds (and when the server stops). Beyond ``max_addresses`` addresses
+with an open window, the rest share one entry with address ``*``. The entry's target is the
+method and path of the first failed request (never its query string or headers).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ OTHERS = "*"
 class _Slot:
     """One address's entry in the current window."""
 
+    opened: float  # when the window began
     entry_id: int | None  # None while its insert is in flight
     count: int
     written: int  # the count the row holds
@@ -58,7 +58,6 @@ class AuthFailures:
         self.max_addresses = max_addresses
         self.flush_delay = flush_delay
         self.clock = clock
-        self._window = -1
         self._slots: dict[str, _Slot] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
@@ -72,11 +71,12 @@ class AuthFailures:
             log.exception("cannot record a failed admin authentication")
 
     async def _failed(self, remote: str, what: str) -> None:
-        window = math.floor(self.clock() / self.window_seconds)
-        if window != self._window:
-            old = self._slots
-            self._window, self._slots = window, {}
-            await self._write_counts(old)
+        now = self.clock()
+        closed = {a: s for a, s in self._slots.items() if now - s.opened >= self.window_seconds}
+        if closed:
+            for address in closed:
+                del self._slots[address]
+            await self._write_counts(closed)
         address = remote
         if address not in self._slots and len(self._slots) >= self.max_addresses:
             address = OTHERS
@@ -85,7 +85,7 @@ class AuthFailures:
             slot.count += 1
             self._schedule_flush()
             return
-        slot = self._slots[address] = _Slot(entry_id=None, count=1, written=1)
+        slot = self._slots[address] = _Slot(opened=now, entry_id=None, count=1, written=1)
         async with self.db.transaction() as conn:
             slot.entry_id = await write_entry(
                 conn, Actor(UNKNOWN, remote=address), AUTH_FAILED, what, DENIED, {"count": 1}
