@@ -1,8 +1,14 @@
 """ThingNames: a topic's or filter's first level against the registered things; the full load,
-and the poll that finds things other processes created (with its slack for late commits)."""
+and the poll that finds things other processes created (with its slack for late commits). The
+authorizer's anonymous access with and without an anonymous policy."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from lantern.gateway import AnonymousIdentity, UserIdentity
+from lantern.gateway.authorizer import GatewayAuthorizer
+from lantern.gateway.policy import PolicySet
 from lantern.gateway.things import ThingNames, first_level
 from lantern.store import Database
 from lantern.store import registry as reg
@@ -38,3 +44,51 @@ async def test_load_then_poll_with_slack(sqlite_db: Database) -> None:
     assert await names.poll_once() == 2
     assert "late" in names and "new" in names
     assert await names.poll_once() == 0
+
+
+@dataclass
+class Conn:
+    """What the authorizer reads of a connection."""
+
+    client_id: str
+    identity: object
+    protocol_level: int = 5
+
+
+def _anonymous_authorizer(sqlite_db: Database, *, policy: bool) -> GatewayAuthorizer:
+    names = ThingNames(sqlite_db)
+    names.add("dev1")
+    return GatewayAuthorizer(names, anonymous_policy=policy)
+
+
+def test_default_anonymous_access_is_everything_but_reserved_and_device_topics(
+    sqlite_db: Database,
+) -> None:
+    auth = _anonymous_authorizer(sqlite_db, policy=False)
+    anon = Conn("a", AnonymousIdentity(listener="tcp"))
+    for refused in ("dev1/#", "dev1", "dev1/+/x", "$share/g/dev1/#", "$aws/things/dev1/#"):
+        assert not auth.may_subscribe(anon, refused), refused
+    for granted in ("#", "+/data", "lab/#", "dev10/#", "x/dev1"):
+        assert auth.may_subscribe(anon, granted), granted
+    assert not auth.may_receive(anon, "dev1/data")
+    assert not auth.may_publish(anon, "dev1")
+    assert auth.may_publish(anon, "lab/dev1")
+    # A user is never given the default: without a policy, nothing.
+    user = Conn("u", UserIdentity(username="u", project="default"))
+    assert not auth.may_publish(user, "lab/x")
+
+
+def test_anonymous_policy_decides_and_fails_closed_without_one(sqlite_db: Database) -> None:
+    auth = _anonymous_authorizer(sqlite_db, policy=True)
+    identity = AnonymousIdentity(listener="tcp")
+    anon = Conn("c1", identity)
+    assert not auth.may_publish(anon, "lab/x")  # none remembered
+    document = {
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:*", "Resource": ["topic/*", "topicfilter/*"]}
+        ]
+    }
+    auth.remember(identity, "c1", PolicySet.from_documents([document], {}))
+    assert auth.may_publish(anon, "lab/x") and auth.may_subscribe(anon, "#")
+    assert auth.may_publish(anon, "dev1/x")  # exactly the policy
+    assert not auth.may_publish(anon, "$aws/rules/FHIRIngest")
