@@ -5,11 +5,14 @@ authorizer's anonymous access with and without an anonymous policy."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from lantern.gateway import AnonymousIdentity, UserIdentity
+from lantern.gateway.authn import GatewayAuthenticator
 from lantern.gateway.authorizer import GatewayAuthorizer
 from lantern.gateway.policy import PolicySet
 from lantern.gateway.things import ThingNames, first_level
+from lantern.pki import CertificateAuthority
 from lantern.store import Database
 from lantern.store import registry as reg
 
@@ -92,3 +95,15 @@ def test_anonymous_policy_decides_and_fails_closed_without_one(sqlite_db: Databa
     assert auth.may_publish(anon, "lab/x") and auth.may_subscribe(anon, "#")
     assert auth.may_publish(anon, "dev1/x")  # exactly the policy
     assert not auth.may_publish(anon, "$aws/rules/FHIRIngest")
+
+
+def test_authenticator_and_authorizer_share_one_set(sqlite_db: Database, tmp_path: Path) -> None:
+    ca, _ = CertificateAuthority.load_or_create(tmp_path / "ca")
+    names = ThingNames(sqlite_db)
+    for given in (names, None):
+        authorizer = GatewayAuthorizer(names)
+        authn = GatewayAuthenticator(sqlite_db, ca, authorizer, thing_names=given)
+        assert authn.thing_names is names and authorizer.thing_names is names
+    bare = GatewayAuthorizer()
+    authn = GatewayAuthenticator(sqlite_db, ca, bare)
+    assert bare.thing_names is authn.thing_names is not None

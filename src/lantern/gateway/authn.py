@@ -103,7 +103,13 @@ class GatewayAuthenticator:
         self.authorizer = authorizer
         self.anonymous_listeners = frozenset(anonymous_listeners)
         self.anonymous_policy = anonymous_policy
-        self.thing_names = thing_names if thing_names is not None else ThingNames(db)
+        # One set for both hooks (the authorizer's default anonymous access reads it too).
+        names = thing_names if thing_names is not None else authorizer.thing_names
+        if names is None:
+            names = ThingNames(db)
+        self.thing_names = names
+        if authorizer.thing_names is None:
+            authorizer.thing_names = names
         self.worker = RegistryWorker.for_database(db)
         # certificate id -> validity period, for certificates whose CA signature checked out
         self._verified: dict[str, tuple[dt.datetime, dt.datetime]] = {}

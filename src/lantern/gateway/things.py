@@ -65,9 +65,6 @@ class ThingNames:
     def __contains__(self, name: object) -> bool:
         return name in self._names
 
-    def __len__(self) -> int:
-        return len(self._names)
-
     @property
     def loaded(self) -> bool:
         return self._loaded
