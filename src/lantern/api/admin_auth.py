@@ -3,6 +3,10 @@
 A router whose routes are all for admins takes ``dependencies=[Depends(require_admin(token))]``;
 :func:`lantern.api.app.create_app` answers :class:`NotAdmin` with :func:`unauthorized`. Routers
 that mix admin and device routes (firmware, files) put the admin ones on such a sub-router.
+
+Audit: a request that passes acts as ``admin-token`` (with its client address) for the audit log
+(:mod:`lantern.audit`); one that fails is counted by the router's :class:`AuthFailures`
+(rate-limited ``auth.failed`` entries).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from lantern.audit import ADMIN_TOKEN, Actor, set_actor
+from lantern.audit.auth_failures import AuthFailures
 from lantern.security import tokens_equal
 
 AUTH_HINT = "send Authorization: Bearer <admin token> (the file admin-token in the data directory)"
@@ -34,15 +40,22 @@ class NotAdmin(Exception):
     """The request lacks the admin token (raised by :func:`require_admin`)."""
 
 
-def require_admin(admin_token: Callable[[], str]) -> Callable[[Request], Awaitable[None]]:
+def require_admin(
+    admin_token: Callable[[], str], failures: AuthFailures | None = None
+) -> Callable[[Request], Awaitable[None]]:
     """A FastAPI dependency that raises :class:`NotAdmin` unless the request carries
     ``Authorization: Bearer <admin token>`` (compared in constant time; the token is read
-    through ``admin_token`` on every request)."""
+    through ``admin_token`` on every request). A refused request is counted by ``failures``;
+    an accepted one acts as ``admin-token`` for the audit log."""
 
     async def dependency(request: Request) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        remote = request.client.host if request.client is not None else None
         if scheme.lower() != "bearer" or not tokens_equal(token.strip(), admin_token()):
+            if failures is not None:
+                await failures.failed(remote, f"{request.method} {request.url.path}")
             raise NotAdmin
+        set_actor(Actor(ADMIN_TOKEN, remote=remote))
 
     return dependency
 

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from lantern.api.admin_auth import error_json as _error
 from lantern.api.admin_auth import require_admin
+from lantern.audit.auth_failures import AuthFailures
 from lantern.ingest.errors import UploadRefused
 from lantern.ingest.files import FileLinkService
 from lantern.store import ingest as repo
@@ -37,7 +38,12 @@ def file_json(record: repo.FileRecord) -> dict[str, Any]:
     }
 
 
-def build_files_router(service: FileLinkService, *, admin_token: Callable[[], str]) -> APIRouter:
+def build_files_router(
+    service: FileLinkService,
+    *,
+    admin_token: Callable[[], str],
+    auth_failures: AuthFailures | None = None,
+) -> APIRouter:
     router = APIRouter(tags=["files"])
 
     @router.put("/files/upload/{file_id}")
@@ -66,7 +72,8 @@ def build_files_router(service: FileLinkService, *, admin_token: Callable[[], st
         return JSONResponse(file_json(record), status_code=201)
 
     # Listing and reading files is for admins: one dependency checks every such route.
-    admin = APIRouter(tags=["files"], dependencies=[Depends(require_admin(admin_token))])
+    admin_only = Depends(require_admin(admin_token, auth_failures))
+    admin = APIRouter(tags=["files"], dependencies=[admin_only])
 
     @admin.get("/files")
     async def list_files(request: Request, thing: str | None = None) -> JSONResponse:

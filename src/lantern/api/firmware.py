@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lantern.api.admin_auth import error_json as _error
 from lantern.api.admin_auth import invalid_body, require_admin
+from lantern.audit.auth_failures import AuthFailures
 from lantern.jobs.catalog import FirmwareCatalog
 from lantern.jobs.clock import Clock
 from lantern.jobs.deployments import AbortCriterion, Deployment, DeploymentService, DeploymentSpec
@@ -170,10 +171,12 @@ def build_firmware_router(
     *,
     admin_token: Callable[[], str],
     on_change: Callable[[], Awaitable[object]] | None = None,
+    auth_failures: AuthFailures | None = None,
 ) -> APIRouter:
     router = APIRouter(tags=["firmware"])
     # Every route but the signed image download is for admins: one dependency checks them all.
-    admin = APIRouter(tags=["firmware"], dependencies=[Depends(require_admin(admin_token))])
+    admin_only = Depends(require_admin(admin_token, auth_failures))
+    admin = APIRouter(tags=["firmware"], dependencies=[admin_only])
 
     async def changed() -> None:
         if on_change is not None:

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lantern.api.admin_auth import error_json as _error
 from lantern.api.admin_auth import invalid_body, require_admin
+from lantern.audit.auth_failures import AuthFailures
 from lantern.pki import CertificateAuthority, KeyType
 from lantern.provisioning import admin
 from lantern.store import Database
@@ -136,9 +137,14 @@ def _json_object(raw: bytes) -> dict[str, Any] | JSONResponse:
 
 
 def build_provisioning_router(
-    db: Database, ca: CertificateAuthority, *, admin_token: Callable[[], str]
+    db: Database,
+    ca: CertificateAuthority,
+    *,
+    admin_token: Callable[[], str],
+    auth_failures: AuthFailures | None = None,
 ) -> APIRouter:
-    router = APIRouter(tags=["provisioning"], dependencies=[Depends(require_admin(admin_token))])
+    admin_only = Depends(require_admin(admin_token, auth_failures))
+    router = APIRouter(tags=["provisioning"], dependencies=[admin_only])
 
     async def claim_out(claim_id: str) -> dict[str, Any] | None:
         async with db.connect() as conn:

@@ -9,8 +9,19 @@ from typing import Annotated
 
 import typer
 
-from lantern.cli.common import ConfigOption, DataDirOption, console, fail, load_ca, settings_from
-from lantern.pki import KeyType
+from lantern.audit import audited
+from lantern.cli.common import (
+    ConfigOption,
+    DataDirOption,
+    console,
+    fail,
+    load_ca,
+    run_async,
+    settings_from,
+    with_store,
+)
+from lantern.pki import IssuedCertificate, KeyType
+from lantern.store import Database
 
 app = typer.Typer(help="Development helpers (test client certificates).", no_args_is_help=True)
 
@@ -24,7 +35,8 @@ def client_cert(
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Issue a client certificate and key from the platform CA, for testing MQTT clients."""
+    """Issue a client certificate and key from the platform CA, for testing MQTT clients
+    (recorded in the audit log as dev_certificate.issue)."""
     if not _NAME.match(name):
         raise fail(
             f"invalid name {name!r}",
@@ -36,13 +48,20 @@ def client_cert(
     if cert_file.exists() or key_file.exists():
         raise fail(f"{cert_file} or {key_file} already exists", "choose another --out or --name")
     ca = load_ca(settings)
-    issued = ca.issue(name, KeyType.EC_P256)
-    assert issued.private_key_pem is not None
-    out.mkdir(parents=True, exist_ok=True)
-    cert_file.write_text(issued.certificate_pem)
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(issued.private_key_pem)
+
+    async def issue(db: Database) -> IssuedCertificate:
+        async with audited(db, "dev_certificate.issue", name=name) as act:
+            issued = ca.issue(name, KeyType.EC_P256)
+            act.target = issued.certificate_id
+            assert issued.private_key_pem is not None
+            out.mkdir(parents=True, exist_ok=True)
+            cert_file.write_text(issued.certificate_pem)
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(issued.private_key_pem)
+        return issued
+
+    issued = run_async(with_store(settings, issue))
     mqtt = settings.mqtt
     host = mqtt.public_host
     console.print(f"issued certificate for [bold]{name}[/] (id {issued.certificate_id})")

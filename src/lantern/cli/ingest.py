@@ -5,7 +5,6 @@ Two Typer apps: :data:`tokens_app` and :data:`files_app` (registered as ``tokens
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -90,13 +89,7 @@ def tokens_revoke(
 ) -> None:
     """Revoke a token; requests using it get 401 from then on."""
     settings = settings_from(data_dir, config)
-
-    async def go(db: Database) -> bool:
-        async with db.transaction() as conn:
-            return await repo.revoke_token(conn, token_id, time.time())
-
-    if not run_async(with_store(settings, go)):
-        raise fail(f"no active token {token_id!r}", "see `lantern tokens list`")
+    run_async(with_store(settings, lambda db: tokens.revoke_token(db, token_id)))
     console.print(f"Revoked token {token_id}.")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 import lantern
+from lantern.audit import cli_actor, set_actor
+from lantern.cli import audit as audit_cli
 from lantern.cli import devcerts
 from lantern.cli import device as device_cli
 from lantern.cli import firmware as firmware_cli
@@ -24,6 +26,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _every_command(ctx: typer.Context) -> None:
+    # Every command but `serve` (a server acts for its own callers) records its administrative
+    # actions in the audit log as cli:<OS user>.
+    if ctx.invoked_subcommand != "serve":
+        set_actor(cli_actor())
+
+
 app.command("serve")(serve_command)
 app.add_typer(push_cli.keys_app, name="keys")
 app.add_typer(push_cli.deliveries_app, name="deliveries")
@@ -41,6 +53,7 @@ app.add_typer(provisioning_cli.things_app, name="things")
 app.add_typer(provisioning_cli.certs_app, name="certs")
 app.add_typer(mqtt_users_cli.app, name="mqtt-users")
 app.add_typer(mqtt_users_cli.policies_app, name="policies")
+app.add_typer(audit_cli.app, name="audit")
 app.add_typer(device_cli.app, name="device")
 device_cli.app.command("firmware-update")(firmware_update_command)
 device_cli.app.command("upload-observation")(upload_observation_command)

@@ -14,7 +14,13 @@ id whose live or persisted session belongs to another principal. Claim connectio
 persistent session.
 
 Plain TCP / WebSocket listeners: username and password against ``mqtt_users`` (0x86 when
-wrong), or anonymous access where the operator enabled it for that listener.
+wrong), or anonymous access where the operator enabled it for that listener: with the stored
+policy named ``anonymous_policy`` (read at every anonymous CONNECT, so ``lantern policies put``
+applies to the next connection; refused with 0x87 if it no longer exists), else the default
+anonymous access (see :mod:`lantern.gateway.authorizer`). Neither a user nor an anonymous client
+may use a registered thing's name as client id (0x87; checked after the password). An empty
+client id is assigned here (``auto-<hex>``), so the policies remembered for the connection are
+found under the id it really gets.
 
 On success the connection's policies are computed once and handed to the authorizer.
 
@@ -30,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +52,7 @@ from lantern.gateway.identity import (
 )
 from lantern.gateway.passwords import verify_password
 from lantern.gateway.policy import CLIENT_ID_VAR, THING_NAME_VAR, PolicySet, compile_policy
+from lantern.gateway.things import ThingNames
 from lantern.mqtt.hooks import AuthResult, ConnectInfo
 from lantern.mqtt.reason_codes import ReasonCode
 from lantern.pki import CertificateAuthority, PKIError, certificate_id, load_certificate
@@ -98,11 +106,21 @@ class GatewayAuthenticator:
         authorizer: GatewayAuthorizer,
         *,
         anonymous_listeners: Collection[str] = (),
+        anonymous_policy: str | None = None,
+        thing_names: ThingNames | None = None,
     ) -> None:
         self.db = db
         self.ca = ca
         self.authorizer = authorizer
         self.anonymous_listeners = frozenset(anonymous_listeners)
+        self.anonymous_policy = anonymous_policy
+        # One set for both hooks (the authorizer's default anonymous access reads it too).
+        names = thing_names if thing_names is not None else authorizer.thing_names
+        if names is None:
+            names = ThingNames(db)
+        self.thing_names = names
+        if authorizer.thing_names is None:
+            authorizer.thing_names = names
         self.worker = RegistryWorker.for_database(db)
         # certificate id -> validity period, for certificates whose CA signature checked out
         self._verified: dict[str, tuple[dt.datetime, dt.datetime]] = {}
@@ -161,7 +179,13 @@ class GatewayAuthenticator:
                 log.info("refused %r: claim certificate %s is revoked", info.client_id, cert_id)
                 return _REFUSED
             if found.client_id_is_thing:
-                return _thing_name_refused(info, f"claim {claim.id}")
+                log.info(
+                    "refused %r from %s: claim %s may not use a registered thing name as client id",
+                    info.client_id,
+                    info.remote_address,
+                    claim.id,
+                )
+                return _REFUSED
             claim_identity = ClaimIdentity(
                 certificate_id=cert_id,
                 claim_id=claim.id,
@@ -193,6 +217,7 @@ class GatewayAuthenticator:
             )
             return _REFUSED
         identity = ThingIdentity(certificate_id=cert_id, thing_name=thing, project=record.project)
+        self.thing_names.add(thing)  # before it can publish: its topics are a device's
         documents = list(found.documents)
         variables = {THING_NAME_VAR: thing, CLIENT_ID_VAR: thing}
         extra = [compile_policy(d, variables) for d in documents]
@@ -204,25 +229,57 @@ class GatewayAuthenticator:
             principal=("thing", record.project, thing),  # any of the thing's certificates
         )
 
+    async def _reserved_client_id(self, info: ConnectInfo) -> bool:
+        """Is the client id a registered thing's (refused to users and anonymous clients)?"""
+        await self.thing_names.ensure_loaded()
+        if info.client_id and info.client_id in self.thing_names:
+            log.info(
+                "refused %r on %s: the client id is a thing's (only its certificate may use it)",
+                info.client_id,
+                info.listener,
+            )
+            return True
+        return False
+
+    async def _anonymous(self, info: ConnectInfo) -> AuthResult:
+        identity = AnonymousIdentity(listener=info.listener)
+        principal = ("anonymous", info.listener)
+        if self.anonymous_policy is None:
+            return AuthResult(identity=identity, principal=principal)
+        async with self.db.connect() as conn:
+            policy = await acc.get_policy(conn, self.anonymous_policy)
+        if policy is None:
+            log.error(
+                "refused an anonymous client on %s: provisioning.anonymous_policy %r no longer "
+                "exists (create it with `lantern policies put`)",
+                info.listener,
+                self.anonymous_policy,
+            )
+            return _REFUSED
+        client_id = info.client_id or f"auto-{uuid.uuid4().hex}"
+        variables = {THING_NAME_VAR: None, CLIENT_ID_VAR: client_id}
+        self.authorizer.remember(
+            identity, client_id, PolicySet.from_documents([policy.document], variables)
+        )
+        return AuthResult(
+            identity=identity,
+            assigned_client_id=None if info.client_id else client_id,
+            principal=principal,
+        )
+
     async def _by_password(self, info: ConnectInfo) -> AuthResult:
         if info.username is None:
             if info.listener not in self.anonymous_listeners:
-                return AuthResult(identity=None, reason_code=ReasonCode.NOT_AUTHORIZED)
-            if info.client_id and await self._is_thing(info.client_id):
-                return _thing_name_refused(info, "an anonymous client")
-            return AuthResult(
-                identity=AnonymousIdentity(listener=info.listener),
-                principal=("anonymous", info.listener),
-            )
+                return _REFUSED
+            if await self._reserved_client_id(info):
+                return _REFUSED
+            return await self._anonymous(info)
         async with self.db.connect() as conn:
             user = await acc.get_mqtt_user(conn, info.username)
             policy = (
                 await acc.get_policy(conn, user.policy_name)
                 if user is not None and user.policy_name
                 else None
-            )
-            is_thing = (
-                bool(info.client_id) and await reg.get_thing(conn, info.client_id) is not None
             )
         password = (info.password or b"").decode("utf-8", "replace")
         stored = user.password_hash if user is not None else _DUMMY_HASH
@@ -231,31 +288,21 @@ class GatewayAuthenticator:
         if user is None or not ok or user.disabled_at is not None:
             log.info("refused %r on %s: bad username or password", info.username, info.listener)
             return AuthResult(identity=None, reason_code=ReasonCode.BAD_USER_NAME_OR_PASSWORD)
-        if is_thing:
-            return _thing_name_refused(info, f"MQTT user {user.username!r}")
+        # Only after the password: an unauthenticated client learns nothing about thing names.
+        if await self._reserved_client_id(info):
+            return _REFUSED
         identity = UserIdentity(username=user.username, project=user.project)
-        variables = {THING_NAME_VAR: None, CLIENT_ID_VAR: info.client_id or None}
+        client_id = info.client_id or f"auto-{uuid.uuid4().hex}"
+        variables = {THING_NAME_VAR: None, CLIENT_ID_VAR: client_id}
         documents = [policy.document] if policy is not None else []
         self.authorizer.remember(
-            identity, info.client_id, PolicySet.from_documents(documents, variables)
+            identity, client_id, PolicySet.from_documents(documents, variables)
         )
-        return AuthResult(identity=identity, principal=("user", user.username))
-
-    async def _is_thing(self, name: str) -> bool:
-        async with self.db.connect() as conn:
-            return await reg.get_thing(conn, name) is not None
-
-
-def _thing_name_refused(info: ConnectInfo, who: str) -> AuthResult:
-    """Only a thing's own certificate may use its name as client id (its session, its
-    messages): anyone else presenting it is refused, and the device is untouched."""
-    log.info(
-        "refused %r from %s: %s may not use a registered thing name as client id",
-        info.client_id,
-        info.remote_address,
-        who,
-    )
-    return _REFUSED
+        return AuthResult(
+            identity=identity,
+            assigned_client_id=None if info.client_id else client_id,
+            principal=("user", user.username),
+        )
 
 
 _DUMMY_HASH = (

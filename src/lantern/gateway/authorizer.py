@@ -13,6 +13,13 @@ applies from the device's next connection, as before), and both install a differ
 ``PolicySet`` object, so no cached decision of the old one is ever consulted again; the stale
 entries go when the cache is next cleared.
 
+Anonymous clients (listeners in ``provisioning.anonymous_listeners``) never touch reserved
+``$aws/...`` topics. Without an anonymous policy they may use every other topic except the
+devices' (``<thing>`` and ``<thing>/...`` for every registered thing, from
+:class:`~lantern.gateway.things.ThingNames`; not cached, as the set grows). With one
+(``anonymous_policy=True``), the policy the authenticator compiled for the connection decides,
+exactly as for an MQTT user; a connection whose policy is missing may do nothing.
+
 Denials are counted (:attr:`GatewayAuthorizer.denied`) and logged at debug level without
 payloads. The MQTT server turns a denial into SUBACK 0x87 / 0x80 (3.1.1), PUBACK 0x87 or, at
 QoS 0, a silent drop.
@@ -39,6 +46,7 @@ from lantern.gateway.policy import (
     claim_policy,
 )
 from lantern.gateway.router import RESERVED_PREFIX
+from lantern.gateway.things import ThingNames
 from lantern.mqtt.hooks import ClientHandle
 
 __all__ = ["GatewayAuthorizer", "builtin_policy"]
@@ -51,7 +59,7 @@ MAX_CACHED = 200_000
 MAX_DECISIONS = 50_000
 MAX_CACHED_TARGET = 256
 
-_KNOWN = (ThingIdentity, ClaimIdentity, UserIdentity)  # most frequent first
+_KNOWN = (ThingIdentity, ClaimIdentity, UserIdentity, AnonymousIdentity)  # most frequent first
 _PUBLISH = Action.PUBLISH  # module constants: Enum class attribute lookups are slow
 _SUBSCRIBE = Action.SUBSCRIBE
 _RECEIVE = Action.RECEIVE
@@ -64,13 +72,22 @@ def builtin_policy(identity: Identity, client_id: str) -> PolicySet:
     if isinstance(identity, ThingIdentity):
         variables = {THING_NAME_VAR: identity.thing_name, CLIENT_ID_VAR: client_id}
         return PolicySet.from_documents([DEVICE_POLICY], variables)
-    return PolicySet([])
+    return PolicySet([])  # users and anonymous clients: only what a stored policy grants
 
 
 class GatewayAuthorizer:
-    """Checks publish, subscribe and receive against the connection's policies."""
+    """Checks publish, subscribe and receive against the connection's policies.
 
-    def __init__(self) -> None:
+    ``thing_names``: the registered things whose topics anonymous clients may not use (none
+    when not given); ``anonymous_policy``: anonymous clients get the policy the authenticator
+    remembered for them instead of the default access.
+    """
+
+    def __init__(
+        self, thing_names: ThingNames | None = None, *, anonymous_policy: bool = False
+    ) -> None:
+        self.thing_names = thing_names
+        self.anonymous_policy = anonymous_policy
         self._policies: OrderedDict[object, PolicySet] = OrderedDict()
         self._decisions: dict[tuple[PolicySet, Action, str], bool] = {}
         self.denied: Counter[str] = Counter()
@@ -88,10 +105,11 @@ class GatewayAuthorizer:
 
     def _check(self, client: ClientHandle, action: Action, target: str) -> bool:
         identity = client.identity
-        if isinstance(identity, AnonymousIdentity):
-            # Development listeners only; reserved topics still need a real identity.
-            return not target.startswith(RESERVED_PREFIX)
-        if not isinstance(identity, _KNOWN):
+        if isinstance(identity, AnonymousIdentity) and (
+            not self.anonymous_policy or target.startswith(RESERVED_PREFIX)
+        ):
+            allowed = self._anonymous_default(target)
+        elif not isinstance(identity, _KNOWN):
             allowed = False
         else:
             client_id = client.client_id
@@ -114,6 +132,14 @@ class GatewayAuthorizer:
             self.denied[action.value] += 1
             log.debug("denied %s on %s to client %s", action.value, target, client.client_id)
         return allowed
+
+    def _anonymous_default(self, target: str) -> bool:
+        """Anonymous access without a policy: anything but reserved topics and devices' topics
+        (a filter's first level; a wildcard there is allowed, its deliveries are checked)."""
+        if target.startswith(RESERVED_PREFIX):
+            return False
+        names = self.thing_names
+        return names is None or not names.covers(target)
 
     def may_publish(self, client: ClientHandle, topic: str) -> bool:
         return self._check(client, _PUBLISH, topic)

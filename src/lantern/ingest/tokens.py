@@ -3,6 +3,9 @@
 A token is ``lft_<id>_<secret>``; only the SHA-256 of the whole token is stored, so a leaked
 database does not leak usable tokens. The secret has 256 random bits, which is why a fast hash is
 enough. Lookup is by hash (an index probe), so no comparison of secrets happens in Python.
+
+Creating and revoking are recorded in the audit log (``token.create``, ``token.revoke``) in the
+transaction of the change; the token itself never is.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from lantern.audit import AuditedAction, audited
 from lantern.ingest.errors import TokenError
 from lantern.store import Database
 from lantern.store import ingest as repo
@@ -32,6 +36,13 @@ def hash_token(token: str) -> str:
 
 async def create_token(db: Database, *, project: str, scope: str, name: str) -> IssuedToken:
     """Create a token; raises :class:`TokenError` for an unknown scope or project."""
+    async with audited(db, "token.create", project=project, scope=scope, name=name) as act:
+        return await _create_token(db, act, project=project, scope=scope, name=name)
+
+
+async def _create_token(
+    db: Database, act: AuditedAction, *, project: str, scope: str, name: str
+) -> IssuedToken:
     if scope not in SCOPES:
         raise TokenError(f"unknown scope {scope!r}; known scopes: {', '.join(SCOPES)}")
     from sqlalchemy import select
@@ -56,8 +67,19 @@ async def create_token(db: Database, *, project: str, scope: str, name: str) -> 
             token_hash=hash_token(token),
             now=now,
         )
+        act.target = token_id
+        await act.record(conn)
     record = repo.TokenRecord(token_id, project, scope, name, now, None)
     return IssuedToken(record=record, token=token)
+
+
+async def revoke_token(db: Database, token_id: str) -> None:
+    """Revoke a token (requests using it get 401 from then on); raises :class:`TokenError`
+    when there is no active token ``token_id``. Audited as ``token.revoke``."""
+    async with audited(db, "token.revoke", token_id) as act, db.transaction() as conn:
+        if not await repo.revoke_token(conn, token_id, time.time()):
+            raise TokenError(f"no active token {token_id!r}; see `lantern tokens list`")
+        await act.record(conn)
 
 
 async def authenticate(db: Database, token: str, scope: str) -> repo.TokenRecord:

@@ -1,5 +1,10 @@
 """The firmware catalog (images in the object store, metadata in the database) and static
-thing groups used as deployment targets."""
+thing groups used as deployment targets.
+
+Changes are recorded in the audit log in the transaction of the change (``firmware.upload``,
+``firmware.delete``, ``group.create``, ``group.delete``, ``group.add_things``,
+``group.remove_things``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from sqlalchemy.exc import IntegrityError
 
+from lantern.audit import AuditedAction, audited
 from lantern.jobs.clock import Clock
 from lantern.jobs.errors import Conflict, JobsError, NotFound
 from lantern.store import Database
@@ -47,6 +53,19 @@ class FirmwareCatalog:
         project: str = "default",
     ) -> FirmwareRecord:
         """Store an image and record its size and SHA-256. Nothing is kept on any error."""
+        async with audited(
+            self.db, "firmware.upload", name=name, version=version, project=project
+        ) as act:
+            return await self._upload(chunks, version, name, project, act)
+
+    async def _upload(
+        self,
+        chunks: AsyncIterator[bytes],
+        version: str,
+        name: str,
+        project: str,
+        act: AuditedAction,
+    ) -> FirmwareRecord:
         version = _check_label(version, "the firmware version")
         name = _check_label(name, "the firmware name", 128)
         async with self.db.connect() as conn:
@@ -70,9 +89,11 @@ class FirmwareCatalog:
             object_key=key,
             created_at=self.clock.now(),
         )
+        act.target = firmware_id
         try:
             async with self.db.transaction() as conn:
                 await fw_store.insert_firmware(conn, record)
+                await act.record(conn, size=record.size, sha256=record.sha256)
         except IntegrityError:
             await self.objects.delete(key)
             raise Conflict(
@@ -104,15 +125,17 @@ class FirmwareCatalog:
 
     async def delete(self, firmware_id: str) -> FirmwareRecord:
         """Delete an image no active deployment uses (finished ones keep their history)."""
-        record = await self.get(firmware_id)
-        users = await self.users(firmware_id)
-        if users:
-            raise Conflict(
-                f"firmware {firmware_id} is used by deployment(s) {', '.join(users)}; "
-                "cancel them or wait until they complete"
-            )
-        async with self.db.transaction() as conn:
-            await fw_store.delete_firmware(conn, firmware_id)
+        async with audited(self.db, "firmware.delete", firmware_id) as act:
+            record = await self.get(firmware_id)
+            users = await self.users(firmware_id)
+            if users:
+                raise Conflict(
+                    f"firmware {firmware_id} is used by deployment(s) {', '.join(users)}; "
+                    "cancel them or wait until they complete"
+                )
+            async with self.db.transaction() as conn:
+                await fw_store.delete_firmware(conn, firmware_id)
+                await act.record(conn, name=record.name, version=record.version)
         await self.objects.delete(record.object_key)
         return record
 
@@ -123,15 +146,19 @@ class ThingGroups:
         self.clock = clock
 
     async def create(self, name: str, description: str = "", project: str = "default") -> None:
-        if not _GROUP.match(name):
-            raise JobsError("a group name is 1-128 characters of letters, digits, ':', '_', '-'")
-        try:
-            async with self.db.transaction() as conn:
-                await fw_store.insert_group(
-                    conn, project, name, description[:500], self.clock.now()
+        async with audited(self.db, "group.create", name, project=project) as act:
+            if not _GROUP.match(name):
+                raise JobsError(
+                    "a group name is 1-128 characters of letters, digits, ':', '_', '-'"
                 )
-        except IntegrityError:
-            raise Conflict(f"group {name} already exists in project {project}") from None
+            try:
+                async with self.db.transaction() as conn:
+                    await fw_store.insert_group(
+                        conn, project, name, description[:500], self.clock.now()
+                    )
+                    await act.record(conn)
+            except IntegrityError:
+                raise Conflict(f"group {name} already exists in project {project}") from None
 
     async def get(self, name: str, project: str = "default") -> tuple[GroupRecord, list[str]]:
         async with self.db.connect() as conn:
@@ -145,22 +172,43 @@ class ThingGroups:
             return await fw_store.list_groups(conn, project)
 
     async def delete(self, name: str, project: str = "default") -> None:
-        async with self.db.transaction() as conn:
+        async with (
+            audited(self.db, "group.delete", name, project=project) as act,
+            self.db.transaction() as conn,
+        ):
             if not await fw_store.delete_group(conn, project, name):
                 raise NotFound(f"no thing group {name!r} in project {project}")
+            await act.record(conn)
 
     async def add(self, name: str, things: Sequence[str], project: str = "default") -> int:
-        async with self.db.transaction() as conn:
+        async with (
+            audited(self.db, "group.add_things", name, project=project, things=_few(things)) as act,
+            self.db.transaction() as conn,
+        ):
             if await fw_store.get_group(conn, project, name) is None:
                 raise NotFound(f"no thing group {name!r} in project {project}")
             found = await jobs_store.existing_things(conn, project, list(things))
             missing = [t for t in things if t not in found]
             if missing:
                 raise NotFound(f"no such things in project {project}: {', '.join(missing[:5])}")
-            return await fw_store.add_members(conn, project, name, things, self.clock.now())
+            added = await fw_store.add_members(conn, project, name, things, self.clock.now())
+            await act.record(conn, added=added)
+            return added
 
     async def remove(self, name: str, things: Sequence[str], project: str = "default") -> int:
-        async with self.db.transaction() as conn:
+        async with (
+            audited(
+                self.db, "group.remove_things", name, project=project, things=_few(things)
+            ) as act,
+            self.db.transaction() as conn,
+        ):
             if await fw_store.get_group(conn, project, name) is None:
                 raise NotFound(f"no thing group {name!r} in project {project}")
-            return await fw_store.remove_members(conn, project, name, things)
+            removed = await fw_store.remove_members(conn, project, name, things)
+            await act.record(conn, removed=removed)
+            return removed
+
+
+def _few(things: Sequence[str], limit: int = 20) -> list[str]:
+    """The first ``limit`` thing names (an audit entry stays small; the count is recorded)."""
+    return list(things[:limit])

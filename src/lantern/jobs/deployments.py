@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lantern.audit import AuditedAction, audited
 from lantern.jobs.clock import Clock
 from lantern.jobs.documents import FIRMWARE_OPERATION
 from lantern.jobs.errors import Conflict, JobsError, NotFound
@@ -100,7 +101,18 @@ class DeploymentService:
         self.clock = clock
 
     async def create(self, spec: DeploymentSpec) -> JobRecord:
-        """Create the job and its executions (PLANNED, queued by the timer's rollout)."""
+        """Create the job and its executions (PLANNED, queued by the timer's rollout); audited
+        as ``deployment.create``."""
+        async with audited(
+            self.db,
+            "deployment.create",
+            spec.deployment_id or "",
+            firmware=spec.firmware_id,
+            project=spec.project,
+        ) as act:
+            return await self._create(spec, act)
+
+    async def _create(self, spec: DeploymentSpec, act: AuditedAction) -> JobRecord:
         validate_spec(spec)
         now = self.clock.now()
         async with self.db.transaction() as conn:
@@ -165,6 +177,9 @@ class DeploymentService:
                 ],
             )
             job = await store.get_job(conn, job_id)
+            act.target = job_id
+            target = "all" if spec.all_things else f"group {spec.group}" if spec.group else "things"
+            await act.record(conn, target=target, things=len(targets))
         assert job is not None
         return job
 
@@ -207,9 +222,16 @@ class DeploymentService:
     async def cancel(
         self, job_id: str, *, force: bool = False, reason: str = "canceled by an operator"
     ) -> list[str]:
-        """Cancel per AWS CancelJob semantics; returns the things whose execution was canceled."""
-        async with self.db.transaction() as conn:
-            return await cancel_job(conn, job_id, force=force, reason=reason, now=self.clock.now())
+        """Cancel per AWS CancelJob semantics; returns the things whose execution was canceled.
+        Audited as ``deployment.cancel``."""
+        async with (
+            audited(self.db, "deployment.cancel", job_id, force=force) as act,
+            self.db.transaction() as conn,
+        ):
+            now = self.clock.now()
+            things = await cancel_job(conn, job_id, force=force, reason=reason, now=now)
+            await act.record(conn, canceled_executions=len(things))
+            return things
 
 
 async def cancel_job(conn: Any, job_id: str, *, force: bool, reason: str, now: float) -> list[str]:

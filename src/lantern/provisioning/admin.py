@@ -4,6 +4,10 @@ things, certificates. Each validates its input, changes nothing on error, and ra
 the error's type: :class:`AdminNotFound` for an unknown claim, template, thing or certificate,
 :class:`AdminConflict` when the request clashes with the current state (already exists, already
 revoked, a status transition that is not allowed), plain :class:`AdminError` for invalid input.
+
+Every action that changes something is recorded in the audit log (:func:`lantern.audit.audited`)
+in the same transaction as the change, by the current actor; a refused one is recorded as
+``failed``. Secrets (the claim's private key) never reach the log.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lantern.audit import AuditedAction, audited
 from lantern.pki import CertificateAuthority, IssuedCertificate, KeyType
 from lantern.provisioning.errors import ProvisioningError, TemplateInvalid
 from lantern.provisioning.template import validate_template_body, validate_template_name
@@ -129,6 +134,14 @@ def _checked_body(body: object) -> dict[str, Any]:
 async def create_template(
     db: Database, name: str, spec: TemplateSpec, project: str = "default"
 ) -> reg.TemplateRecord:
+    """Create a template (audited as ``template.create``)."""
+    async with audited(db, "template.create", name) as act:
+        return await _create_template(db, act, name, spec, project)
+
+
+async def _create_template(
+    db: Database, act: AuditedAction, name: str, spec: TemplateSpec, project: str
+) -> reg.TemplateRecord:
     try:
         validate_template_name(name)
     except TemplateInvalid as exc:
@@ -154,11 +167,21 @@ async def create_template(
                 f"template {name} already exists; use `lantern templates update {name}`"
             )
         await reg.insert_template(conn, record)
+        await act.record(conn, enabled=record.enabled, hook=spec.hook_url is not None)
     return record
 
 
 async def update_template(
     db: Database, name: str, spec: TemplateSpec, *, clear_hook: bool = False
+) -> reg.TemplateRecord:
+    """Change a template (audited as ``template.update`` with the names of the fields changed;
+    the hook URL itself is not recorded: it may carry credentials)."""
+    async with audited(db, "template.update", name) as act:
+        return await _update_template(db, act, name, spec, clear_hook)
+
+
+async def _update_template(
+    db: Database, act: AuditedAction, name: str, spec: TemplateSpec, clear_hook: bool
 ) -> reg.TemplateRecord:
     values: dict[str, Any] = {"updated_at": time.time()}
     if spec.body is not None:
@@ -173,7 +196,9 @@ async def update_template(
         if not await reg.update_template(conn, name, values):
             raise AdminNotFound(f"template {name} does not exist; see `lantern templates list`")
         record = await reg.get_template(conn, name)
-    assert record is not None
+        assert record is not None
+        changed = sorted(k for k in values if k != "updated_at")
+        await act.record(conn, fields=changed, enabled=record.enabled, version=record.version)
     return record
 
 
@@ -187,7 +212,24 @@ async def create_claim(
     device_limit: int | None = None,
     key_type: KeyType = KeyType.EC_P256,
 ) -> tuple[reg.ClaimRecord, IssuedCertificate]:
-    """Issue a claim certificate allowed to use ``templates``; the key is returned, not kept."""
+    """Issue a claim certificate allowed to use ``templates``; the key is returned, not kept
+    (audited as ``claim.create``, without the key)."""
+    async with audited(db, "claim.create", templates=list(templates)) as act:
+        return await _create_claim(
+            db, act, ca, templates, project, description, device_limit, key_type
+        )
+
+
+async def _create_claim(
+    db: Database,
+    act: AuditedAction,
+    ca: CertificateAuthority,
+    templates: list[str],
+    project: str,
+    description: str,
+    device_limit: int | None,
+    key_type: KeyType,
+) -> tuple[reg.ClaimRecord, IssuedCertificate]:
     if not templates:
         raise AdminError("a claim needs at least one template (--template NAME)")
     if device_limit is not None and device_limit < 1:
@@ -225,17 +267,26 @@ async def create_claim(
             ),
         )
         await reg.insert_claim(conn, claim)
+        act.target = claim_id
+        await act.record(
+            conn,
+            certificate_id=issued.certificate_id,
+            device_limit=device_limit,
+            key_type=key_type.value,
+        )
     return claim, issued
 
 
 async def revoke_claim(db: Database, claim_id: str) -> reg.ClaimRecord:
-    async with db.transaction() as conn:
+    """Revoke a claim (audited as ``claim.revoke``)."""
+    async with audited(db, "claim.revoke", claim_id) as act, db.transaction() as conn:
         claim = await reg.get_claim(conn, claim_id)
         if claim is None:
             raise AdminNotFound(f"claim {claim_id} does not exist; see `lantern claims list`")
         if claim.revoked_at is not None:
             raise AdminConflict(f"claim {claim_id} is already revoked")
         await reg.revoke_claim(conn, claim_id, time.time())
+        await act.record(conn, certificate_id=claim.certificate_id)
     return claim
 
 
@@ -271,8 +322,17 @@ async def set_certificate_status(
     db: Database, id_or_prefix: str, status: str
 ) -> reg.CertificateRecord:
     """Activate, deactivate or revoke a certificate (REVOKED is final). Live connections of a
-    deactivated or revoked certificate are closed by the gateway within a second."""
+    deactivated or revoked certificate are closed by the gateway within a second. Audited as
+    ``certificate.update_status``."""
+    async with audited(db, "certificate.update_status", id_or_prefix, status=status) as act:
+        return await _set_certificate_status(db, act, id_or_prefix, status)
+
+
+async def _set_certificate_status(
+    db: Database, act: AuditedAction, id_or_prefix: str, status: str
+) -> reg.CertificateRecord:
     cert = await find_certificate(db, id_or_prefix)
+    act.target = cert.id
     if cert.status == status:
         raise AdminConflict(f"certificate {cert.id[:12]} is already {status}")
     if cert.status not in _TRANSITIONS[status]:
@@ -288,15 +348,16 @@ async def set_certificate_status(
             if claim is not None and claim.revoked_at is None:
                 await reg.revoke_claim(conn, claim.id, time.time())
         updated = await reg.get_certificate(conn, cert.id)
+        await act.record(conn, previous=cert.status, kind=cert.kind, thing=cert.thing_name)
     assert updated is not None
     return updated
 
 
 async def delete_thing(db: Database, name: str) -> list[str]:
     """Delete a thing and deactivate its certificates (they authenticated as that thing).
-    Returns the ids of the certificates deactivated."""
+    Returns the ids of the certificates deactivated. Audited as ``thing.delete``."""
     now = time.time()
-    async with db.transaction() as conn:
+    async with audited(db, "thing.delete", name) as act, db.transaction() as conn:
         if await reg.get_thing(conn, name) is None:
             raise AdminNotFound(f"thing {name} does not exist; see `lantern things list`")
         certs = await reg.list_certificates(conn, None, thing_name=name)
@@ -306,6 +367,7 @@ async def delete_thing(db: Database, name: str) -> list[str]:
                 await reg.set_certificate_status(conn, cert.id, "INACTIVE", now)
                 changed.append(cert.id)
         await reg.delete_thing(conn, name)
+        await act.record(conn, deactivated_certificates=changed)
     return changed
 
 
@@ -314,7 +376,18 @@ async def register_device_certificate(
 ) -> reg.CertificateRecord:
     """Register a certificate the operator issued (e.g. ``lantern dev client-cert``) as the
     ACTIVE certificate of ``thing_name``, creating the thing if needed. The device must then
-    connect with client id ``thing_name``."""
+    connect with client id ``thing_name``. Audited as ``certificate.register``."""
+    async with audited(db, "certificate.register", issued.certificate_id, thing=thing_name) as act:
+        return await _register_device_certificate(db, act, thing_name, issued, project)
+
+
+async def _register_device_certificate(
+    db: Database,
+    act: AuditedAction,
+    thing_name: str,
+    issued: IssuedCertificate,
+    project: str,
+) -> reg.CertificateRecord:
     from lantern.provisioning.template import THING_NAME_RE
 
     if not THING_NAME_RE.match(thing_name):
@@ -337,4 +410,5 @@ async def register_device_certificate(
                 reg.ThingRecord(thing_name, project, {}, None, None, None, None, None, now, now),
             )
         await reg.insert_certificate(conn, record)
+        await act.record(conn)
     return record

@@ -86,7 +86,9 @@ class ProvisioningService:
     """CreateKeysAndCertificate, CreateCertificateFromCsr and RegisterThing.
 
     ``clock`` returns epoch seconds (tests pass a fake one). ``hook`` calls pre-provisioning
-    hooks; without one, a template that names a hook URL denies every request.
+    hooks; without one, a template that names a hook URL denies every request. ``on_thing`` is
+    told the name of every thing RegisterThing committed, before the reply goes out (the
+    gateway's :class:`~lantern.gateway.things.ThingNames`).
     """
 
     def __init__(
@@ -97,8 +99,10 @@ class ProvisioningService:
         *,
         hook: PreProvisioningHook | None = None,
         clock: Callable[[], float] = time.time,
+        on_thing: Callable[[str], None] | None = None,
     ) -> None:
         self.db = db
+        self.on_thing = on_thing
         self.ca = ca
         self.settings = settings
         self.hook = hook
@@ -297,6 +301,8 @@ class ProvisioningService:
                 409, "ResourceConflict", "the thing was created concurrently; try again"
             ) from None
         assert isinstance(outcome, dict)
+        if self.on_thing is not None:
+            self.on_thing(outcome["thingName"])
         log.info("registered thing %s", outcome["thingName"])
         return outcome
 

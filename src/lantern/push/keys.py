@@ -10,6 +10,10 @@ equality check uses :func:`hmac.compare_digest`.
 
 Revocation keeps the row (time and note). Rotation issues a new key and schedules the old key's
 revocation after an optional grace period (``revoked_at`` in the future).
+
+Creation, revocation and rotation are recorded in the audit log (``apikey.create``,
+``apikey.revoke``, ``apikey.rotate``) in the transaction of the change, by the current actor,
+with the key ids, name, scope and rate: never the secret, its hash or the revocation note.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from lantern.audit import AuditedAction, audited
 from lantern.push.errors import PushError
 from lantern.push.scopes import Scope, parse_scope, schemes_allowed
 from lantern.store.db import Database
@@ -146,6 +151,29 @@ class KeyService:
 
         ``secret`` is only given when importing an existing key (``API_KEYS``).
         """
+        async with audited(
+            self.store.db,
+            "apikey.create",
+            name=name,
+            scope=scope,
+            rate_per_minute=rate_per_minute,
+            source=source,
+        ) as act:
+            return await self._create(
+                name, scope, rate_per_minute=rate_per_minute, source=source, secret=secret, act=act
+            )
+
+    async def _create(
+        self,
+        name: str,
+        scope: Scope,
+        *,
+        rate_per_minute: int | None,
+        source: str,
+        secret: str | None = None,
+        act: AuditedAction | None = None,
+    ) -> tuple[ApiKey, str]:
+        """:meth:`create`; the entry of ``act`` (if any) is written with the row."""
         schemes_allowed(scope)  # KeyError-free validation of the scope literal
         if not name or len(name) > 128:
             raise PushError("key name must be 1 to 128 characters")
@@ -164,7 +192,9 @@ class KeyService:
             replaced_by=None,
             source=source,
         )
-        await self.store.insert(row)
+        if act is not None:
+            act.target = row.id
+        await self.store.insert(row, also=act.record if act is not None else None)
         return _api_key(row), value
 
     async def list(self) -> list[ApiKeyRow]:
@@ -181,36 +211,43 @@ class KeyService:
         self, key_id: str, note: str | None = None, *, after_seconds: float = 0.0
     ) -> ApiKeyRow:
         """Revoke ``key_id`` now (or after ``after_seconds``); the row stays with time and note."""
-        row = await self.get(key_id)
-        at = self._clock() + max(0.0, after_seconds)
-        if not row.active_at(self._clock()):
-            raise PushError(f"API key {key_id} is already revoked")
-        await self.store.revoke(key_id, at, note)
-        self._forget(row.secret_hash)
-        return await self.get(key_id)
+        async with audited(self.store.db, "apikey.revoke", key_id) as act:
+            row = await self.get(key_id)
+            at = self._clock() + max(0.0, after_seconds)
+            if not row.active_at(self._clock()):
+                raise PushError(f"API key {key_id} is already revoked")
+            act.details.update(name=row.name, after_seconds=max(0.0, after_seconds))
+            # False when an earlier revocation is already scheduled (never postponed): the
+            # entry is then written after, as the request still succeeds.
+            await self.store.revoke(key_id, at, note, also=act.record)
+            self._forget(row.secret_hash)
+            return await self.get(key_id)
 
     async def rotate(
         self, key_id: str, *, grace_seconds: float = 0.0, note: str | None = None
     ) -> tuple[ApiKey, str]:
         """A new key with the same name, scope and rate; the old one is revoked after
         ``grace_seconds`` (0: at once). Returns the new key and its secret."""
-        old = await self.get(key_id)
-        if not old.active_at(self._clock()):
-            raise PushError(f"API key {key_id} is revoked; create a new key instead")
-        new_key, secret = await self.create(
-            old.name,
-            parse_scope(old.scope),
-            rate_per_minute=old.rate_per_minute,
-            source="cli" if old.source == "env" else old.source,
-        )
-        await self.store.revoke(
-            key_id,
-            self._clock() + max(0.0, grace_seconds),
-            note or f"rotated; replaced by {new_key.id}",
-            replaced_by=new_key.id,
-        )
-        self._forget(old.secret_hash)
-        return new_key, secret
+        async with audited(self.store.db, "apikey.rotate", key_id) as act:
+            old = await self.get(key_id)
+            if not old.active_at(self._clock()):
+                raise PushError(f"API key {key_id} is revoked; create a new key instead")
+            new_key, secret = await self._create(
+                old.name,
+                parse_scope(old.scope),
+                rate_per_minute=old.rate_per_minute,
+                source="cli" if old.source == "env" else old.source,
+            )
+            act.details.update(new_key=new_key.id, grace_seconds=max(0.0, grace_seconds))
+            await self.store.revoke(
+                key_id,
+                self._clock() + max(0.0, grace_seconds),
+                note or f"rotated; replaced by {new_key.id}",
+                replaced_by=new_key.id,
+                also=act.record,
+            )
+            self._forget(old.secret_hash)
+            return new_key, secret
 
     async def import_env(self, secrets_: Iterable[str], scope: Scope) -> tuple[int, int]:
         """Import seed-style keys (``API_KEYS``): add new ones with ``scope``; revoke keys that
@@ -231,7 +268,10 @@ class KeyService:
         now = self._clock()
         for row in existing:
             if row.secret_hash not in by_hash and row.active_at(now):
-                await self.store.revoke(row.id, now, "removed from API_KEYS")
+                async with audited(
+                    self.store.db, "apikey.revoke", row.id, name=row.name, reason="API_KEYS"
+                ) as act:
+                    await self.store.revoke(row.id, now, "removed from API_KEYS", also=act.record)
                 self._forget(row.secret_hash)
                 revoked += 1
         return added, revoked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lantern.runtime.audit import AuditComponent
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.gateway import GatewayComponent
 from lantern.runtime.ingest import IngestComponent
@@ -20,5 +21,6 @@ def build_components(platform: Platform) -> list[Component]:
         ScheduleComponent,
         IngestComponent,
         JobsComponent,
+        AuditComponent,
     ]
     return [cls(platform) for cls in classes]

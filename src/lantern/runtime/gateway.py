@@ -27,15 +27,19 @@ from collections.abc import Sequence
 from fastapi import APIRouter
 
 from lantern.api.provisioning import build_provisioning_router
+from lantern.errors import ConfigError
 from lantern.gateway.authn import GatewayAuthenticator
 from lantern.gateway.authorizer import GatewayAuthorizer
 from lantern.gateway.revocation import RevocationWatcher
 from lantern.gateway.router import ReservedTopicRouter
+from lantern.gateway.things import ThingNames
 from lantern.mqtt.server import MQTTServer
 from lantern.provisioning.hook import PreProvisioningHook
 from lantern.provisioning.service import ProvisioningService
+from lantern.runtime.audit import auth_failures
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.datadir import DataDir
+from lantern.store import registry_access as acc
 
 __all__ = ["GatewayComponent"]
 
@@ -51,16 +55,23 @@ class GatewayComponent(Component):
         super().__init__(platform)
         settings = platform.settings.provisioning
         self.settings = settings
-        self.authorizer = GatewayAuthorizer()
+        self.thing_names = ThingNames(platform.db)
+        self.authorizer = GatewayAuthorizer(
+            self.thing_names, anonymous_policy=settings.anonymous_policy is not None
+        )
         self.authenticator = GatewayAuthenticator(
             platform.db,
             platform.ca,
             self.authorizer,
             anonymous_listeners=settings.anonymous_listeners,
+            anonymous_policy=settings.anonymous_policy,
+            thing_names=self.thing_names,
         )
         self.router = ReservedTopicRouter()
         self.hook = PreProvisioningHook.open(settings.hook_timeout_seconds)
-        self.provisioning = ProvisioningService(platform.db, platform.ca, settings, hook=self.hook)
+        self.provisioning = ProvisioningService(
+            platform.db, platform.ca, settings, hook=self.hook, on_thing=self.thing_names.add
+        )
         self.provisioning.register(self.router)
         platform.extras["gateway.authenticator"] = self.authenticator
         platform.extras["gateway.authorizer"] = self.authorizer
@@ -74,11 +85,35 @@ class GatewayComponent(Component):
         data = DataDir(self.platform.data_dir)
         return (
             build_provisioning_router(
-                self.platform.db, self.platform.ca, admin_token=data.admin_token
+                self.platform.db,
+                self.platform.ca,
+                admin_token=data.admin_token,
+                auth_failures=auth_failures(self.platform),
             ),
         )
 
+    async def _check_anonymous_policy(self) -> None:
+        name = self.settings.anonymous_policy
+        if name is None:
+            return
+        async with self.platform.db.connect() as conn:
+            policy = await acc.get_policy(conn, name)
+        if policy is None:
+            raise ConfigError(
+                f"provisioning.anonymous_policy: there is no policy {name!r}; create it with "
+                f"`lantern policies put {name} -f policy.json`, or unset the setting"
+            )
+        if not self.settings.anonymous_listeners:
+            log.warning(
+                "provisioning.anonymous_policy is set but no listener allows anonymous clients "
+                "(provisioning.anonymous_listeners): it has no effect"
+            )
+
     async def start(self) -> None:
+        await self._check_anonymous_policy()
+        # Before anonymous or password clients are admitted (the authenticator waits for it too).
+        await self.thing_names.ensure_loaded()
+        self.thing_names.start(self.settings.revocation_poll_seconds)
         server = self.platform.extras.get("mqtt.server")
         if not isinstance(server, MQTTServer):
             log.warning("no MQTT server is running: devices cannot connect or provision")
@@ -90,11 +125,17 @@ class GatewayComponent(Component):
                 interval=self.settings.revocation_poll_seconds,
             )
             self.watcher.start()
+        access = (
+            f"what policy {self.settings.anonymous_policy} allows"
+            if self.settings.anonymous_policy
+            else "publish and subscribe to any topic but devices' and $aws/..."
+        )
         for listener in self.settings.anonymous_listeners:
             log.warning(
                 "ANONYMOUS ACCESS IS ENABLED on the %s MQTT listener: anyone who can reach it "
-                "can publish and subscribe without credentials (development only)",
+                "can %s without credentials (development only)",
                 listener,
+                access,
             )
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         self.provisioning.start()
@@ -108,6 +149,7 @@ class GatewayComponent(Component):
             await asyncio.sleep(self.settings.sweep_interval_seconds)
 
     async def stop(self) -> None:
+        await self.thing_names.stop()
         if self.watcher is not None:
             await self.watcher.stop()
         if self._sweeper is not None:

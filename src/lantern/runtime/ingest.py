@@ -20,6 +20,7 @@ from lantern.ingest.files import CREATE_LINK_TOPIC, FileLinkService
 from lantern.ingest.forwarder import FhirForwarder
 from lantern.ingest.observations import FHIR_INGEST_TOPIC, ObservationService
 from lantern.ingest.writer import GroupCommitWriter
+from lantern.runtime.audit import auth_failures
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.datadir import DataDir
 from lantern.store.objects import LocalObjectStore, ObjectStore, S3Config, S3ObjectStore
@@ -106,7 +107,11 @@ class IngestComponent(Component):
                 admin_token=data.admin_token,
                 public_url=lambda: self.platform.settings.http.public_url,
             ),
-            build_files_router(self.files, admin_token=data.admin_token),
+            build_files_router(
+                self.files,
+                admin_token=data.admin_token,
+                auth_failures=auth_failures(self.platform),
+            ),
         )
 
     async def start(self) -> None:

@@ -24,6 +24,7 @@ from lantern.jobs.device_api import JobsDeviceAPI
 from lantern.jobs.documents import DocumentRenderer
 from lantern.jobs.throttle import TokenBuckets
 from lantern.jobs.timer import JobsTimer
+from lantern.runtime.audit import auth_failures
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.datadir import DataDir
 from lantern.settings import Settings
@@ -104,6 +105,7 @@ class JobsComponent(Component):
                 self.clock,
                 admin_token=data.admin_token,
                 on_change=self.timer.tick,
+                auth_failures=auth_failures(self.platform),
             ),
         )
 

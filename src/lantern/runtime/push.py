@@ -19,6 +19,7 @@ from fastapi import APIRouter
 
 from lantern.api.app import ReadinessCheck
 from lantern.api.push import push_router
+from lantern.audit import Actor, acting_as
 from lantern.errors import ConfigError
 from lantern.push.deliverylog import DeliveryLog
 from lantern.push.dispatch import PushDispatcher
@@ -89,7 +90,8 @@ class PushComponent(Component):
                 scope = parse_scope(os.environ.get("API_KEYS_SCOPE", "external"))
             except ValueError as exc:
                 raise ConfigError(f"API_KEYS_SCOPE: {exc}") from None
-            added, revoked = await self.keys.import_env(listed.split(","), scope)
+            with acting_as(Actor("config")):  # recorded in the audit log as from settings
+                added, revoked = await self.keys.import_env(listed.split(","), scope)
             log.info("API_KEYS: %d key(s) added, %d revoked", added, revoked)
         await self.dispatcher.start()
 

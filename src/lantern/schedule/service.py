@@ -3,6 +3,10 @@
 An owner is any object with the API key's ``id`` and ``scope`` (``lantern.push.keys.ApiKey`` in
 production); ``None`` means the administrator (CLI), who sees every schedule. A key only ever sees
 its own schedules: another key's schedule id is answered as not found.
+
+Changes are recorded in the audit log (``schedule.create``, ``schedule.pause``,
+``schedule.resume``, ``schedule.delete``) in their transaction: by ``api-key:<id>`` for a key,
+by the current actor for the administrator. Titles, messages and destinations never are.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from lantern.audit import Actor, AuditedAction, api_key_actor, audited
 from lantern.schedule.clock import Clock
 from lantern.schedule.errors import ScheduleConflict, ScheduleNotFound, ScopeDenied
 from lantern.schedule.model import (
@@ -54,6 +59,11 @@ class ScheduleService:
         self.schemes_allowed = schemes_allowed
         self.on_change = on_change  # wakes the scheduler loop (a new schedule may be due soon)
 
+    @staticmethod
+    def _actor(owner: Owner | None) -> Actor | None:
+        """Who acts: the owning key, or (None) the current actor (the administrator)."""
+        return None if owner is None else api_key_actor(owner.id)
+
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change()
@@ -63,6 +73,14 @@ class ScheduleService:
 
         Raises ScheduleInvalid (a field) or ScopeDenied (a destination outside the key's scope).
         """
+        async with audited(
+            self.store.db, "schedule.create", actor=self._actor(owner), key=owner.id
+        ) as act:
+            record = await self._create(owner, body, act)
+        self._changed()
+        return await self.get(owner, record.id)
+
+    async def _create(self, owner: Owner, body: Any, act: AuditedAction) -> ScheduleRecord:
         now = self.clock.now()
         spec = parse_request(body, now=now)
         allowed = self.schemes_allowed(owner.scope)
@@ -92,9 +110,14 @@ class ScheduleService:
             created_at=now,
             updated_at=now,
         )
-        await self.store.insert(record, spec.destinations)
-        self._changed()
-        return await self.get(owner, record.id)
+        act.target = record.id
+        act.details.update(
+            activity_id=spec.activity_id,
+            participant_id=spec.participant_id,
+            destinations=len(spec.destinations),
+        )
+        await self.store.insert(record, spec.destinations, also=act.record)
+        return record
 
     async def _record(self, owner: Owner | None, schedule_id: str) -> ScheduleRecord:
         record = await self.store.get(schedule_id, None if owner is None else owner.id)
@@ -127,42 +150,56 @@ class ScheduleService:
 
     async def pause(self, owner: Owner | None, schedule_id: str) -> dict[str, Any]:
         """Stop firing (idempotent). Occurrences while paused are neither sent nor recorded."""
-        record = await self._record(owner, schedule_id)
-        if record.state == "active":
-            await self.store.set_state(
-                schedule_id,
-                state="paused",
-                next_fire_at=None,
-                now=self.clock.now(),
-                from_states=("active",),
-            )
+        async with audited(
+            self.store.db, "schedule.pause", schedule_id, actor=self._actor(owner)
+        ) as act:
+            record = await self._record(owner, schedule_id)
+            act.details["state"] = record.state
+            if record.state == "active":
+                await self.store.set_state(
+                    schedule_id,
+                    state="paused",
+                    next_fire_at=None,
+                    now=self.clock.now(),
+                    from_states=("active",),
+                    also=act.record,
+                )
         return await self.get(owner, schedule_id)
 
     async def resume(self, owner: Owner | None, schedule_id: str) -> dict[str, Any]:
         """Fire again from the next occurrence after now (idempotent)."""
-        record = await self._record(owner, schedule_id)
-        if record.state == "stopped":
-            raise ScheduleConflict(
-                "the schedule stopped because every destination's token is dead; "
-                "create a new schedule with current tokens"
-            )
-        if record.state == "paused":
-            now = self.clock.now()
-            nxt = rule_of(record).next_after(now)
-            await self.store.set_state(
-                schedule_id,
-                state="active" if nxt is not None else "finished",
-                next_fire_at=nxt,
-                now=now,
-                from_states=("paused",),
-            )
-            self._changed()
+        async with audited(
+            self.store.db, "schedule.resume", schedule_id, actor=self._actor(owner)
+        ) as act:
+            record = await self._record(owner, schedule_id)
+            act.details["state"] = record.state
+            if record.state == "stopped":
+                raise ScheduleConflict(
+                    "the schedule stopped because every destination's token is dead; "
+                    "create a new schedule with current tokens"
+                )
+            if record.state == "paused":
+                now = self.clock.now()
+                nxt = rule_of(record).next_after(now)
+                await self.store.set_state(
+                    schedule_id,
+                    state="active" if nxt is not None else "finished",
+                    next_fire_at=nxt,
+                    now=now,
+                    from_states=("paused",),
+                    also=act.record,
+                )
+                self._changed()
         return await self.get(owner, schedule_id)
 
     async def delete(self, owner: Owner | None, schedule_id: str) -> None:
-        await self._record(owner, schedule_id)
-        if not await self.store.delete(schedule_id):
-            raise ScheduleNotFound(f"no schedule {schedule_id[:40]!r} for this key")
+        async with audited(
+            self.store.db, "schedule.delete", schedule_id, actor=self._actor(owner)
+        ) as act:
+            record = await self._record(owner, schedule_id)
+            act.details["key"] = record.key_id
+            if not await self.store.delete(schedule_id, also=act.record):
+                raise ScheduleNotFound(f"no schedule {schedule_id[:40]!r} for this key")
 
     async def history(
         self, owner: Owner | None, schedule_id: str, limit: int = 100

@@ -50,10 +50,19 @@ class ProvisioningSettings(SectionModel):
         gt=0,
         le=1.0,
         description="How often the gateway looks for deactivated or revoked certificates to "
-        "close their live connections (<= 1 s).",
+        "close their live connections, and for things created by other processes (<= 1 s).",
     )
     anonymous_listeners: list[Literal["tcp", "ws"]] = Field(
         default_factory=list,
-        description="Plain listeners that accept clients without a username (DEVELOPMENT ONLY: "
-        "anonymous clients get full access). Empty = none.",
+        description="Plain listeners that accept clients without a username (DEVELOPMENT ONLY). "
+        "Anonymous clients may use any topic except reserved $aws/... topics and registered "
+        "devices' topics (<thing>, <thing>/...), unless anonymous_policy is set. Empty = none.",
+    )
+    anonymous_policy: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.,@=+-]{1,128}$",
+        description="Name of a stored policy (`lantern policies put NAME -f FILE`) that decides "
+        "what anonymous clients may do instead of the default access (reserved $aws/... topics "
+        "stay closed). Must exist when `lantern serve` starts; read at every anonymous CONNECT. "
+        "Unset = the default anonymous access.",
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,10 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from lantern.errors import LanternError
+
+InTransaction = Callable[[AsyncConnection], Awaitable[None]]
+"""Extra work a caller hands a repository method to do inside that method's transaction (e.g.
+writing the audit entry of the change, so both commit or neither does)."""
 
 
 class StoreError(LanternError):

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.engine import RowMapping
 
 from lantern.store.batch import BatchTransactions
-from lantern.store.db import Database, StoreError
+from lantern.store.db import Database, InTransaction, StoreError
 from lantern.store.schema.push import api_keys, push_deliveries
 from lantern.store.sqlite_rows import multirow_inserts
 
@@ -82,14 +82,17 @@ class ApiKeyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def insert(self, row: ApiKeyRow) -> None:
-        """Insert ``row``; raises :class:`StoreError` if the id or secret hash exists."""
+    async def insert(self, row: ApiKeyRow, *, also: InTransaction | None = None) -> None:
+        """Insert ``row`` (and run ``also`` in the same transaction); raises
+        :class:`StoreError` if the id or secret hash exists."""
         values = {name: getattr(row, name) for name in _KEY_FIELDS}
-        try:
-            async with self.db.transaction() as conn:
+        async with self.db.transaction() as conn:
+            try:
                 await conn.execute(insert(api_keys).values(**values))
-        except Exception as exc:  # IntegrityError differs per driver
-            raise StoreError(f"cannot store API key {row.id}: it already exists") from exc
+            except Exception as exc:  # IntegrityError differs per driver
+                raise StoreError(f"cannot store API key {row.id}: it already exists") from exc
+            if also is not None:
+                await also(conn)
 
     async def by_hash(self, secret_hash: str) -> ApiKeyRow | None:
         async with self.db.connect() as conn:
@@ -114,10 +117,17 @@ class ApiKeyStore:
             return [_key(r) for r in result.mappings()]
 
     async def revoke(
-        self, key_id: str, at: float, note: str | None, replaced_by: str | None = None
+        self,
+        key_id: str,
+        at: float,
+        note: str | None,
+        replaced_by: str | None = None,
+        *,
+        also: InTransaction | None = None,
     ) -> bool:
         """Set the revocation time (kept forever); False if the key is unknown or already revoked
-        at an earlier time (a revocation is never postponed)."""
+        at an earlier time (a revocation is never postponed). ``also`` runs in the same
+        transaction when the key was revoked."""
         values: dict[str, object] = {"revoked_at": at, "revoke_note": note}
         if replaced_by is not None:
             values["replaced_by"] = replaced_by
@@ -128,6 +138,8 @@ class ApiKeyStore:
                 .where((api_keys.c.revoked_at.is_(None)) | (api_keys.c.revoked_at > at))
                 .values(**values)
             )
+            if result.rowcount and also is not None:
+                await also(conn)
             return bool(result.rowcount)
 
 

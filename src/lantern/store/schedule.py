@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lantern.store.db import Database
+from lantern.store.db import Database, InTransaction
 from lantern.store.schema.schedule import (
     schedule_deliveries,
     schedule_destinations,
@@ -125,7 +125,10 @@ class ScheduleStore:
 
     # -- schedules ----------------------------------------------------------------------------
 
-    async def insert(self, record: ScheduleRecord, tokens: Sequence[str]) -> None:
+    async def insert(
+        self, record: ScheduleRecord, tokens: Sequence[str], *, also: InTransaction | None = None
+    ) -> None:
+        """Insert a schedule and its destinations (``also`` runs in the same transaction)."""
         values = {k: getattr(record, k) for k in S.c.keys()}  # noqa: SIM118 (column names)
         async with self.db.transaction() as conn:
             await conn.execute(insert(S).values(**values))
@@ -136,6 +139,8 @@ class ScheduleStore:
                     for i, t in enumerate(tokens)
                 ],
             )
+            if also is not None:
+                await also(conn)
 
     async def _destinations(
         self, conn: AsyncConnection, ids: Sequence[str]
@@ -194,17 +199,23 @@ class ScheduleStore:
         next_fire_at: int | None,
         now: float,
         from_states: Sequence[str],
+        also: InTransaction | None = None,
     ) -> bool:
-        """Move to ``state`` if currently in one of ``from_states``; False otherwise."""
+        """Move to ``state`` if currently in one of ``from_states``; False otherwise. ``also``
+        runs in the same transaction when the state changed."""
         async with self.db.transaction() as conn:
             result = await conn.execute(
                 update(S)
                 .where(S.c.id == schedule_id, S.c.state.in_(from_states))
                 .values(state=state, next_fire_at=next_fire_at, updated_at=now)
             )
+            if result.rowcount == 1 and also is not None:
+                await also(conn)
         return bool(result.rowcount == 1)
 
-    async def delete(self, schedule_id: str) -> bool:
+    async def delete(self, schedule_id: str, *, also: InTransaction | None = None) -> bool:
+        """Delete a schedule with its history; ``also`` runs in the same transaction when it
+        existed."""
         async with self.db.transaction() as conn:
             # Children first: SQLite enforces the cascades only with foreign_keys=ON per
             # connection, and deleting explicitly keeps the two databases alike.
@@ -213,6 +224,8 @@ class ScheduleStore:
             await conn.execute(delete(O).where(O.c.schedule_id == schedule_id))
             await conn.execute(delete(D).where(D.c.schedule_id == schedule_id))
             result = await conn.execute(delete(S).where(S.c.id == schedule_id))
+            if result.rowcount == 1 and also is not None:
+                await also(conn)
         return bool(result.rowcount == 1)
 
     async def history(self, schedule_id: str, limit: int = 100) -> list[OccurrenceRecord]:

@@ -52,6 +52,8 @@ things = Table(
     Column("updated_at", Float, nullable=False),
 )
 Index("ix_things_project", things.c.project)
+# The gateway polls for things created since a time (lantern.gateway.things).
+Index("ix_things_created_at", things.c.created_at)
 
 certificates = Table(
     "certificates",
