@@ -35,7 +35,7 @@ from lantern.mqtt.properties import EMPTY_PROPERTIES, Properties
 from lantern.mqtt.reason_codes import ReasonCode
 
 if TYPE_CHECKING:
-    from lantern.mqtt.broker import Session
+    from lantern.mqtt.broker import Delivery, Session
     from lantern.mqtt.server.publish_flow import PendingInbound
     from lantern.mqtt.server.server import MQTTServer
     from lantern.mqtt.transport import ByteStream
@@ -54,6 +54,7 @@ class HandlerBase:
         "_client_id",
         "_closed",
         "_conn",
+        "_deferred",
         "_disconnect_expiry",
         "_fast_path",
         "_gone",
@@ -102,6 +103,8 @@ class HandlerBase:
         # Inbound publishes whose outcome is not applied yet, in receive order (created on the
         # first intercepted PUBLISH).
         self._pending: deque[PendingInbound] | None = None
+        # QoS 1/2 deliveries waiting for the write buffer to drain (see server.delivery).
+        self._deferred: deque[Delivery] | None = None
 
     # -- ClientHandle (what hooks see) ---------------------------------------------------
 
