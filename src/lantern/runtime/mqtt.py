@@ -23,6 +23,7 @@ from lantern.mqtt.hooks import (
 )
 from lantern.mqtt.server import MQTTServer, MQTTServerConfig
 from lantern.runtime.component import Component, Platform
+from lantern.runtime.metrics import MQTTCollector
 
 __all__ = ["MQTTComponent"]
 
@@ -62,6 +63,7 @@ class MQTTComponent(Component):
             topic_alias_maximum=s.topic_alias_maximum,
         )
         self.server = MQTTServer(self.config, AllowAllAuthenticator(), AllowAllAuthorizer())
+        platform.metrics.register(MQTTCollector(self.server))
         self.allow_all = True
         platform.extras["mqtt.server"] = self.server
 
