@@ -9,7 +9,9 @@ ignored on mTLS (the SDK builders put metrics in it, PROTOCOL.md §0-#8).
 Plain TCP / WebSocket listeners: username and password against ``mqtt_users`` (0x86 when
 wrong), or anonymous access where the operator enabled it for that listener.
 
-On success the connection's policies are computed once and handed to the authorizer.
+On success the connection's policies are computed once and handed to the authorizer; a
+certificate's connection is valid until the certificate (or the CA) expires
+(``AuthResult.valid_until``: the server closes it then, MQTT 5 DISCONNECT 0x98).
 
 Failed authentications are throttled (:mod:`lantern.gateway.throttle`): per source address and
 per user name (mTLS: per certificate); a throttled attempt is refused at once with 0x8A Banned
@@ -29,7 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -110,8 +112,9 @@ class GatewayAuthenticator:
     async def authenticate(self, info: ConnectInfo) -> AuthResult:
         der = info.peer_cert_der
         address = source_key(info.remote_address)
-        if der is not None:
-            who: str | None = "certificate:" + certificate_id(der)
+        cert_id = certificate_id(der) if der is not None else None
+        if cert_id is not None:
+            who: str | None = "certificate:" + cert_id
         else:
             who = None if info.username is None else "user:" + info.username
         throttled = self.throttle.refused(address, who)
@@ -128,6 +131,8 @@ class GatewayAuthenticator:
             result = AuthResult(identity=None, reason_code=ReasonCode.SERVER_UNAVAILABLE)
         if result.identity is not None:
             self.throttle.succeeded(who)
+            if der is not None and cert_id is not None:
+                result = replace(result, valid_until=self._valid_until(der, cert_id))
             return result
         code = result.reason_code
         if code == ReasonCode.SERVER_BUSY:
@@ -148,6 +153,13 @@ class GatewayAuthenticator:
     def close(self) -> None:
         """Stop the password checking threads."""
         self.passwords.close()
+
+    def _valid_until(self, der: bytes, cert_id: str) -> float:
+        """When an accepted certificate stops being valid (epoch seconds): its own end, or
+        the platform CA's if that comes first. The server closes the connection then."""
+        period = self._verified.get(cert_id)
+        end = period[1] if period is not None else load_certificate(der).not_valid_after_utc
+        return min(end, self.ca.certificate.not_valid_after_utc).timestamp()
 
     def _claim_policy(self, claim: reg.ClaimRecord) -> PolicySet:
         """The built-in policy of a claim connection: it depends only on the claim's templates

@@ -54,11 +54,17 @@ class ConnectInfo:
 
 @dataclass(frozen=True, slots=True)
 class AuthResult:
-    """An authenticator's answer. ``identity`` None means refused with ``reason_code``."""
+    """An authenticator's answer. ``identity`` None means refused with ``reason_code``.
+
+    ``valid_until``: when the credentials stop being valid (seconds since the epoch, wall
+    clock; None = no end). The server closes the connection then: MQTT 5 DISCONNECT 0x98
+    (administrative action), 3.1.1 just closed.
+    """
 
     identity: object | None
     reason_code: ReasonCode = ReasonCode.SUCCESS
     assigned_client_id: str | None = None
+    valid_until: float | None = None
 
 
 class ClientHandle(Protocol):

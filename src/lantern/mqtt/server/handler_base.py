@@ -16,13 +16,15 @@ paused) once more than the advertised Receive Maximum entries are pending, or wh
 buffer is above its high-water mark, so input stays bounded.
 
 No task per connection: the one timer is a loop.call_at handle (CONNECT timeout, then keep
-alive); a task exists only while an authenticator or interceptor coroutine runs.
+alive and the end of the credentials' validity, whichever comes first); a task exists only while
+an authenticator or interceptor coroutine runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -69,6 +71,7 @@ class HandlerBase:
         "_stream",
         "_task",
         "_timer",
+        "_valid_until",
         "_will_on_close",
         "_write_paused",
         "session",
@@ -96,6 +99,7 @@ class HandlerBase:
         self._keepalive = 0.0
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._valid_until: float | None = None  # wall clock (epoch seconds); None = no end
         self._task: asyncio.Task[None] | None = None
         self._fast_path = True
         self._max_out: int | None = None
@@ -291,12 +295,37 @@ class HandlerBase:
                 self._reason = "CONNECT timeout"
             self._close_stream()
 
+    def end_at(self, valid_until: float) -> None:
+        """Close this (connected) connection at ``valid_until`` (epoch seconds, wall clock):
+        its credentials end then. Shares the keep alive timer."""
+        self._valid_until = valid_until
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._check_alive()
+
     def _check_alive(self) -> None:
         if self._closed:
             return
         loop = self._server.loop
+        now = loop.time()
         deadline = self._last_activity + self._keepalive
-        if loop.time() >= deadline:
+        valid_until = self._valid_until
+        if valid_until is not None:
+            left = valid_until - time.time()  # wall clock: certificates end on it
+            if left <= 0:
+                self._timer = None
+                log.info(
+                    "closing %s (client %r): credentials expired",
+                    self.remote_address,
+                    self._client_id,
+                )
+                self._shutdown(ReasonCode.ADMINISTRATIVE_ACTION, "credentials expired")
+                return
+            if now + left < deadline:
+                self._timer = loop.call_at(now + left, self._check_alive)
+                return
+        if now >= deadline:
             self._timer = None
             self._shutdown(ReasonCode.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
         else:
