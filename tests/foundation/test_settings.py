@@ -46,6 +46,7 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
         ({"LANTERN_LOG_LEVEL": "loud"}, "log_level"),
         ({"LANTERN_MQTT__MAX_SESSION_BYTES": "100000"}, "mqtt.max_session_bytes"),
         ({"LANTERN_MQTT__MAX_QUEUED_BYTES_TOTAL": "0"}, "mqtt.max_queued_bytes_total"),
+        ({"LANTERN_MQTT__MAX_RETAINED_BYTES": "-1"}, "mqtt.max_retained_bytes"),
         ({"LANTERN_PROVISIONING__AUTH_FAILURE_WINDOW_SECONDS": "0"}, "auth_failure_window"),
         ({"LANTERN_PROVISIONING__AUTH_MAX_FAILURES_PER_ADDRESS": "-1"}, "failures_per_address"),
         ({"LANTERN_PROVISIONING__AUTH_MAX_FAILURES_PER_USER": "x"}, "failures_per_user"),

@@ -129,3 +129,26 @@ def test_accounting_stays_exact_under_random_operations() -> None:
             b.tick(now)
         check_accounting(b)
     assert b.stats.dropped_session_bytes and b.stats.dropped_total_bytes
+
+
+def test_retained_store_is_bounded_in_bytes() -> None:
+    b = Broker(max_retained_bytes=100)
+    b.publish(msg("r/a", b"x" * 40, retain=True), 0)  # 43 bytes
+    b.publish(msg("r/b", b"y" * 40, retain=True), 0)  # 86
+    b.publish(msg("r/c", b"z" * 40, retain=True), 0)  # 129 > 100: refused
+    assert (b.retained.bytes, b.retained.refused, len(b.retained)) == (86, 1, 2)
+    b.publish(msg("r/a", b"X" * 10, retain=True), 0)  # a smaller replacement fits
+    assert b.retained.bytes == 56
+    b.publish(msg("r/b", b"Y" * 90, retain=True), 0)  # too big: refused, the old one forgotten
+    assert b.retained.get("r/b") is None and b.retained.bytes == 13
+    b.publish(msg("r/a", b"", retain=True), 0)  # delete
+    assert b.retained.bytes == 0 and len(b.retained) == 0
+
+
+def test_retained_bytes_follow_expiry() -> None:
+    from lantern.mqtt.properties import Properties
+
+    b = Broker(max_retained_bytes=100)
+    b.publish(msg("r/a", b"x" * 40, retain=True, props=Properties(message_expiry_interval=1)), 0)
+    s, _, _, _ = online(b, "c", now=5)
+    assert sub(b, s, "r/#", now=5) == [] and b.retained.bytes == 0

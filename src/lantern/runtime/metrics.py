@@ -55,6 +55,17 @@ class MQTTCollector(Collector):
             "Bytes (payload + topic) of QoS 1/2 messages in session queues.",
             value=stats.queued_bytes,
         )
+        retained = server.broker.retained
+        yield GaugeMetricFamily(
+            "lantern_mqtt_retained_bytes",
+            "Bytes (payload + topic) of retained messages.",
+            value=retained.bytes,
+        )
+        yield CounterMetricFamily(
+            "lantern_mqtt_retained_refused",
+            "Retained messages not stored: over max_retained_messages or max_retained_bytes.",
+            value=retained.refused,
+        )
         yield CounterMetricFamily(
             "lantern_mqtt_publish_denied",
             "Inbound PUBLISHes refused by policy.",

@@ -55,6 +55,8 @@ class MQTTComponent(Component):
             max_queued_messages=s.max_queued_messages,
             max_session_bytes=s.max_session_bytes,
             max_queued_bytes_total=s.max_queued_bytes_total,
+            max_retained_messages=s.max_retained_messages,
+            max_retained_bytes=s.max_retained_bytes,
             max_subscriptions_per_connection=s.max_subscriptions_per_connection,
             connect_timeout=s.connect_timeout,
             handshake_timeout=s.handshake_timeout,

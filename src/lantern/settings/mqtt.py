@@ -65,6 +65,17 @@ class MQTTSettings(SectionModel):
         description="Bytes of QoS 1/2 messages in all session queues together; over it new "
         "messages to queues are dropped (counted).",
     )
+    max_retained_messages: int = Field(
+        default=100_000,
+        ge=0,
+        description="Retained messages kept (one per topic); new ones over it are refused.",
+    )
+    max_retained_bytes: int = Field(
+        default=256 << 20,
+        ge=0,
+        description="Bytes (payload + topic) of all retained messages; a retained message over "
+        "it is refused (a refused replacement also drops the topic's previous one).",
+    )
     max_subscriptions_per_connection: int = Field(
         default=100, ge=1, description="Subscriptions per session; more get SUBACK 0x97/0x80."
     )

@@ -75,6 +75,7 @@ class Broker:
         max_inflight: int = 100,
         max_queued: int = 1000,
         max_retained: int = 100_000,
+        max_retained_bytes: int = 256 << 20,
         max_session_bytes: int = 16 << 20,
         max_queued_bytes_total: int = 256 << 20,
         may_receive: ReceiveCheck | None = None,
@@ -86,7 +87,7 @@ class Broker:
         self.may_receive = may_receive
         self.sessions: dict[str, Session] = {}
         self.trie = SubscriptionTrie()
-        self.retained = RetainedStore(max_retained)
+        self.retained = RetainedStore(max_retained, max_retained_bytes)
         self.stats = BrokerStats()
         self._timers: list[tuple[float, int, int, Session]] = []
         self._timer_seq = 0

@@ -38,6 +38,7 @@ class MQTTServerConfig:
     max_queued_bytes_total: int = 256 << 20
     max_subscriptions_per_connection: int = 100
     max_retained_messages: int = 100_000
+    max_retained_bytes: int = 256 << 20  # payload + topic of all retained messages
     connect_timeout: float = 10.0  # from TLS established to CONNECT received
     handshake_timeout: float = 10.0  # TLS / WebSocket handshake
     keepalive_max: int = 1200  # 0 or larger client keep alives are capped to this
