@@ -44,6 +44,15 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
         ({"LANTERN_MQTT__PORT": "not-a-port"}, "mqtt.port"),
         ({"LANTERN_MQTT__PORT": "70000"}, "mqtt.port"),
         ({"LANTERN_LOG_LEVEL": "loud"}, "log_level"),
+        ({"LANTERN_MQTT__MAX_SESSION_BYTES": "100000"}, "mqtt.max_session_bytes"),
+        ({"LANTERN_MQTT__MAX_QUEUED_BYTES_TOTAL": "0"}, "mqtt.max_queued_bytes_total"),
+        ({"LANTERN_MQTT__MAX_RETAINED_BYTES": "-1"}, "mqtt.max_retained_bytes"),
+        ({"LANTERN_PROVISIONING__AUTH_FAILURE_WINDOW_SECONDS": "0"}, "auth_failure_window"),
+        ({"LANTERN_PROVISIONING__AUTH_MAX_FAILURES_PER_ADDRESS": "-1"}, "failures_per_address"),
+        ({"LANTERN_PROVISIONING__AUTH_MAX_FAILURES_PER_USER": "x"}, "failures_per_user"),
+        ({"LANTERN_PROVISIONING__AUTH_THROTTLE_MAX_ENTRIES": "0"}, "throttle_max_entries"),
+        ({"LANTERN_PROVISIONING__PASSWORD_CHECK_THREADS": "0"}, "password_check_threads"),
+        ({"LANTERN_PROVISIONING__PASSWORD_CHECK_QUEUE": "0"}, "password_check_queue"),
     ],
 )
 def test_bad_environment_names_the_setting(environ: dict[str, str], named: str) -> None:

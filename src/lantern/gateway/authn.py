@@ -22,7 +22,15 @@ may use a registered thing's name as client id (0x87; checked after the password
 client id is assigned here (``auto-<hex>``), so the policies remembered for the connection are
 found under the id it really gets.
 
-On success the connection's policies are computed once and handed to the authorizer.
+On success the connection's policies are computed once and handed to the authorizer; a
+certificate's connection is valid until the certificate (or the CA) expires
+(``AuthResult.valid_until``: the server closes it then, MQTT 5 DISCONNECT 0x98).
+
+Failed authentications are throttled (:mod:`lantern.gateway.throttle`): per source address and
+per user name (mTLS: per certificate); a throttled attempt is refused at once with 0x8A Banned
+(3.1.1: 5) without looking at its credentials. Password checks (scrypt) run on a bounded pool
+(:mod:`lantern.gateway.password_pool`); when it is full the attempt gets 0x89 Server busy
+(3.1.1: 3). Outcomes are counted in :class:`AuthStats` (exported as metrics).
 
 Cost per CONNECT: the registry is read on every CONNECT (so a revoked or deactivated certificate
 is refused at once, whichever process changed it) but as ONE job on the registry worker's
@@ -33,12 +41,11 @@ changes; its validity period is still checked on every CONNECT).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -50,9 +57,10 @@ from lantern.gateway.identity import (
     ThingIdentity,
     UserIdentity,
 )
-from lantern.gateway.passwords import verify_password
+from lantern.gateway.password_pool import PasswordChecker
 from lantern.gateway.policy import CLIENT_ID_VAR, THING_NAME_VAR, PolicySet, compile_policy
 from lantern.gateway.things import ThingNames
+from lantern.gateway.throttle import AuthStats, AuthThrottle, source_key
 from lantern.mqtt.hooks import AuthResult, ConnectInfo
 from lantern.mqtt.reason_codes import ReasonCode
 from lantern.pki import CertificateAuthority, PKIError, certificate_id, load_certificate
@@ -61,7 +69,7 @@ from lantern.store import registry as reg
 from lantern.store import registry_access as acc
 from lantern.store.registry_worker import RegistryWorker
 
-__all__ = ["GatewayAuthenticator"]
+__all__ = ["AuthStats", "GatewayAuthenticator"]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +116,8 @@ class GatewayAuthenticator:
         anonymous_listeners: Collection[str] = (),
         anonymous_policy: str | None = None,
         thing_names: ThingNames | None = None,
+        throttle: AuthThrottle | None = None,
+        passwords: PasswordChecker | None = None,
     ) -> None:
         self.db = db
         self.ca = ca
@@ -121,19 +131,65 @@ class GatewayAuthenticator:
         self.thing_names = names
         if authorizer.thing_names is None:
             authorizer.thing_names = names
+        self.throttle = throttle if throttle is not None else AuthThrottle()
+        self.passwords = passwords if passwords is not None else PasswordChecker()
+        self.stats = AuthStats()
         self.worker = RegistryWorker.for_database(db)
         # certificate id -> validity period, for certificates whose CA signature checked out
         self._verified: dict[str, tuple[dt.datetime, dt.datetime]] = {}
         self._claim_policies: dict[frozenset[str], PolicySet] = {}
 
     async def authenticate(self, info: ConnectInfo) -> AuthResult:
+        der = info.peer_cert_der
+        address = source_key(info.remote_address)
+        cert_id = certificate_id(der) if der is not None else None
+        if cert_id is not None:
+            who: str | None = "certificate:" + cert_id
+        else:
+            who = None if info.username is None else "user:" + info.username
+        throttled = self.throttle.refused(address, who)
+        if throttled is not None:
+            self.stats.throttled[throttled] += 1  # logged once, when the block started
+            return AuthResult(identity=None, reason_code=ReasonCode.BANNED)
         try:
-            if info.peer_cert_der is not None:
-                return await self._by_certificate(info, info.peer_cert_der)
-            return await self._by_password(info)
+            if der is not None:
+                result = await self._by_certificate(info, der)
+            else:
+                result = await self._by_password(info)
         except Exception:
             log.exception("authentication of client %r failed", info.client_id)
-            return AuthResult(identity=None, reason_code=ReasonCode.SERVER_UNAVAILABLE)
+            result = AuthResult(identity=None, reason_code=ReasonCode.SERVER_UNAVAILABLE)
+        if result.identity is not None:
+            self.throttle.succeeded(who)
+            if der is not None and cert_id is not None:
+                result = replace(result, valid_until=self._valid_until(der, cert_id))
+            return result
+        code = result.reason_code
+        if code == ReasonCode.SERVER_BUSY:
+            self.stats.failures["busy"] += 1
+        elif code == ReasonCode.SERVER_UNAVAILABLE:
+            self.stats.failures["error"] += 1
+        else:
+            kind = "certificate" if der is not None else "password" if who else "anonymous"
+            self.stats.failures[kind] += 1
+            for scope in self.throttle.failed(address, who):
+                log.warning(
+                    "too many failed MQTT authentications of %s: refusing it for up to %g s",
+                    address if scope == "address" else who,
+                    self.throttle.window,
+                )
+        return result
+
+    def close(self) -> None:
+        """Stop the password checking threads."""
+        self.passwords.close()
+
+    def _valid_until(self, der: bytes, cert_id: str) -> float:
+        """When an accepted certificate stops being valid (epoch seconds): its own end, or
+        the platform CA's if that comes first. The server closes the connection then."""
+        period = self._verified.get(cert_id)
+        end = period[1] if period is not None else load_certificate(der).not_valid_after_utc
+        return min(end, self.ca.certificate.not_valid_after_utc).timestamp()
 
     def _claim_policy(self, claim: reg.ClaimRecord) -> PolicySet:
         """The built-in policy of a claim connection: it depends only on the claim's templates
@@ -284,7 +340,10 @@ class GatewayAuthenticator:
         password = (info.password or b"").decode("utf-8", "replace")
         stored = user.password_hash if user is not None else _DUMMY_HASH
         # Verify even for unknown users so timing does not reveal which usernames exist.
-        ok = await asyncio.to_thread(verify_password, password, stored)
+        ok = await self.passwords.verify(password, stored)
+        if ok is None:
+            log.info("refused %r on %s: password checks are all busy", info.username, info.listener)
+            return AuthResult(identity=None, reason_code=ReasonCode.SERVER_BUSY)
         if user is None or not ok or user.disabled_at is not None:
             log.info("refused %r on %s: bad username or password", info.username, info.listener)
             return AuthResult(identity=None, reason_code=ReasonCode.BAD_USER_NAME_OR_PASSWORD)

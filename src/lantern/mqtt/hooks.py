@@ -62,6 +62,9 @@ class AuthResult:
     refused, and the session and its connection are untouched. None means the identity itself.
     ``persistent_session`` False forces Clean Start and Session Expiry 0 (nothing of the
     session outlives the connection).
+    ``valid_until``: when the credentials stop being valid (seconds since the epoch, wall
+    clock; None = no end). The server closes the connection then: MQTT 5 DISCONNECT 0x98
+    (administrative action), 3.1.1 just closed.
     """
 
     identity: object | None
@@ -69,6 +72,7 @@ class AuthResult:
     assigned_client_id: str | None = None
     principal: Hashable | None = None
     persistent_session: bool = True
+    valid_until: float | None = None
 
 
 class ClientHandle(Protocol):

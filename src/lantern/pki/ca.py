@@ -167,7 +167,7 @@ class CertificateAuthority:
         self,
         subject: x509.Name,
         public_key: object,
-        days: int,
+        days: float,
         *,
         server_names: list[str] | None = None,
     ) -> x509.Certificate:
@@ -200,7 +200,7 @@ class CertificateAuthority:
         self,
         common_name: str,
         key_type: KeyType = KeyType.RSA_2048,
-        days: int = DEVICE_DAYS,
+        days: float = DEVICE_DAYS,
         *,
         key: PrivateKey | None = None,
     ) -> IssuedCertificate:
@@ -218,7 +218,7 @@ class CertificateAuthority:
         self,
         csr: x509.CertificateSigningRequest,
         common_name: str | None = None,
-        days: int = DEVICE_DAYS,
+        days: float = DEVICE_DAYS,
     ) -> IssuedCertificate:
         """Sign a verified CSR (see :func:`lantern.pki.load_csr`) as a client certificate."""
         if common_name is None:

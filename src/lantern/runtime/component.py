@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
+from prometheus_client import CollectorRegistry
 
 from lantern.pki import CertificateAuthority
 from lantern.settings import Settings
@@ -22,7 +23,8 @@ class Platform:
     """What every component may use: settings, the data directory, the CA and the database.
 
     ``extras`` lets components hand objects to each other by name (e.g. the MQTT server, the
-    push dispatcher) without this module importing their types.
+    push dispatcher) without this module importing their types. ``metrics`` is the registry
+    ``/metrics`` serves; components register their collectors on it.
     """
 
     settings: Settings
@@ -31,6 +33,7 @@ class Platform:
     db: Database
     http_base_url: str
     extras: dict[str, object] = field(default_factory=dict)
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
 
 
 class Component:

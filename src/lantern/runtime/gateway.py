@@ -30,15 +30,18 @@ from lantern.api.provisioning import build_provisioning_router
 from lantern.errors import ConfigError
 from lantern.gateway.authn import GatewayAuthenticator
 from lantern.gateway.authorizer import GatewayAuthorizer
+from lantern.gateway.password_pool import PasswordChecker
 from lantern.gateway.revocation import RevocationWatcher
 from lantern.gateway.router import ReservedTopicRouter
 from lantern.gateway.things import ThingNames
+from lantern.gateway.throttle import AuthThrottle
 from lantern.mqtt.server import MQTTServer
 from lantern.provisioning.hook import PreProvisioningHook
 from lantern.provisioning.service import ProvisioningService
 from lantern.runtime.audit import auth_failures
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.datadir import DataDir
+from lantern.runtime.metrics import AuthCollector
 from lantern.store import registry_access as acc
 
 __all__ = ["GatewayComponent"]
@@ -66,7 +69,18 @@ class GatewayComponent(Component):
             anonymous_listeners=settings.anonymous_listeners,
             anonymous_policy=settings.anonymous_policy,
             thing_names=self.thing_names,
+            throttle=AuthThrottle(
+                window=settings.auth_failure_window_seconds,
+                max_per_address=settings.auth_max_failures_per_address,
+                max_per_user=settings.auth_max_failures_per_user,
+                max_entries=settings.auth_throttle_max_entries,
+            ),
+            passwords=PasswordChecker(
+                threads=settings.password_check_threads,
+                max_pending=settings.password_check_queue,
+            ),
         )
+        platform.metrics.register(AuthCollector(self.authenticator.stats))
         self.router = ReservedTopicRouter()
         self.hook = PreProvisioningHook.open(settings.hook_timeout_seconds)
         self.provisioning = ProvisioningService(
@@ -157,6 +171,7 @@ class GatewayComponent(Component):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         self.provisioning.close()
+        self.authenticator.close()
         await self.hook.close()
 
     def describe(self) -> list[str]:

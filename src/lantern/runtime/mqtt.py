@@ -23,6 +23,7 @@ from lantern.mqtt.hooks import (
 )
 from lantern.mqtt.server import MQTTServer, MQTTServerConfig
 from lantern.runtime.component import Component, Platform
+from lantern.runtime.metrics import MQTTCollector
 
 __all__ = ["MQTTComponent"]
 
@@ -52,6 +53,10 @@ class MQTTComponent(Component):
             max_inflight=s.max_inflight,
             receive_maximum=s.receive_maximum,
             max_queued_messages=s.max_queued_messages,
+            max_session_bytes=s.max_session_bytes,
+            max_queued_bytes_total=s.max_queued_bytes_total,
+            max_retained_messages=s.max_retained_messages,
+            max_retained_bytes=s.max_retained_bytes,
             max_subscriptions_per_connection=s.max_subscriptions_per_connection,
             connect_timeout=s.connect_timeout,
             handshake_timeout=s.handshake_timeout,
@@ -60,6 +65,7 @@ class MQTTComponent(Component):
             topic_alias_maximum=s.topic_alias_maximum,
         )
         self.server = MQTTServer(self.config, AllowAllAuthenticator(), AllowAllAuthorizer())
+        platform.metrics.register(MQTTCollector(self.server))
         self.allow_all = True
         platform.extras["mqtt.server"] = self.server
 

@@ -25,6 +25,7 @@ from lantern.push.deliverylog import DeliveryLog
 from lantern.push.dispatch import PushDispatcher
 from lantern.push.factory import build_providers
 from lantern.push.keys import KeyService
+from lantern.push.metrics import PushMetrics
 from lantern.push.retry import RetryPolicy
 from lantern.push.scopes import parse_scope
 from lantern.runtime.component import Component, Platform
@@ -61,6 +62,7 @@ class PushComponent(Component):
             address_key=address_key(platform.data_dir),
             retry=RetryPolicy(budget=settings.retry_budget_seconds),
             default_rate_per_minute=settings.default_rate_per_minute,
+            metrics=PushMetrics(platform.metrics),
         )
         platform.extras["push.dispatcher"] = self.dispatcher
         platform.extras["push.keys"] = self.keys

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lantern.settings.base import SectionModel
 
@@ -51,6 +51,31 @@ class MQTTSettings(SectionModel):
         ge=0,
         description="QoS 1/2 messages queued per session; over it the newest is dropped.",
     )
+    max_session_bytes: int = Field(
+        default=16 << 20,
+        ge=64,
+        description="Bytes (payload + topic) of QoS 1/2 messages one session holds, queued and "
+        "in flight together; over it the newest message is dropped (counted). At least "
+        "max_packet_size; the default leaves room for a full window (max_inflight) of "
+        "128 KB messages.",
+    )
+    max_queued_bytes_total: int = Field(
+        default=256 << 20,
+        ge=1,
+        description="Bytes of QoS 1/2 messages in all session queues together; over it new "
+        "messages to queues are dropped (counted).",
+    )
+    max_retained_messages: int = Field(
+        default=100_000,
+        ge=0,
+        description="Retained messages kept (one per topic); new ones over it are refused.",
+    )
+    max_retained_bytes: int = Field(
+        default=256 << 20,
+        ge=0,
+        description="Bytes (payload + topic) of all retained messages; a retained message over "
+        "it is refused (a refused replacement also drops the topic's previous one).",
+    )
     max_subscriptions_per_connection: int = Field(
         default=100, ge=1, description="Subscriptions per session; more get SUBACK 0x97/0x80."
     )
@@ -74,3 +99,12 @@ class MQTTSettings(SectionModel):
     topic_alias_maximum: int = Field(
         default=8, ge=0, le=65535, description="Topic aliases a client may use (MQTT 5)."
     )
+
+    @model_validator(mode="after")
+    def _session_bytes_fit_a_packet(self) -> MQTTSettings:
+        if self.max_session_bytes < self.max_packet_size:
+            raise ValueError(
+                f"mqtt.max_session_bytes ({self.max_session_bytes}) must be at least "
+                f"mqtt.max_packet_size ({self.max_packet_size})"
+            )
+        return self

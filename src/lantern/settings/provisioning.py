@@ -52,6 +52,48 @@ class ProvisioningSettings(SectionModel):
         description="How often the gateway looks for deactivated or revoked certificates to "
         "close their live connections, and for things created by other processes (<= 1 s).",
     )
+    auth_failure_window_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="Window of the failed-authentication throttle: a source address or user "
+        "name (mTLS: certificate) that reaches its failure limit in a window is refused at "
+        "once (CONNACK 0x8A Banned, 3.1.1: 5) until the window ends.",
+    )
+    auth_max_failures_per_address: int = Field(
+        default=30,
+        ge=0,
+        description="Failed MQTT authentications per source address (IPv6: per /64) and window "
+        "before further attempts from it are refused at once. 0 = no limit.",
+    )
+    auth_max_failures_per_user: int = Field(
+        default=10,
+        ge=0,
+        description="Failed authentications per user name (mTLS: per certificate) and window, "
+        "from any address, before further attempts are refused at once (a success clears "
+        "it). 0 = no limit.",
+    )
+    auth_throttle_max_entries: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Addresses, and user names, the throttle remembers (each table; the oldest "
+        "window is forgotten first).",
+    )
+    password_check_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Threads that check MQTT passwords (scrypt, ~30-50 ms of CPU each): a "
+        "flood of CONNECTs takes at most this many cores.",
+    )
+    password_check_queue: int = Field(
+        default=16,
+        ge=1,
+        le=100_000,
+        description="Password checks accepted at once (running or waiting); more get CONNACK "
+        "0x89 Server busy (3.1.1: 3).",
+    )
     anonymous_listeners: list[Literal["tcp", "ws"]] = Field(
         default_factory=list,
         description="Plain listeners that accept clients without a username (DEVELOPMENT ONLY). "

@@ -18,6 +18,13 @@ Will rules (MQTT 5.0 §3.1.2.5, §3.1.3.2.2): a will is published when the conne
 without a normal DISCONNECT, after its Will Delay Interval or when the session ends, whichever
 comes first; a new connection to the session before then cancels it; a takeover that resumes the
 session therefore cancels a delayed will, and a takeover with Clean Start publishes it at once.
+
+Byte limits (QoS 1/2; QoS 0 is never held): a delivery weighs ``Message.size`` (payload + topic,
+counted per delivery although recipients share the payload: conservative). A session holds at
+most ``max_session_bytes`` in its queue and in flight together, and all queues together at most
+``max_queued_bytes_total``; a message over either limit is dropped for that session (the NEWEST,
+as when the queue is full) and counted in :class:`BrokerStats`. Only integer adds on the
+publish path.
 """
 
 from __future__ import annotations
@@ -40,12 +47,15 @@ ReceiveCheck = Callable[[Session, str], bool]
 
 @dataclass(slots=True)
 class BrokerStats:
-    """Counters of messages not delivered, by cause."""
+    """Counters of messages not delivered, by cause; and the bytes queued now."""
 
     dropped_queue_full: int = 0
     dropped_qos0_offline: int = 0
     dropped_expired: int = 0
     dropped_not_authorized: int = 0
+    dropped_session_bytes: int = 0  # over the session's max_session_bytes
+    dropped_total_bytes: int = 0  # over max_queued_bytes_total
+    queued_bytes: int = 0  # in every session's queue (not in flight), now
 
 
 @dataclass(slots=True)
@@ -72,14 +82,19 @@ class Broker:
         max_inflight: int = 100,
         max_queued: int = 1000,
         max_retained: int = 100_000,
+        max_retained_bytes: int = 256 << 20,
+        max_session_bytes: int = 16 << 20,
+        max_queued_bytes_total: int = 256 << 20,
         may_receive: ReceiveCheck | None = None,
     ) -> None:
         self.max_inflight = max_inflight
         self.max_queued = max_queued
+        self.max_session_bytes = max_session_bytes
+        self.max_queued_bytes_total = max_queued_bytes_total
         self.may_receive = may_receive
         self.sessions: dict[str, Session] = {}
         self.trie = SubscriptionTrie()
-        self.retained = RetainedStore(max_retained)
+        self.retained = RetainedStore(max_retained, max_retained_bytes)
         self.stats = BrokerStats()
         self._timers: list[tuple[float, int, int, Session]] = []
         self._timer_seq = 0
@@ -247,8 +262,10 @@ class Broker:
 
         Returns the queued messages that now fit the window.
         """
-        if session.inflight.pop(packet_id, None) is None:
+        delivery = session.inflight.pop(packet_id, None)
+        if delivery is None:
             return None
+        session.held_bytes -= delivery.message.size
         out: list[Delivery] = []
         if session.queue:
             self._drain(session, now, out)
@@ -372,33 +389,53 @@ class Broker:
             if session.queue or len(session.inflight) >= session.receive_maximum:
                 self._enqueue(session, delivery)
                 return
+            size = message.size
+            if session.held_bytes + size > self.max_session_bytes:
+                session.dropped += 1
+                self.stats.dropped_session_bytes += 1
+                return
+            session.held_bytes += size
             pid = delivery.packet_id = session.allocate_packet_id()
             session.inflight[pid] = delivery
         out.append(delivery)
 
     def _enqueue(self, session: Session, delivery: Delivery) -> None:
+        """Queue ``delivery`` unless a count or byte limit says drop it (the newest)."""
+        stats = self.stats
+        size = delivery.message.size
         queue = session.queue
-        if queue is None:
-            queue = session.queue = deque()
-        elif len(queue) >= self.max_queued:
-            session.dropped += 1
-            self.stats.dropped_queue_full += 1
+        if queue is not None and len(queue) >= self.max_queued:
+            stats.dropped_queue_full += 1
+        elif session.held_bytes + size > self.max_session_bytes:
+            stats.dropped_session_bytes += 1
+        elif stats.queued_bytes + size > self.max_queued_bytes_total:
+            stats.dropped_total_bytes += 1
+        else:
+            if queue is None:
+                queue = session.queue = deque()
+            queue.append(delivery)
+            session.held_bytes += size
+            stats.queued_bytes += size
             return
-        queue.append(delivery)
+        session.dropped += 1
 
     def _drain(self, session: Session, now: float, out: list[Delivery]) -> None:
         queue = session.queue
         if queue is None:
             return
         may_receive = self.may_receive
+        stats = self.stats
         while queue and len(session.inflight) < session.receive_maximum:
             delivery = queue.popleft()
             message = delivery.message
+            stats.queued_bytes -= message.size
             if message.expired(now):
-                self.stats.dropped_expired += 1
+                session.held_bytes -= message.size
+                stats.dropped_expired += 1
                 continue
             if may_receive is not None and not may_receive(session, message.topic):
-                self.stats.dropped_not_authorized += 1
+                session.held_bytes -= message.size
+                stats.dropped_not_authorized += 1
                 continue
             pid = delivery.packet_id = session.allocate_packet_id()
             session.inflight[pid] = delivery
@@ -407,6 +444,13 @@ class Broker:
             session.queue = None
 
     def _discard(self, session: Session) -> None:
+        """End ``session``: its subscriptions, and the bytes its queue counted."""
+        queue = session.queue
+        if queue is not None:
+            self.stats.queued_bytes -= sum(d.message.size for d in queue)
+            session.queue = None
+        session.inflight.clear()
+        session.held_bytes = 0
         for sub in session.subscriptions.values():
             self.trie.remove(session.client_id, sub.topic_filter, sub.group)
         session.subscriptions.clear()

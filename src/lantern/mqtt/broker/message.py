@@ -32,9 +32,10 @@ class EncodedPublish:
     def __init__(self, data: bytes, pid_offset: int) -> None:
         self.data = data
         self.pid_offset = pid_offset  # 0 when QoS 0 (no packet identifier)
-        # The bytes before and after the packet identifier, cut once for all recipients.
+        # The bytes before and after the packet identifier, cut once for all recipients (the
+        # tail is a view: a copy would hold the payload a second time per message).
         self._head: bytes | None = None
-        self._tail = b""
+        self._tail: bytes | memoryview = b""
 
     def with_packet_id(self, packet_id: int, dup: bool) -> bytes:
         """The bytes to send for ``packet_id`` (QoS > 0), with DUP set if ``dup``."""
@@ -42,7 +43,7 @@ class EncodedPublish:
         if head is None:
             off = self.pid_offset
             head = self._head = self.data[:off]
-            self._tail = self.data[off + 2 :]
+            self._tail = memoryview(self.data)[off + 2 :]
         if dup:
             head = bytes((head[0] | 0x08,)) + head[1:]
         return head + _PACKET_ID(packet_id) + self._tail
@@ -53,6 +54,7 @@ class Message:
 
     ``expires_at`` is the monotonic deadline from the Message Expiry Interval (None = never).
     ``sender`` is the publishing client id (None for the server itself), used for No Local.
+    ``size`` (payload + topic length) is what a session holding it is charged, in bytes.
     """
 
     __slots__ = (
@@ -63,6 +65,7 @@ class Message:
         "qos",
         "retain",
         "sender",
+        "size",
         "topic",
     )
 
@@ -91,6 +94,7 @@ class Message:
         self.retain = retain
         self.properties = properties
         self.sender = sender
+        self.size = len(payload) + len(topic)
         expiry = properties.message_expiry_interval
         self.expires_at: float | None = None if expiry is None else now + expiry
         self._cache: dict[tuple[int, int, bool, tuple[int, ...]], EncodedPublish] | None = None

@@ -8,7 +8,9 @@ client to come back, and the inbound QoS 2 packet identifiers awaiting PUBREL.
 Drop policy of the queue (documented in README): only QoS 1/2 messages are queued (QoS 0 to an
 offline client is dropped, QoS 0 to an online client is sent at once, outside the window). When
 the queue holds ``max_queued`` messages, the NEW message is dropped and counted in
-``Session.dropped`` (and the broker's ``stats``): what was promised earlier stays in order.
+``Session.dropped`` (and the broker's ``stats``): what was promised earlier stays in order. The
+same holds when the message would take the session's held bytes (``held_bytes``: queued and in
+flight) over ``max_session_bytes``, or all queues over ``max_queued_bytes_total``.
 Expired messages are dropped when they reach the head of the queue.
 """
 
@@ -77,6 +79,7 @@ class Session:
         "dropped",
         "expires_at",
         "expiry_interval",
+        "held_bytes",
         "inflight",
         "next_packet_id",
         "owner",
@@ -112,6 +115,7 @@ class Session:
         self.will_delay = 0
         self.will_due: float | None = None  # a will waiting for its delay while offline
         self.dropped = 0
+        self.held_bytes = 0  # Message.size of the deliveries in ``queue`` and ``inflight``
         self.timer_generation = 0
 
     def allocate_packet_id(self) -> int:

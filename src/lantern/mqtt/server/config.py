@@ -32,14 +32,20 @@ class MQTTServerConfig:
     max_inflight: int = 100  # outbound QoS 1/2 window per client (caps its Receive Maximum)
     receive_maximum: int = 100  # inbound QoS 1/2 window we advertise
     max_queued_messages: int = 1000  # per session, QoS 1/2; over it the newest is dropped
+    # Bytes (payload + topic) of QoS 1/2 messages a session holds queued and in flight, and of
+    # all sessions' queues together; over either the newest message is dropped.
+    max_session_bytes: int = 16 << 20
+    max_queued_bytes_total: int = 256 << 20
     max_subscriptions_per_connection: int = 100
     max_retained_messages: int = 100_000
+    max_retained_bytes: int = 256 << 20  # payload + topic of all retained messages
     connect_timeout: float = 10.0  # from TLS established to CONNECT received
     handshake_timeout: float = 10.0  # TLS / WebSocket handshake
     keepalive_max: int = 1200  # 0 or larger client keep alives are capped to this
     session_expiry_max: int = 7 * 24 * 3600  # also the lifetime of 3.1.1 persistent sessions
     topic_alias_maximum: int = 8
-    # A subscriber whose unsent bytes exceed this gets no more QoS 0 messages until it drains.
+    # A subscriber whose unsent bytes exceed this gets no more QoS 0 messages until it drains,
+    # and its QoS 1/2 messages wait (unencoded) until then.
     write_buffer_limit: int = 1024 * 1024
 
     def __post_init__(self) -> None:
@@ -56,3 +62,10 @@ class MQTTServerConfig:
             raise ValueError("topic_alias_maximum must be in 0..65535")
         if not 0 < self.keepalive_max <= 65535:
             raise ValueError("keepalive_max must be in 1..65535")
+        if self.max_session_bytes < self.max_packet_size:
+            raise ValueError(
+                f"max_session_bytes {self.max_session_bytes} is below max_packet_size "
+                f"{self.max_packet_size}: the largest messages could never be delivered"
+            )
+        if self.max_queued_bytes_total < 1:
+            raise ValueError("max_queued_bytes_total must be >= 1")

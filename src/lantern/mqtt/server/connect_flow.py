@@ -73,6 +73,8 @@ class ConnectFlow(HandlerBase):
             self._accept(connect, result)
         except ProtocolError as exc:
             self._protocol_error(exc)
+        if result.valid_until is not None and self.session is not None:
+            self.end_at(result.valid_until)
         self._resume()
 
     def _owned_by_another(self, client_id: str, principal: object) -> bool:

@@ -4,9 +4,18 @@ Fast path: the message's cached encoding for (level, QoS, retain, subscription i
 packet identifier patched in, written as is. Connections with outbound topic aliases go through
 :meth:`ServerConnection.send`, which picks the alias. A PUBLISH larger than the client's
 Maximum Packet Size is discarded as if delivered ([MQTT-3.1.2-25]).
+
+A client that does not read: once its unsent bytes pass ``write_buffer_limit``, QoS 0 messages
+to it are dropped (counted) and QoS 1/2 ones wait in ``_deferred`` as broker decisions (the
+shared message, no per-connection bytes), in order, until the buffer drains
+(``resume_writing``). So what one connection holds in encoded bytes stays about
+``write_buffer_limit`` plus one packet; what its session holds is capped by the broker
+(``max_session_bytes``).
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 from lantern.mqtt.broker import Delivery
 from lantern.mqtt.errors import LocalProtocolError
@@ -30,11 +39,37 @@ class OutboundDelivery(HandlerBase):
         if delivery.released:
             self._send(Pubrel(delivery.packet_id or 0))
             return
+        if self._write_paused or self._deferred is not None:  # maybe far above high water
+            over = stream.write_buffer_size() > self._server.config.write_buffer_limit
+            if not delivery.qos:
+                if over:
+                    self._server.stats_qos0_dropped_slow += 1
+                    return
+            elif over or self._deferred is not None:
+                if self._deferred is None:
+                    self._deferred = deque()
+                self._deferred.append(delivery)
+                return
+        self._write_publish(delivery, now)
+
+    def write_deferred(self) -> None:
+        """Write waiting QoS 1/2 deliveries while the write buffer is under its limit."""
+        deferred = self._deferred
+        stream = self._stream
+        if deferred is None or stream is None or self._closed:
+            return
+        limit = self._server.config.write_buffer_limit
+        now = self._server.loop.time()
+        while deferred and stream.write_buffer_size() <= limit and not self._closed:
+            self._write_publish(deferred.popleft(), now)
+        if not deferred and self._deferred is deferred:
+            self._deferred = None
+
+    def _write_publish(self, delivery: Delivery, now: float) -> None:
+        stream = self._stream
+        assert stream is not None
         message = delivery.message
         qos = delivery.qos
-        if not qos and stream.write_buffer_size() > self._server.config.write_buffer_limit:
-            self._server.stats_qos0_dropped_slow += 1
-            return
         if self._fast_path:
             encoded = message.encoded(self._level, qos, delivery.retain, delivery.sub_ids, now)
             pid = delivery.packet_id

@@ -92,6 +92,8 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._deferred is not None:
+            self.write_deferred()
         self._continue()
 
     # -- dispatch ------------------------------------------------------------------------

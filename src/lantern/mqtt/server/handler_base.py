@@ -16,13 +16,15 @@ paused) once more than the advertised Receive Maximum entries are pending, or wh
 buffer is above its high-water mark, so input stays bounded.
 
 No task per connection: the one timer is a loop.call_at handle (CONNECT timeout, then keep
-alive); a task exists only while an authenticator or interceptor coroutine runs.
+alive and the end of the credentials' validity, whichever comes first); a task exists only while
+an authenticator or interceptor coroutine runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -35,7 +37,7 @@ from lantern.mqtt.properties import EMPTY_PROPERTIES, Properties
 from lantern.mqtt.reason_codes import ReasonCode
 
 if TYPE_CHECKING:
-    from lantern.mqtt.broker import Session
+    from lantern.mqtt.broker import Delivery, Session
     from lantern.mqtt.server.publish_flow import PendingInbound
     from lantern.mqtt.server.server import MQTTServer
     from lantern.mqtt.transport import ByteStream
@@ -54,6 +56,7 @@ class HandlerBase:
         "_client_id",
         "_closed",
         "_conn",
+        "_deferred",
         "_disconnect_expiry",
         "_expiry_cap",
         "_fast_path",
@@ -69,6 +72,7 @@ class HandlerBase:
         "_stream",
         "_task",
         "_timer",
+        "_valid_until",
         "_will_on_close",
         "_write_paused",
         "session",
@@ -97,6 +101,7 @@ class HandlerBase:
         self._keepalive = 0.0
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._valid_until: float | None = None  # wall clock (epoch seconds); None = no end
         self._task: asyncio.Task[None] | None = None
         self._fast_path = True
         self._max_out: int | None = None
@@ -104,6 +109,8 @@ class HandlerBase:
         # Inbound publishes whose outcome is not applied yet, in receive order (created on the
         # first intercepted PUBLISH).
         self._pending: deque[PendingInbound] | None = None
+        # QoS 1/2 deliveries waiting for the write buffer to drain (see server.delivery).
+        self._deferred: deque[Delivery] | None = None
 
     # -- ClientHandle (what hooks see) ---------------------------------------------------
 
@@ -290,12 +297,37 @@ class HandlerBase:
                 self._reason = "CONNECT timeout"
             self._close_stream()
 
+    def end_at(self, valid_until: float) -> None:
+        """Close this (connected) connection at ``valid_until`` (epoch seconds, wall clock):
+        its credentials end then. Shares the keep alive timer."""
+        self._valid_until = valid_until
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._check_alive()
+
     def _check_alive(self) -> None:
         if self._closed:
             return
         loop = self._server.loop
+        now = loop.time()
         deadline = self._last_activity + self._keepalive
-        if loop.time() >= deadline:
+        valid_until = self._valid_until
+        if valid_until is not None:
+            left = valid_until - time.time()  # wall clock: certificates end on it
+            if left <= 0:
+                self._timer = None
+                log.info(
+                    "closing %s (client %r): credentials expired",
+                    self.remote_address,
+                    self._client_id,
+                )
+                self._shutdown(ReasonCode.ADMINISTRATIVE_ACTION, "credentials expired")
+                return
+            if now + left < deadline:
+                self._timer = loop.call_at(now + left, self._check_alive)
+                return
+        if now >= deadline:
             self._timer = None
             self._shutdown(ReasonCode.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
         else:

@@ -59,6 +59,9 @@ class MQTTServer:
             max_inflight=config.max_inflight,
             max_queued=config.max_queued_messages,
             max_retained=config.max_retained_messages,
+            max_retained_bytes=config.max_retained_bytes,
+            max_session_bytes=config.max_session_bytes,
+            max_queued_bytes_total=config.max_queued_bytes_total,
         )
         self._update_receive_check()
         self.handlers: set[ConnectionHandler] = set()
