@@ -21,6 +21,8 @@ from fastapi.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from lantern import jsonlimits
+from lantern.jsonlimits import JSONTooDeep
 from lantern.push.dispatch import DeliveryOutcome, PushDispatcher
 from lantern.push.errors import PushRequestInvalid, ScopeDenied
 from lantern.push.keys import ApiKey, KeyService
@@ -93,7 +95,10 @@ def api_key_dependency(keys: KeyService) -> Callable[[Request], Awaitable[ApiKey
             "application/json"
         ):
             try:
-                parsed = json.loads(await request.body())
+                parsed = jsonlimits.loads(await request.body())
+            except JSONTooDeep as exc:
+                detail = {"error": f"the request body is {exc}", "code": "invalid_json"}
+                raise HTTPException(400, detail={**detail, "field": "body"}) from None
             except ValueError:
                 parsed = None
             if isinstance(parsed, dict):
@@ -198,7 +203,9 @@ class PushEndpoint:
     async def handle(self, authorization: str | None, raw: bytes) -> _Answer:
         """Status, JSON body and extra headers for one request body."""
         try:
-            body = json.loads(raw)
+            body = jsonlimits.loads(raw)
+        except JSONTooDeep as exc:
+            return _error(400, "invalid_json", f"the request body is {exc}", field="body")
         except ValueError:
             return _error(400, "invalid_json", "the request body is not valid JSON", field="body")
         if not isinstance(body, dict):

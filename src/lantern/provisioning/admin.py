@@ -8,7 +8,6 @@ revoked, a status transition that is not allowed), plain :class:`AdminError` for
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 import tomllib
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lantern import jsonlimits
 from lantern.pki import CertificateAuthority, IssuedCertificate, KeyType
 from lantern.provisioning.errors import ProvisioningError, TemplateInvalid
 from lantern.provisioning.template import validate_template_body, validate_template_name
@@ -79,7 +79,7 @@ def load_template_file(path: Path) -> TemplateSpec:
     except OSError as exc:
         raise AdminError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        data: Any = tomllib.loads(text) if path.suffix == ".toml" else jsonlimits.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise AdminError(
             f"{path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}"
@@ -102,7 +102,9 @@ def parse_template_spec(data: Mapping[str, Any], where: str) -> TemplateSpec:
     body = data.get("templateBody")
     if isinstance(body, str):
         try:
-            body = json.loads(body)
+            body = jsonlimits.loads(body)
+        except jsonlimits.JSONTooDeep as exc:
+            raise AdminError(f"{where}: templateBody: {exc}") from None
         except ValueError as exc:
             raise AdminError(f"{where}: templateBody is not valid JSON: {exc}") from None
     hook = data.get("preProvisioningHookUrl")
