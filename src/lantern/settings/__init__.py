@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         description="Extra DNS names or IP addresses for the server certificate.",
     )
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    log_sql_statements: bool = Field(
+        default=False,
+        description="Log every SQL statement (never its parameters). Off: SQL and driver "
+        "loggers say only warnings, whatever log_level is.",
+    )
 
     mqtt: MQTTSettings = Field(default_factory=MQTTSettings)
     http: HTTPSettings = Field(default_factory=HTTPSettings)

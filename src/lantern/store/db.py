@@ -48,7 +48,9 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
-        engine = create_async_engine(url, **kwargs)
+        # Parameters (tokens, messages, patient ids) never appear in SQLAlchemy's statement log
+        # nor in the text of its exceptions, which Lantern logs.
+        engine = create_async_engine(url, hide_parameters=True, **kwargs)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         db = cls(engine)
