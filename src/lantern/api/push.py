@@ -26,6 +26,7 @@ from lantern.jsonlimits import JSONTooDeep
 from lantern.push.dispatch import DeliveryOutcome, PushDispatcher
 from lantern.push.errors import PushRequestInvalid, ScopeDenied
 from lantern.push.keys import ApiKey, KeyService
+from lantern.security import tokens_equal
 
 _OUTCOME_CODES: dict[str, tuple[str, str]] = {
     "dead_token": ("dead_token", "the device token is no longer valid; stop sending to it"),
@@ -237,9 +238,15 @@ class PushEndpoint:
 
 
 def push_router(
-    dispatcher: PushDispatcher, keys: KeyService, *, max_request_bytes: int = 65536
+    dispatcher: PushDispatcher,
+    keys: KeyService,
+    *,
+    max_request_bytes: int = 65536,
+    metrics_token: str | None = None,
 ) -> APIRouter:
-    """The app gateway's routes, bound to ``dispatcher`` and ``keys``."""
+    """The app gateway's routes, bound to ``dispatcher`` and ``keys``. With ``metrics_token``,
+    ``GET /metrics`` answers 401 unless the request carries ``Authorization: Bearer <token>``
+    (compared in constant time)."""
     global _registered_keys
     _registered_keys = keys
     router = APIRouter(tags=["push"])
@@ -249,7 +256,15 @@ def push_router(
     router.routes.append(Route("/push", endpoint, methods=["POST"], name="push"))
 
     @router.get("/metrics", tags=["operations"])
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if metrics_token is not None:
+            given = _bearer_value(request.headers.get("authorization"))
+            if not given or not tokens_equal(given, metrics_token):
+                status, body, _ = _error(
+                    401, "unauthorized", "send Authorization: Bearer <http.metrics_token>"
+                )
+                headers = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+                return Response(body, status, headers, media_type="application/json")
         return Response(
             dispatcher.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )

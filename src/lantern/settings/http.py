@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from lantern.settings.base import SectionModel
 
@@ -18,4 +18,9 @@ class HTTPSettings(SectionModel):
     )
     tls: bool = Field(
         default=False, description="Serve HTTPS with the platform's server certificate."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="When set, GET /metrics requires Authorization: Bearer <this token>.",
     )
