@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ async def start(settings: Settings) -> RunningServer:
     """Prepare the data directory, CA and database, then start HTTP and every component."""
     data = DataDir(settings.data_dir.resolve())
     first_run = data.ensure()
+    data.tighten()
     ca, _ = CertificateAuthority.load_or_create(data.ca_dir, settings.server_names)
     data.admin_token()
     db = await Database.open(settings.effective_database_url)
@@ -134,7 +136,9 @@ async def start(settings: Settings) -> RunningServer:
 
 
 async def serve(settings: Settings, on_ready: Callable[[RunningServer], None]) -> None:
-    """Run until SIGINT or SIGTERM, then shut down gracefully."""
+    """Run until SIGINT or SIGTERM, then shut down gracefully. Everything this process (and
+    its writer process) creates is private to its user: umask 077 before anything is made."""
+    os.umask(0o077)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
