@@ -19,6 +19,20 @@ class HTTPSettings(SectionModel):
     tls: bool = Field(
         default=False, description="Serve HTTPS with the platform's server certificate."
     )
+    request_read_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a request's headers (and, with http.tls, to "
+        "finish the TLS handshake), and the longest pause between two reads of its body; "
+        "then 408 and the connection closes.",
+    )
+    max_connections: int = Field(
+        default=10_000,
+        ge=1,
+        description="Open HTTP connections; more get 503 and are closed. Unless set, lowered "
+        "at startup to fit the file descriptor limit beside the MQTT listeners.",
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         min_length=16,
