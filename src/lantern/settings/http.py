@@ -24,8 +24,8 @@ class HTTPSettings(SectionModel):
         gt=0,
         le=3600,
         description="Seconds a client has to send a request's headers (and, with http.tls, to "
-        "finish the TLS handshake), and the longest pause between two reads of its body; "
-        "then 408 and the connection closes.",
+        "finish the TLS handshake); a body that stops growing for this long is cut too. "
+        "Then 408 and the connection closes.",
     )
     max_connections: int = Field(
         default=10_000,
