@@ -13,7 +13,11 @@ import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from lantern.runtime.http_protocol import ConnectionGuard, guarded_protocol_class
+from lantern.runtime.http_protocol import (
+    MAX_HEADER_BYTES,
+    ConnectionGuard,
+    guarded_protocol_class,
+)
 from lantern.runtime.server import EmbeddedUvicorn
 
 TIMEOUT = 0.3
@@ -123,4 +127,25 @@ async def test_the_caps_slots_come_back(server: Running) -> None:
     writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
     head, _ = await response(reader)
     assert head.startswith(b"HTTP/1.1 200")
+    writer.close()
+
+
+async def test_endless_headers_get_431(server: Running) -> None:
+    reader, writer = await server.connect()
+    # A large body sent in the same write as its headers is not header bytes.
+    body = b"b" * (4 * MAX_HEADER_BYTES)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    head, answer = await response(reader)
+    assert head.startswith(b"HTTP/1.1 200") and json.loads(answer) == {"size": len(body)}
+    writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+    line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+    try:
+        for _ in range(4 * MAX_HEADER_BYTES // len(line)):  # the limit is checked per read
+            writer.write(line)
+            await writer.drain()
+    except ConnectionError:
+        pass  # closed while we were still sending
+    head, body = await response(reader)
+    assert head.startswith(b"HTTP/1.1 431") and json.loads(body)["code"] == "headers_too_large"
+    assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()

@@ -184,3 +184,15 @@ def test_device_topics_reject_deep_json(
         assert message.topic == f"{thing}/FHIRIngest/accepted", message
     finally:
         client.stop()
+
+
+def test_legacy_api_key_lookup_reads_a_bounded_body(server: LanternProcess) -> None:
+    """Without a Bearer header the key may be in the JSON body, which is read before the caller
+    is known: never more than 64 KiB of it."""
+    big = json.dumps({"api_key": API_KEY, "pad": "x" * 1_000_000}).encode()
+    small = json.dumps({"api_key": API_KEY}).encode()
+    with httpx.Client(base_url=server.http_url, timeout=10, headers=JSON_ONLY) as http:
+        refused = http.request("GET", "/schedules", content=big)
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["code"] == "payload_too_large"
+        assert http.request("GET", "/schedules", content=small).status_code == 200

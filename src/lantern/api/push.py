@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from lantern import jsonlimits
+from lantern.api.bodies import read_limited
 from lantern.jsonlimits import JSONTooDeep
 from lantern.push.dispatch import DeliveryOutcome, PushDispatcher
 from lantern.push.errors import PushRequestInvalid, ScopeDenied
@@ -36,6 +37,8 @@ _OUTCOME_CODES: dict[str, tuple[str, str]] = {
     "rate_limited": ("rate_limited", "too many requests for this API key"),
 }
 _registered_keys: KeyService | None = None
+#: Largest body read to find a legacy JSON ``api_key`` (before the caller is authenticated).
+LEGACY_KEY_BODY_BYTES = 65536
 log = logging.getLogger(__name__)
 
 
@@ -95,8 +98,12 @@ def api_key_dependency(keys: KeyService) -> Callable[[Request], Awaitable[ApiKey
         if bearer is None and request.headers.get("content-type", "").startswith(
             "application/json"
         ):
+            raw = await read_limited(request, LEGACY_KEY_BODY_BYTES)
+            if raw is None:  # read before any key check: never more than this
+                detail = {"error": f"request bodies are limited to {LEGACY_KEY_BODY_BYTES} bytes"}
+                raise HTTPException(413, detail={**detail, "code": "payload_too_large"})
             try:
-                parsed = jsonlimits.loads(await request.body())
+                parsed = jsonlimits.loads(raw)
             except JSONTooDeep as exc:
                 detail = {"error": f"the request body is {exc}", "code": "invalid_json"}
                 raise HTTPException(400, detail={**detail, "field": "body"}) from None

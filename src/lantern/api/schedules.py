@@ -22,6 +22,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from lantern import jsonlimits
+from lantern.api.bodies import read_limited
 from lantern.jsonlimits import JSONTooDeep
 from lantern.schedule.errors import (
     ScheduleConflict,
@@ -57,8 +58,8 @@ def _from_http(exc: HTTPException) -> JSONResponse:
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
+    raw = await read_limited(request, MAX_BODY_BYTES)
+    if raw is None:
         raise ScheduleInvalid("body", f"larger than {MAX_BODY_BYTES} bytes", "body_too_large")
     try:
         return jsonlimits.loads(raw)

@@ -6,6 +6,8 @@ nothing bounds how many such sockets a listener accepts. :class:`GuardedHttpProt
 
 - a cap (:class:`ConnectionGuard`): over ``max_connections`` open connections, a new one gets a
   503 and is closed at once;
+- a size limit on a request's line and headers (:data:`MAX_HEADER_BYTES`, else 431): uvicorn
+  keeps every header in memory however many arrive;
 - a read timeout of ``read_timeout`` seconds. A connection's first request must have arrived
   with all its headers ``read_timeout`` after the connection was made; a later request on a
   keep-alive connection has ``read_timeout`` from when a check first finds its headers
@@ -15,7 +17,8 @@ nothing bounds how many such sockets a listener accepts. :class:`GuardedHttpProt
   not count. On timeout the client gets a 408 when no response is under way, then the
   connection closes; an application still waiting for the body sees ``http.disconnect``.
 
-Cost on the request path: none. The parser callbacks are uvicorn's own; one ``TimerHandle`` per
+Cost on the request path: one check per read (is a request in its headers?). The parser
+callbacks are uvicorn's own; one ``TimerHandle`` per
 connection wakes up every ``read_timeout`` and reads uvicorn's state (``scope`` without a
 ``method`` = headers incomplete; the cycle's ``more_body`` and ``body`` = body progress). An
 earlier version overrode four parser callbacks to timestamp each phase: about 3 us more per
@@ -61,6 +64,15 @@ _REFUSED = _answer(
 )
 _TIMED_OUT = _answer(
     b"408 Request Timeout", "request_timeout", "the request was not received in time"
+)
+#: Largest request line plus headers accepted (llhttp has no limit of its own). Counted per read
+#: from the first read that finds the request's headers incomplete, so a request may get one
+#: read further (the read that started it is not counted).
+MAX_HEADER_BYTES = 64 * 1024
+_HEADERS_TOO_LARGE = _answer(
+    b"431 Request Header Fields Too Large",
+    "headers_too_large",
+    f"the request line and headers are limited to {MAX_HEADER_BYTES} bytes",
 )
 
 
@@ -110,6 +122,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline = 0.0
         self._body_seen: bytearray | None = None
         self._body_len = 0
+        self._header_cycle: object = None
+        self._header_bytes = 0
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -135,6 +149,29 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._timer = None
         self._watched = self._body_seen = None
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's, counting what arrives while a request's headers are incomplete: beyond
+        :data:`MAX_HEADER_BYTES` the client gets 431 and the connection closes (httptools and
+        uvicorn would hold every byte: a gigabyte within one read timeout on loopback)."""
+        scope = self.scope
+        if scope is not None and "method" in scope:  # no request is in its headers
+            HttpToolsProtocol.data_received(self, data)
+            return
+        cycle = self.cycle  # changes when a request's headers complete
+        if cycle is not self._header_cycle:
+            self._header_cycle, self._header_bytes = cycle, 0
+        self._header_bytes += len(data)
+        HttpToolsProtocol.data_received(self, data)
+        if (
+            self._header_bytes > MAX_HEADER_BYTES
+            and self.cycle is cycle  # still the same request's headers
+            and not self.transport.is_closing()
+        ):
+            log.debug("HTTP: headers from %s too large, closing", self.client)
+            if cycle is None or cycle.response_complete:  # not amid another response
+                self.transport.write(_HEADERS_TOO_LARGE)
+            self.transport.close()
 
     def _unsupported_upgrade_warning(self) -> None:
         # Lantern's HTTP app has no WebSocket routes (MQTT over WebSocket has its own
