@@ -77,3 +77,19 @@ def test_lantern_serve_raises_the_soft_limit_to_the_hard_one() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     (old, new), (soft, _), hard = ast.literal_eval(out.stdout)
     assert old == 64 and new == soft == hard
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("LANTERN_HTTP__REQUEST_READ_TIMEOUT", "0", "http.request_read_timeout"),
+        ("LANTERN_HTTP__REQUEST_READ_TIMEOUT", "soon", "http.request_read_timeout"),
+        ("LANTERN_HTTP__MAX_CONNECTIONS", "0", "http.max_connections"),
+        ("LANTERN_LOG_SQL_STATEMENTS", "maybe", "log_sql_statements"),
+    ],
+)
+def test_invalid_new_settings_stop_startup_naming_them(
+    variable: str, value: str, named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_settings(environ={variable: value})

@@ -280,7 +280,8 @@ class TlsGate(asyncio.Protocol):
             failure = None if future.cancelled() else future.exception()
             if not protocol.made:  # never reached HTTP (failed, timed out, or the client left)
                 self.guard.release()
-                log.debug("HTTP: TLS handshake failed: %s", type(failure).__name__)
+                why = type(failure).__name__ if failure is not None else "closed by the client"
+                log.debug("HTTP: TLS handshake failed: %s", why)
 
         handshake.add_done_callback(done)
         transport.set_protocol(layer)
