@@ -13,10 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hardening_kit import create_claim
 
 from support.mqtt_server import Client
 from support.process import LanternProcess
-from support.provisioning_env import Claim, lantern_cli, provision_device
+from support.provisioning_env import provision_device
 
 
 @pytest.fixture
@@ -42,12 +43,7 @@ def shared(modes: dict[str, int]) -> dict[str, str]:
 
 
 def upload_a_file(server: LanternProcess, tmp_path: Path) -> None:
-    out = tmp_path / "claim"
-    done = lantern_cli(server, "claims", "create", "--template", "DefaultProvisioningTemplate",
-                       "--out", str(out))  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    cert = next(out.glob("claim-*.pem"))
-    claim = Claim(cert, cert.with_suffix(".key"), out / "ca.pem")
+    claim = create_claim(server, tmp_path / "claim")
     result, files = provision_device(server, claim, tmp_path / "certs", serial="m1")
     device = Client(server.mqtt_port, files, result.thing_name)
     device.connect()

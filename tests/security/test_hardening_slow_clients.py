@@ -5,6 +5,7 @@ holds, and under a low file descriptor limit a flood of one listener leaves room
 
 from __future__ import annotations
 
+import contextlib
 import re
 import selectors
 import socket
@@ -17,21 +18,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hardening_kit import claim_files
 
 from support.mqtt_server import Client, ClientFiles
 from support.net import free_port
 from support.process import LanternProcess
-from support.provisioning_env import lantern_cli
 
 TIMEOUT = 1.5
-
-
-def claim_files(server: LanternProcess, out: Path) -> ClientFiles:
-    done = lantern_cli(server, "claims", "create", "--template", "DefaultProvisioningTemplate",
-                       "--out", str(out))  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    cert = next(out.glob("claim-*.pem"))
-    return ClientFiles(cert, cert.with_suffix(".key"), out / "ca.pem")
 
 
 def mqtt_connects(server: LanternProcess, files: ClientFiles) -> bool:
@@ -124,7 +117,8 @@ def test_unfinished_requests_are_closed_after_the_read_timeout(tmp_path: Path) -
             assert httpx.get(f"{server.http_url}/healthz", timeout=5).status_code == 200
             assert mqtt_connects(server, files)
             for sock in headers[:20]:  # a byte now and then does not extend the deadline
-                sock.sendall(b"a")
+                with contextlib.suppress(OSError):  # (already closed on a very slow machine)
+                    sock.sendall(b"a")
             received = read_until_closed(everything, within=TIMEOUT + 5)
             elapsed = time.monotonic() - started
         assert elapsed >= TIMEOUT - 0.1
