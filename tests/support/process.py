@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -19,19 +20,30 @@ from support.net import free_port, wait_for_port
 @dataclass
 class LanternProcess:
     """A ``lantern serve`` child process. Use as a context manager; ``stop()`` sends SIGTERM.
-    ``start()`` returns once ``/healthz`` answers and the MQTT listener accepts connections."""
+    ``start()`` returns once ``/healthz`` answers and the MQTT listener accepts connections.
+    ``nofile`` runs it with that soft and hard RLIMIT_NOFILE."""
 
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     http_port: int = field(default_factory=free_port)
     mqtt_port: int = field(default_factory=free_port)
+    nofile: int | None = None
     proc: subprocess.Popen[str] | None = None
     output: str = ""
     _log: object = None
 
     @property
+    def tls(self) -> bool:
+        """Whether the HTTP app serves HTTPS (``LANTERN_HTTP__TLS``)."""
+        return self.env.get("LANTERN_HTTP__TLS", "").lower() in ("1", "true", "yes")
+
+    @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.http_port}"
+
+    def http_verify(self) -> ssl.SSLContext | bool:
+        """What httpx must verify this server's HTTPS with (the platform CA)."""
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else True
 
     @property
     def ca_file(self) -> Path:
@@ -47,12 +59,23 @@ class LanternProcess:
         env.update(self.env)
         return env
 
+    def command(self) -> list[str]:
+        serve = [sys.executable, "-m", "lantern", "serve"]
+        if self.nofile is None:
+            return serve
+        limit = f"resource.setrlimit(resource.RLIMIT_NOFILE, ({self.nofile}, {self.nofile}))"
+        return [
+            sys.executable,
+            "-c",
+            f"import os, resource, sys; {limit}; os.execv({serve[0]!r}, {serve!r})",
+        ]
+
     def start(self, timeout: float = 30.0) -> LanternProcess:
         # Output goes to a file, not a pipe: a chatty server must never block on a full pipe.
         log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the process
         self._log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lantern", "serve"],
+            self.command(),
             env=self.command_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -64,8 +87,14 @@ class LanternProcess:
                 raise RuntimeError(
                     f"lantern serve exited with {self.proc.returncode}:\n{self._read_log()}"
                 )
+            if self.tls and not self.ca_file.exists():
+                time.sleep(0.05)
+                continue
             try:
-                if httpx.get(f"{self.http_url}/healthz", timeout=0.5).status_code == 200:
+                healthz = httpx.get(
+                    f"{self.http_url}/healthz", timeout=0.5, verify=self.http_verify()
+                )
+                if healthz.status_code == 200:
                     wait_for_port(self.mqtt_port, timeout=max(0.5, deadline - time.monotonic()))
                     return self
             except httpx.HTTPError:

@@ -12,14 +12,18 @@ Audit: a request that passes acts as ``admin-token`` (with its client address) f
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from lantern import jsonlimits
 from lantern.audit import ADMIN_TOKEN, Actor, set_actor
 from lantern.audit.auth_failures import AuthFailures
 from lantern.security import tokens_equal
+
+Body = TypeVar("Body", bound=BaseModel)
 
 AUTH_HINT = "send Authorization: Bearer <admin token> (the file admin-token in the data directory)"
 
@@ -34,6 +38,22 @@ def invalid_body(exc: ValidationError) -> JSONResponse:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "body"
     return error_json(400, "InvalidRequest", f"{where}: {first['msg']}")
+
+
+def too_deep(exc: jsonlimits.JSONTooDeep) -> JSONResponse:
+    """400 ``InvalidRequest`` for a body nested deeper than the JSON depth limit."""
+    return error_json(400, "InvalidRequest", f"body: {exc}")
+
+
+def parse_body(model: type[Body], raw: bytes) -> Body | JSONResponse:
+    """``raw`` validated as ``model``, or the 400 to send (too deep, or the first wrong field)."""
+    try:
+        jsonlimits.check_depth(raw)
+        return model.model_validate_json(raw)
+    except jsonlimits.JSONTooDeep as exc:
+        return too_deep(exc)
+    except ValidationError as exc:
+        return invalid_body(exc)
 
 
 class NotAdmin(Exception):

@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from lantern.api.admin_auth import error_json as _error
-from lantern.api.admin_auth import invalid_body, require_admin
+from lantern.api.admin_auth import parse_body, require_admin
 from lantern.audit.auth_failures import AuthFailures
 from lantern.jobs.catalog import FirmwareCatalog
 from lantern.jobs.clock import Clock
@@ -271,10 +271,9 @@ def build_firmware_router(
 
     @admin.post("/v1/deployments")
     async def create_deployment(request: Request) -> JSONResponse:
-        try:
-            body = _CreateDeployment.model_validate_json(await request.body())
-        except ValidationError as exc:
-            return invalid_body(exc)
+        body = parse_body(_CreateDeployment, await request.body())
+        if isinstance(body, JSONResponse):
+            return body
         criteria = body.abortConfig.criteriaList if body.abortConfig else []
         spec = DeploymentSpec(
             firmware_id=body.firmwareId,
@@ -311,10 +310,9 @@ def build_firmware_router(
     @admin.post("/v1/deployments/{deployment_id}/cancel")
     async def cancel_deployment(deployment_id: str, request: Request) -> JSONResponse:
         raw = await request.body()
-        try:
-            body = _Cancel.model_validate_json(raw) if raw.strip() else _Cancel()
-        except ValidationError as exc:
-            return invalid_body(exc)
+        body = parse_body(_Cancel, raw) if raw.strip() else _Cancel()
+        if isinstance(body, JSONResponse):
+            return body
         try:
             canceled = await deployments.cancel(deployment_id, force=body.force, reason=body.reason)
         except JobsError as exc:

@@ -32,16 +32,16 @@ routes only translate.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from lantern import jsonlimits
 from lantern.api.admin_auth import error_json as _error
-from lantern.api.admin_auth import invalid_body, require_admin
+from lantern.api.admin_auth import parse_body, require_admin, too_deep
 from lantern.audit.auth_failures import AuthFailures
 from lantern.pki import CertificateAuthority, KeyType
 from lantern.provisioning import admin
@@ -128,7 +128,9 @@ class _SetStatus(BaseModel):
 def _json_object(raw: bytes) -> dict[str, Any] | JSONResponse:
     """The request body as a JSON object, or the 400 to send."""
     try:
-        data = json.loads(raw)
+        data = jsonlimits.loads(raw)
+    except jsonlimits.JSONTooDeep as exc:
+        return too_deep(exc)
     except ValueError as exc:
         return _error(400, "InvalidRequest", f"body: invalid JSON: {exc}")
     if not isinstance(data, dict):
@@ -170,10 +172,9 @@ def build_provisioning_router(
 
     @router.post("/v1/claims")
     async def create_claim(request: Request) -> JSONResponse:
-        try:
-            body = _CreateClaim.model_validate_json(await request.body())
-        except ValidationError as exc:
-            return invalid_body(exc)
+        body = parse_body(_CreateClaim, await request.body())
+        if isinstance(body, JSONResponse):
+            return body
         try:
             claim, issued = await admin.create_claim(
                 db,
@@ -308,10 +309,9 @@ def build_provisioning_router(
 
     @router.put("/v1/certificates/{id_or_prefix}")
     async def set_certificate_status(id_or_prefix: str, request: Request) -> JSONResponse:
-        try:
-            body = _SetStatus.model_validate_json(await request.body())
-        except ValidationError as exc:
-            return invalid_body(exc)
+        body = parse_body(_SetStatus, await request.body())
+        if isinstance(body, JSONResponse):
+            return body
         try:
             cert = await admin.set_certificate_status(db, id_or_prefix, body.status)
         except admin.AdminError as exc:

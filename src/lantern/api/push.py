@@ -21,9 +21,13 @@ from fastapi.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from lantern import jsonlimits
+from lantern.api.bodies import read_limited
+from lantern.jsonlimits import JSONTooDeep
 from lantern.push.dispatch import DeliveryOutcome, PushDispatcher
 from lantern.push.errors import PushRequestInvalid, ScopeDenied
 from lantern.push.keys import ApiKey, KeyService
+from lantern.security import tokens_equal
 
 _OUTCOME_CODES: dict[str, tuple[str, str]] = {
     "dead_token": ("dead_token", "the device token is no longer valid; stop sending to it"),
@@ -33,6 +37,8 @@ _OUTCOME_CODES: dict[str, tuple[str, str]] = {
     "rate_limited": ("rate_limited", "too many requests for this API key"),
 }
 _registered_keys: KeyService | None = None
+#: Largest body read to find a legacy JSON ``api_key`` (before the caller is authenticated).
+LEGACY_KEY_BODY_BYTES = 65536
 log = logging.getLogger(__name__)
 
 
@@ -92,8 +98,15 @@ def api_key_dependency(keys: KeyService) -> Callable[[Request], Awaitable[ApiKey
         if bearer is None and request.headers.get("content-type", "").startswith(
             "application/json"
         ):
+            raw = await read_limited(request, LEGACY_KEY_BODY_BYTES)
+            if raw is None:  # read before any key check: never more than this
+                detail = {"error": f"request bodies are limited to {LEGACY_KEY_BODY_BYTES} bytes"}
+                raise HTTPException(413, detail={**detail, "code": "payload_too_large"})
             try:
-                parsed = json.loads(await request.body())
+                parsed = jsonlimits.loads(raw)
+            except JSONTooDeep as exc:
+                detail = {"error": f"the request body is {exc}", "code": "invalid_json"}
+                raise HTTPException(400, detail={**detail, "field": "body"}) from None
             except ValueError:
                 parsed = None
             if isinstance(parsed, dict):
@@ -198,7 +211,9 @@ class PushEndpoint:
     async def handle(self, authorization: str | None, raw: bytes) -> _Answer:
         """Status, JSON body and extra headers for one request body."""
         try:
-            body = json.loads(raw)
+            body = jsonlimits.loads(raw)
+        except JSONTooDeep as exc:
+            return _error(400, "invalid_json", f"the request body is {exc}", field="body")
         except ValueError:
             return _error(400, "invalid_json", "the request body is not valid JSON", field="body")
         if not isinstance(body, dict):
@@ -230,9 +245,15 @@ class PushEndpoint:
 
 
 def push_router(
-    dispatcher: PushDispatcher, keys: KeyService, *, max_request_bytes: int = 65536
+    dispatcher: PushDispatcher,
+    keys: KeyService,
+    *,
+    max_request_bytes: int = 65536,
+    metrics_token: str | None = None,
 ) -> APIRouter:
-    """The app gateway's routes, bound to ``dispatcher`` and ``keys``."""
+    """The app gateway's routes, bound to ``dispatcher`` and ``keys``. With ``metrics_token``,
+    ``GET /metrics`` answers 401 unless the request carries ``Authorization: Bearer <token>``
+    (compared in constant time)."""
     global _registered_keys
     _registered_keys = keys
     router = APIRouter(tags=["push"])
@@ -242,7 +263,15 @@ def push_router(
     router.routes.append(Route("/push", endpoint, methods=["POST"], name="push"))
 
     @router.get("/metrics", tags=["operations"])
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if metrics_token is not None:
+            given = _bearer_value(request.headers.get("authorization"))
+            if not given or not tokens_equal(given, metrics_token):
+                status, body, _ = _error(
+                    401, "unauthorized", "send Authorization: Bearer <http.metrics_token>"
+                )
+                headers = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+                return Response(body, status, headers, media_type="application/json")
         return Response(
             dispatcher.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )

@@ -15,13 +15,15 @@ header (or the legacy JSON ``api_key``), checked by the push gateway's ``require
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
+from lantern import jsonlimits
+from lantern.api.bodies import read_limited
+from lantern.jsonlimits import JSONTooDeep
 from lantern.schedule.errors import (
     ScheduleConflict,
     ScheduleError,
@@ -56,11 +58,13 @@ def _from_http(exc: HTTPException) -> JSONResponse:
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
+    raw = await read_limited(request, MAX_BODY_BYTES)
+    if raw is None:
         raise ScheduleInvalid("body", f"larger than {MAX_BODY_BYTES} bytes", "body_too_large")
     try:
-        return json.loads(raw)
+        return jsonlimits.loads(raw)
+    except JSONTooDeep as exc:
+        raise ScheduleInvalid("body", f"is {exc}", "invalid_json") from None
     except ValueError:
         raise ScheduleInvalid("body", "is not valid JSON", "invalid_json") from None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -22,6 +21,7 @@ def serve_command(
 ) -> None:
     """Run Lantern: MQTT gateway, HTTP API and workers in one process, until Ctrl-C."""
     # Imported here: every component's dependencies load only when the server really starts.
+    from lantern.runtime.logs import configure_logging
     from lantern.runtime.server import serve
 
     settings = settings_from(data_dir, config)
@@ -29,10 +29,7 @@ def serve_command(
         settings = settings.model_copy(
             update={"http": settings.http.model_copy(update={"port": http_port})}
         )
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging(settings.log_level, sql_statements=settings.log_sql_statements)
 
     def ready(running: RunningServer) -> None:
         console.print("[bold green]Lantern is running.[/]")

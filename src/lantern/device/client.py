@@ -16,6 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from lantern import jsonlimits
 from lantern.device.network import NetworkThread
 from lantern.errors import LanternError
 
@@ -271,7 +272,7 @@ class DeviceClient:
             if got not in (accepted, rejected):
                 continue
             try:
-                answer = json.loads(payload)
+                answer = jsonlimits.loads(payload)
             except ValueError:
                 raise DeviceError(f"the answer on {got} is not JSON") from None
             if got == rejected:

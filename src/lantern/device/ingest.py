@@ -28,6 +28,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from lantern import jsonlimits
 from lantern.device.client import DeviceClient, DeviceError, Endpoint, RequestRejected
 
 __all__ = [
@@ -71,7 +72,7 @@ def observation_payload(
 def _answer(client: DeviceClient, accepted: str, rejected: str) -> dict[str, Any]:
     got, payload = client.receive((accepted, rejected))
     try:
-        body = json.loads(payload)
+        body = jsonlimits.loads(payload)
     except ValueError:
         raise DeviceError(f"the answer on {got} is not JSON") from None
     if not isinstance(body, dict):

@@ -23,10 +23,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Literal
 
+from lantern import jsonlimits
 from lantern.gateway.identity import ThingIdentity
 from lantern.gateway.router import DeviceRequest, HandlerResult, Reply
 from lantern.ingest.errors import PayloadRejected, UploadRefused
 from lantern.ingest.observations import rejected_reply
+from lantern.jsonlimits import JSONTooDeep
 from lantern.mqtt.reason_codes import ReasonCode
 from lantern.store import Database
 from lantern.store import ingest as repo
@@ -56,8 +58,10 @@ def parse_link_request(payload: bytes) -> tuple[str, str]:
     if len(payload) > 4096:
         raise bad("payload", "payload is larger than 4096 bytes", "PayloadTooLarge")
     try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        doc = jsonlimits.loads(payload)
+    except JSONTooDeep as exc:
+        raise bad("payload", f"payload is {exc}", "InvalidJson") from None
+    except ValueError:  # UnicodeDecodeError is one
         raise bad("payload", "payload is not valid JSON", "InvalidJson") from None
     if not isinstance(doc, dict):
         raise bad("payload", "payload must be a JSON object")

@@ -22,8 +22,10 @@ from typing import Any
 from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
 
+from lantern import jsonlimits
 from lantern.ingest.errors import PayloadRejected
 from lantern.ingest.fhir import device_fhir_id
+from lantern.jsonlimits import JSONTooDeep
 
 _DECIMAL = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 # FHIR id: [A-Za-z0-9\-\.]{1,64}
@@ -132,7 +134,9 @@ def parse_observation(payload: bytes, *, max_bytes: int) -> ObservationInput:
     if len(payload) > max_bytes:
         raise _reject("payload", f"payload is larger than {max_bytes} bytes", "PayloadTooLarge")
     try:
-        doc = _DECODER.decode(payload.decode("utf-8-sig"))
+        doc = jsonlimits.loads(payload, decoder=_DECODER)
+    except JSONTooDeep as exc:
+        raise _reject("payload", f"payload is {exc}", "InvalidJson") from None
     except ValueError:  # UnicodeDecodeError is one
         raise _reject("payload", "payload is not valid JSON", "InvalidJson") from None
     if not isinstance(doc, dict):

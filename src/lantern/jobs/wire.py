@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from lantern import jsonlimits
 from lantern.jobs.errors import Rejected
+from lantern.jsonlimits import JSONTooDeep
 from lantern.store.jobs import ExecStatus, ExecutionRecord
 
 INVALID_TOPIC = "InvalidTopic"
@@ -94,8 +96,10 @@ def parse_body(payload: bytes) -> dict[str, Any]:
     if not payload.strip():
         return {}
     try:
-        body = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        body = jsonlimits.loads(payload.decode("utf-8"))
+    except JSONTooDeep as exc:
+        raise Rejected(INVALID_JSON, f"the payload is {exc}") from None
+    except ValueError:  # UnicodeDecodeError is one
         raise Rejected(INVALID_JSON, "the payload is not valid UTF-8 JSON") from None
     if not isinstance(body, dict):
         raise Rejected(INVALID_REQUEST, "the payload must be a JSON object")

@@ -67,8 +67,8 @@ def _san_entries(names: list[str]) -> list[x509.GeneralName]:
 class CertificateAuthority:
     """The root CA (ECDSA P-256) and the server certificate, kept in ``directory``.
 
-    Files: ``ca.pem`` (what devices trust), ``ca.key`` (0600), ``server.pem`` and
-    ``server.key`` (0600).
+    Files (all mode 0600, the directory 0700): ``ca.pem`` (what devices trust), ``ca.key``,
+    ``server.pem`` and ``server.key``.
     """
 
     def __init__(self, directory: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate):
@@ -95,7 +95,7 @@ class CertificateAuthority:
     ) -> tuple[CertificateAuthority, bool]:
         """Load the CA from ``directory`` or create it; ensure a server certificate covering
         ``localhost``, ``127.0.0.1`` and ``server_names``. Returns (ca, created)."""
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         key_path, cert_path = directory / "ca.key", directory / "ca.pem"
         created = False
         if key_path.exists() and cert_path.exists():
@@ -118,7 +118,7 @@ class CertificateAuthority:
                     serialization.NoEncryption(),
                 ),
             )
-            cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
             created = True
         ca = cls(directory, key, cert)
         ca.ensure_server_certificate(["localhost", "127.0.0.1", *(server_names or [])])
@@ -255,7 +255,7 @@ class CertificateAuthority:
                 serialization.NoEncryption(),
             ),
         )
-        self.server_cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_private(self.server_cert_file, cert.public_bytes(serialization.Encoding.PEM))
         return True
 
     def verify_issued(self, cert: x509.Certificate) -> bool:

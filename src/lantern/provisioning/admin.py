@@ -12,7 +12,6 @@ in the same transaction as the change, by the current actor; a refused one is re
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 import tomllib
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lantern import jsonlimits
 from lantern.audit import AuditedAction, audited
 from lantern.pki import CertificateAuthority, IssuedCertificate, KeyType
 from lantern.provisioning.errors import ProvisioningError, TemplateInvalid
@@ -84,7 +84,7 @@ def load_template_file(path: Path) -> TemplateSpec:
     except OSError as exc:
         raise AdminError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        data: Any = tomllib.loads(text) if path.suffix == ".toml" else jsonlimits.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise AdminError(
             f"{path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}"
@@ -107,7 +107,9 @@ def parse_template_spec(data: Mapping[str, Any], where: str) -> TemplateSpec:
     body = data.get("templateBody")
     if isinstance(body, str):
         try:
-            body = json.loads(body)
+            body = jsonlimits.loads(body)
+        except jsonlimits.JSONTooDeep as exc:
+            raise AdminError(f"{where}: templateBody: {exc}") from None
         except ValueError as exc:
             raise AdminError(f"{where}: templateBody is not valid JSON: {exc}") from None
     hook = data.get("preProvisioningHookUrl")

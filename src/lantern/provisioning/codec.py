@@ -7,6 +7,8 @@ from typing import Any
 
 import cbor2
 
+from lantern import jsonlimits
+from lantern.jsonlimits import JSONTooDeep
 from lantern.provisioning.errors import ProvisioningRejected
 
 __all__ = ["FORMATS", "decode_request", "encode_reply"]
@@ -19,7 +21,9 @@ def decode_request(fmt: str, payload: bytes) -> dict[str, Any]:
     if not payload.strip():
         return {}
     try:
-        value = json.loads(payload) if fmt == "json" else cbor2.loads(payload)
+        value = jsonlimits.loads(payload) if fmt == "json" else _cbor_loads(payload)
+    except JSONTooDeep as exc:
+        raise ProvisioningRejected(400, "InvalidPayload", f"request payload is {exc}") from None
     except (ValueError, cbor2.CBORDecodeError):
         raise ProvisioningRejected(
             400, "InvalidPayload", f"request payload is not valid {fmt.upper()}"
@@ -27,6 +31,25 @@ def decode_request(fmt: str, payload: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ProvisioningRejected(400, "InvalidPayload", "request payload must be an object")
     return value
+
+
+def _cbor_loads(payload: bytes) -> Any:
+    """``cbor2.loads`` with :func:`jsonlimits.loads`'s nesting limit (tags count as a level)."""
+    try:
+        value = cbor2.loads(payload)
+    except RecursionError:
+        raise JSONTooDeep(what="CBOR") from None
+    except cbor2.CBORDecodeError as exc:
+        if "depth" in str(exc):  # cbor2's own (higher) nesting limit
+            raise JSONTooDeep(what="CBOR") from None
+        raise
+    if jsonlimits.exceeds_depth(value, unwrap=_tagged):
+        raise JSONTooDeep(what="CBOR")
+    return value
+
+
+def _tagged(item: Any) -> Any:
+    return item.value if isinstance(item, cbor2.CBORTag) else None
 
 
 def encode_reply(fmt: str, value: dict[str, Any]) -> bytes:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import httpx
 
+from lantern import jsonlimits
 from lantern.provisioning.errors import ProvisioningRejected
 
 __all__ = ["PreProvisioningHook"]
@@ -57,8 +58,8 @@ class PreProvisioningHook:
             log.warning("pre-provisioning hook of %s answered %s", template, response.status_code)
             raise _denied(template, f"failed (HTTP {response.status_code})")
         try:
-            answer = response.json()
-        except ValueError:
+            answer = jsonlimits.loads(response.content)
+        except ValueError:  # JSONTooDeep is one
             raise _denied(template, "answered with something other than JSON") from None
         if not isinstance(answer, dict) or answer.get("allowProvisioning") is not True:
             log.info("pre-provisioning hook of %s denied a device", template)

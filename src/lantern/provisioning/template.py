@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lantern import jsonlimits
 from lantern.provisioning.errors import ProvisioningRejected, TemplateInvalid
 
 __all__ = [
@@ -287,8 +288,8 @@ def evaluate_template(
                 doc = ev.eval(props["PolicyDocument"], f"{where}.PolicyDocument")
                 if isinstance(doc, str):
                     try:
-                        doc = json.loads(doc)
-                    except ValueError:
+                        doc = jsonlimits.loads(doc)
+                    except ValueError:  # JSONTooDeep is one
                         raise _bad(f"{where}.PolicyDocument is not valid JSON") from None
                 if not isinstance(doc, dict):
                     raise _bad(f"{where}.PolicyDocument must be an object")

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from lantern import jsonlimits
+
 
 class PushFailed(Exception):
     """The gateway refused or could not deliver the notification."""
@@ -46,7 +48,7 @@ class PushFailed(Exception):
 
 def _result(response: httpx.Response) -> str:
     try:
-        body = response.json()
+        body = jsonlimits.loads(response.content)
     except ValueError:
         body = {}
     if not isinstance(body, dict):

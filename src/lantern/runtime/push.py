@@ -68,9 +68,13 @@ class PushComponent(Component):
         platform.extras["push.keys"] = self.keys
 
     def routers(self) -> Sequence[APIRouter]:
+        metrics_token = self.platform.settings.http.metrics_token
         return [
             push_router(
-                self.dispatcher, self.keys, max_request_bytes=self.settings.max_request_bytes
+                self.dispatcher,
+                self.keys,
+                max_request_bytes=self.settings.max_request_bytes,
+                metrics_token=metrics_token.get_secret_value() if metrics_token else None,
             )
         ]
 
@@ -104,5 +108,10 @@ class PushComponent(Component):
         configured = ", ".join(sorted(self.dispatcher.providers)) or "none configured"
         return [
             f"push             POST {self.platform.http_base_url}/push  (providers: {configured})",
-            f"metrics          {self.platform.http_base_url}/metrics",
+            f"metrics          {self.platform.http_base_url}/metrics"
+            + (
+                "  (bearer token: http.metrics_token)"
+                if self.platform.settings.http.metrics_token
+                else ""
+            ),
         ]

@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import uvicorn
 
@@ -17,6 +20,18 @@ from lantern.pki import CertificateAuthority
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.components import build_components
 from lantern.runtime.datadir import DataDir
+from lantern.runtime.fdlimits import (
+    current_limit,
+    fit_settings,
+    open_descriptors,
+    raise_nofile_limit,
+)
+from lantern.runtime.http_protocol import (
+    ConnectionGuard,
+    GuardedHttpProtocol,
+    TlsGate,
+    guarded_protocol_class,
+)
 from lantern.settings import Settings
 from lantern.store import Database
 
@@ -24,11 +39,46 @@ log = logging.getLogger("lantern")
 
 
 class EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn inside our loop: signals belong to Lantern, not to uvicorn."""
+    """uvicorn inside our loop: signals belong to Lantern, not to uvicorn; connections are
+    capped and timed by ``guard`` (:mod:`lantern.runtime.http_protocol`), whose protocol class
+    must be ``config.http``."""
+
+    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard) -> None:
+        super().__init__(config)
+        self.guard = guard
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Bind ``config.host:port`` as uvicorn does, except that with TLS each connection is
+        admitted (and counted) before its handshake, which is bounded by the read timeout."""
+        await self.lifespan.startup()
+        config, loop = self.config, asyncio.get_running_loop()
+
+        def http_protocol() -> GuardedHttpProtocol:
+            return cast(
+                GuardedHttpProtocol,
+                config.http_protocol_class(  # type: ignore[call-arg]
+                    config=config,
+                    server_state=self.server_state,
+                    app_state=self.lifespan.state,
+                    _loop=loop,
+                ),
+            )
+
+        context = config.ssl
+        factory: Callable[[], asyncio.Protocol] = (
+            http_protocol
+            if context is None
+            else lambda: TlsGate(http_protocol, self.guard, context)
+        )
+        server = await loop.create_server(
+            factory, host=config.host, port=config.port, backlog=config.backlog
+        )
+        self.servers = [server]
+        self.started = True
 
 
 @dataclass
@@ -63,10 +113,19 @@ class RunningServer:
         await self.platform.db.close()
 
 
-async def start(settings: Settings) -> RunningServer:
-    """Prepare the data directory, CA and database, then start HTTP and every component."""
+async def start(settings: Settings, *, nofile_raised_from: int | None = None) -> RunningServer:
+    """Prepare the data directory, CA and database, then start HTTP and every component.
+
+    Connection caps are fitted to the file descriptor limit first (:mod:`.fdlimits`);
+    ``nofile_raised_from`` is the soft limit before ``serve`` raised it (for the banner)."""
+    limit = current_limit()
+    settings, caps = fit_settings(settings, limit, open_descriptors())
+    if nofile_raised_from is not None and nofile_raised_from != limit:
+        caps = f"{caps} (soft limit raised from {nofile_raised_from})"
+    log.info("file descriptors: %s", caps)
     data = DataDir(settings.data_dir.resolve())
     first_run = data.ensure()
+    data.tighten()
     ca, _ = CertificateAuthority.load_or_create(data.ca_dir, settings.server_names)
     data.admin_token()
     db = await Database.open(settings.effective_database_url)
@@ -84,10 +143,13 @@ async def start(settings: Settings) -> RunningServer:
         routers=[r for c in components for r in c.routers()],
         readiness=[chk for c in components for chk in c.readiness_checks()],
     )
+    guard = ConnectionGuard(http_cfg.max_connections, http_cfg.request_read_timeout)
     config = uvicorn.Config(
         app,
         host=http_cfg.host,
         port=http_cfg.port,
+        http=guarded_protocol_class(guard),
+        ws="none",  # no WebSocket routes (MQTT over WebSocket has its own listener)
         log_level="warning",
         access_log=False,
         lifespan="off",
@@ -98,7 +160,7 @@ async def start(settings: Settings) -> RunningServer:
         # uvicorn's X-Forwarded-* rewriting would only add a middleware hop to every request.
         proxy_headers=False,
     )
-    http = EmbeddedUvicorn(config)
+    http = EmbeddedUvicorn(config, guard)
     http_task = asyncio.create_task(http.serve(), name="http")
     while not http.started:
         if http_task.done():
@@ -128,18 +190,24 @@ async def start(settings: Settings) -> RunningServer:
         f"CA devices trust {ca.ca_file}",
         f"HTTP             {platform.http_base_url}",
         f"admin token      in {data.admin_token_file} (mode 0600)",
+        f"descriptors      {caps}",
+        f"HTTP limits      {http_cfg.max_connections} connections, requests read within "
+        f"{http_cfg.request_read_timeout:g} s",
         *[line for c in components for line in c.describe()],
     ]
     return running
 
 
 async def serve(settings: Settings, on_ready: Callable[[RunningServer], None]) -> None:
-    """Run until SIGINT or SIGTERM, then shut down gracefully."""
+    """Run until SIGINT or SIGTERM, then shut down gracefully. Everything this process (and
+    its writer process) creates is private to its user: umask 077 before anything is made."""
+    os.umask(0o077)
+    raised_from, _ = raise_nofile_limit()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    running = await start(settings)
+    running = await start(settings, nofile_raised_from=raised_from)
     on_ready(running)
     try:
         await stop.wait()

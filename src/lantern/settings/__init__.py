@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         description="Extra DNS names or IP addresses for the server certificate.",
     )
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    log_sql_statements: bool = Field(
+        default=False,
+        description="Log every SQL statement (never its parameters). Off: SQL and driver "
+        "loggers say only warnings, whatever log_level is.",
+    )
 
     mqtt: MQTTSettings = Field(default_factory=MQTTSettings)
     http: HTTPSettings = Field(default_factory=HTTPSettings)
@@ -118,12 +123,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
+_SECRET_NAMES = ("token", "password", "secret")
+
+
 def _describe(exc: ValidationError, source: str) -> str:
     lines = [f"invalid settings ({source}):"]
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             lines.append(f"  {where}: unknown setting")
+        elif any(name in where for name in _SECRET_NAMES):
+            lines.append(f"  {where}: {err['msg']} (value not shown)")
         else:
             lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)

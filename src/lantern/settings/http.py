@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from lantern.settings.base import SectionModel
 
@@ -18,4 +18,23 @@ class HTTPSettings(SectionModel):
     )
     tls: bool = Field(
         default=False, description="Serve HTTPS with the platform's server certificate."
+    )
+    request_read_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a request's headers (and, with http.tls, to "
+        "finish the TLS handshake); a body that stops growing for this long is cut too. "
+        "Then 408 and the connection closes.",
+    )
+    max_connections: int = Field(
+        default=10_000,
+        ge=1,
+        description="Open HTTP connections; more get 503 and are closed. Unless set, lowered "
+        "at startup to fit the file descriptor limit beside the MQTT listeners.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="When set, GET /metrics requires Authorization: Bearer <this token>.",
     )

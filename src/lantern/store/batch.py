@@ -55,7 +55,7 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 def _sqlite_engine(path: str) -> Engine:
-    engine = create_engine(f"sqlite:///{path}", pool_size=1, max_overflow=0)
+    engine = create_engine(f"sqlite:///{path}", pool_size=1, max_overflow=0, hide_parameters=True)
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
     return engine

@@ -107,11 +107,11 @@ class LocalObjectStore:
         self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, max_size: int
     ) -> StoredObject:
         final = self._path(key)
-        await asyncio.to_thread(self._tmp.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(self._tmp.mkdir, mode=0o700, parents=True, exist_ok=True)
         tmp = self._tmp / f"{secrets.token_hex(12)}.part"
         digest = hashlib.sha256()
         size = 0
-        f: BinaryIO = await asyncio.to_thread(open, tmp, "xb")
+        f: BinaryIO = await asyncio.to_thread(_create_private, tmp)
         try:
             try:
                 async for chunk in chunks:
@@ -133,11 +133,11 @@ class LocalObjectStore:
         return StoredObject(key=key, size=size, sha256=sha, content_type=content_type)
 
     def _publish(self, tmp: Path, final: Path, meta: Path, content_type: str, sha: str) -> None:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        meta.parent.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        meta.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         meta_tmp = tmp.with_suffix(".meta")
-        with open(meta_tmp, "w") as m:
-            m.write(f"{content_type}\n{sha}\n")
+        with _create_private(meta_tmp) as m:
+            m.write(f"{content_type}\n{sha}\n".encode())
             _flush_and_sync(m)
         os.replace(meta_tmp, meta)
         os.replace(tmp, final)
@@ -185,6 +185,12 @@ class LocalObjectStore:
             meta.unlink(missing_ok=True)
 
         await asyncio.to_thread(remove)
+
+
+def _create_private(path: Path) -> BinaryIO:
+    """A new file open for binary writing, mode 0600 from the start (whatever the umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return os.fdopen(fd, "wb")
 
 
 def _flush_and_sync(f: Any) -> None:

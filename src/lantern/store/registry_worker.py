@@ -178,7 +178,7 @@ class RegistryWorker:
     # -- SQLite file: one thread, one connection ---------------------------------------------------
     def _thread_main(self) -> None:
         assert self._sqlite_url is not None
-        engine = sa.create_engine(self._sqlite_url, poolclass=NullPool)
+        engine = sa.create_engine(self._sqlite_url, poolclass=NullPool, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         try:

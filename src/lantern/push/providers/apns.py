@@ -26,6 +26,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from lantern import jsonlimits
 from lantern.push.errors import PayloadTooLarge, PushRequestInvalid
 from lantern.push.providers.base import (
     CallerError,
@@ -340,7 +341,7 @@ class APNsProvider(PushProvider):
         reason: str | None = None
         timestamp: float | None = None
         try:
-            data = json.loads(response.body)
+            data = jsonlimits.loads(response.body)
             if isinstance(data, dict):
                 if isinstance(data.get("reason"), str):
                     reason = data["reason"]

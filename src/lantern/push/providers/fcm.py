@@ -21,6 +21,7 @@ import google.auth.transport
 import httpx
 from google.oauth2 import service_account
 
+from lantern import jsonlimits
 from lantern.push.errors import PayloadTooLarge, PushRequestInvalid
 from lantern.push.providers.base import (
     CallerError,
@@ -281,7 +282,7 @@ class FCMProvider(PushProvider):
         if response.status_code == 200:
             return
         try:
-            body = response.json()
+            body = jsonlimits.loads(response.content)
         except ValueError:
             body = None
         failure = classify(response.status_code, body, response.headers)

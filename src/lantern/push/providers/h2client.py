@@ -45,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from typing import Any, cast
 
 from hpack import NeverIndexedHeaderTuple
 
+from lantern import jsonlimits
 from lantern.push.providers import h2wire
 from lantern.push.providers.h2wire import H2Wire
 
@@ -276,7 +276,7 @@ def _goaway_reason(data: bytes | None) -> str:
     """APNs puts ``{"reason": "..."}`` in the GOAWAY debug data."""
     if data:
         with contextlib.suppress(ValueError, AttributeError):
-            reason = json.loads(data).get("reason")
+            reason = jsonlimits.loads(data).get("reason")
             if isinstance(reason, str) and reason.isidentifier():
                 return reason
     return "GoAway"
