@@ -10,6 +10,7 @@ import hypothesis  # noqa: F401 - see below
 import pytest
 
 from lantern.store import Database
+from support.postgres import fresh_postgres_database
 
 # Imported here, at collection: otherwise hypothesis' pytest plugin imports it only in the final
 # summary, deep in pytest's hooks, where CPython 3.11.7's parser can fail the assertion
@@ -33,3 +34,18 @@ async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
     db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
     yield db
     await db.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated database, once on SQLite (a temporary file) and once on PostgreSQL (a fresh
+    database on the local server; see support.postgres): storage tests run on both."""
+    if request.param == "sqlite":
+        database = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
+        yield database
+        await database.close()
+        return
+    async with fresh_postgres_database() as url:
+        database = await Database.open(url)
+        yield database
+        await database.close()

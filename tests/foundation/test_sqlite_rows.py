@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lantern.store.sqlite_rows import MAX_VARIABLES, multirow_inserts
+from lantern.store.sqlite.rows import MAX_VARIABLES, multirow_inserts
 
 HEAD = "INSERT INTO t (a, b, c, state) VALUES "
 ROW = "(?, ?, ?, 'new')"

@@ -7,7 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from lantern.store.wal_checkpoint import WRITER_AUTOCHECKPOINT_PAGES, WalCheckpointer
+from lantern.store.sqlite.checkpoint import WRITER_AUTOCHECKPOINT_PAGES, WalCheckpointer
 
 
 def test_committed_pages_reach_the_database_file_without_the_writer_checkpointing(

@@ -1,17 +1,21 @@
-"""The database handle: one async engine, SQLite tuned for durability, migrations on open."""
+"""The database handle: one async engine, SQLite tuned for durability, migrations on open, and
+the process's units of work on it (:attr:`Database.transactions`)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from lantern.errors import LanternError
+from lantern.store.sqlite.connection import apply_pragmas, create_private, sqlite_path
+
+if TYPE_CHECKING:
+    from lantern.store.transactions import Transactions
 
 InTransaction = Callable[[AsyncConnection], Awaitable[None]]
 """Extra work a caller hands a repository method to do inside that method's transaction (e.g.
@@ -23,14 +27,7 @@ class StoreError(LanternError):
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL: readers never block the writer. synchronous=FULL: a commit survives power loss too,
-    # which is what "acknowledge after durable" promises; writers group commits for throughput.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
+    apply_pragmas(dbapi_connection)
 
 
 class Database:
@@ -38,10 +35,32 @@ class Database:
 
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
+        self._transactions: Transactions | None = None
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The file behind this database when it is a SQLite file, else None."""
+        return sqlite_path(self.engine.url)
+
+    @property
+    def transactions(self) -> Transactions:
+        """This process's units of work on the database (one per database: on a SQLite file,
+        its one writer thread). See :mod:`lantern.store.transactions`."""
+        if self._transactions is None:
+            path = self.sqlite_path
+            if path is not None:
+                from lantern.store.sqlite.writer_thread import WriterThread
+
+                self._transactions = WriterThread(path)
+            else:
+                from lantern.store.transactions import EngineTransactions
+
+                self._transactions = EngineTransactions(self)
+        return self._transactions
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Database:
@@ -49,10 +68,8 @@ class Database:
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                if "?" not in path and not path.startswith("file:"):
-                    _create_private(Path(path))
+            if path and path != ":memory:" and "?" not in path and not path.startswith("file:"):
+                create_private(Path(path))
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         # Parameters (tokens, messages, patient ids) never appear in SQLAlchemy's statement log
@@ -83,11 +100,7 @@ class Database:
             yield conn
 
     async def close(self) -> None:
+        transactions, self._transactions = self._transactions, None
+        if transactions is not None:
+            await transactions.close()
         await self.engine.dispose()
-
-
-def _create_private(path: Path) -> None:
-    """Create an empty SQLite file with mode 0600 unless it exists: SQLite gives its -wal and
-    -shm files the database file's permissions, so none of them is readable by others."""
-    with suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

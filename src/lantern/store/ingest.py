@@ -28,8 +28,8 @@ from lantern.store.schema.ingest import (
     observations,
     upload_links,
 )
-from lantern.store.sqlite_rows import multirow_inserts, variable_limit
-from lantern.store.wal_checkpoint import WRITER_AUTOCHECKPOINT_PAGES, WalCheckpointer
+from lantern.store.sqlite.checkpoint import WRITER_AUTOCHECKPOINT_PAGES, WalCheckpointer
+from lantern.store.sqlite.rows import multirow_inserts, variable_limit
 
 # -- observations --------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import RowMapping
 from lantern.store.batch import BatchTransactions
 from lantern.store.db import Database, InTransaction, StoreError
 from lantern.store.schema.push import api_keys, push_deliveries
-from lantern.store.sqlite_rows import multirow_inserts
+from lantern.store.sqlite.rows import multirow_inserts
 
 
 @dataclass(frozen=True, slots=True)

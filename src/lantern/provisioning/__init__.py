@@ -1,0 +1,1 @@
+"""Fleet provisioning by claim (the AWS IoT Identity API and RegisterThing) and its admin side."""
