@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,45 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
         load_settings(bad, environ={})
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "missing.toml", environ={})
+
+
+def test_lists_and_tables_from_the_environment_decode_as_json() -> None:
+    settings = load_settings(environ={"LANTERN_PROVISIONING__ANONYMOUS_LISTENERS": '["tcp", "ws"]'})
+    assert settings.provisioning.anonymous_listeners == ["tcp", "ws"]
+
+
+def test_command_line_overrides_are_validated_and_named(tmp_path: Path) -> None:
+    assert load_settings(environ={}, http={"port": 8081}).http.port == 8081
+    with pytest.raises(ConfigError, match=r"http\.port: .*70000.*command line"):
+        load_settings(environ={}, http={"port": 70000})
+    with pytest.raises(ConfigError, match=r"mqtt\.port: .*environment variable LANTERN_MQTT__PORT"):
+        load_settings(environ={"LANTERN_MQTT__PORT": "-1"})
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[mqtt]\nport = 99999\n")
+    with pytest.raises(ConfigError, match=rf"mqtt\.port: .*{cfg.name}"):
+        load_settings(cfg, environ={})
+
+
+def test_a_given_environment_is_used_alone_and_the_process_one_is_untouched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LANTERN_HTTP__PORT", "1234")
+    before = dict(os.environ)
+    assert load_settings(environ={}).http.port == 8080  # the process environment is not read
+    assert load_settings().http.port == 1234  # ... unless no environment is given
+    assert dict(os.environ) == before
+
+
+@pytest.mark.parametrize("flag", ["--http-port", "--mqtt-port"])
+def test_serve_port_flags_are_validated_before_anything_starts(tmp_path: Path, flag: str) -> None:
+    from typer.testing import CliRunner
+
+    from lantern.cli.main import app
+
+    data = tmp_path / "data"
+    done = CliRunner().invoke(app, ["serve", "--data-dir", str(data), flag, "70000"])
+    assert done.exit_code == 1
+    setting = "http.port" if flag == "--http-port" else "mqtt.port"
+    assert f"{setting}: Input should be less than or equal to 65535" in done.output
+    assert "command line" in done.output
+    assert not data.exists()

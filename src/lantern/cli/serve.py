@@ -17,18 +17,25 @@ if TYPE_CHECKING:
 def serve_command(
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
-    http_port: Annotated[int | None, typer.Option(help="HTTP port (default 8080).")] = None,
+    http_port: Annotated[
+        int | None, typer.Option("--http-port", help="HTTP port (default 8080; http.port).")
+    ] = None,
+    mqtt_port: Annotated[
+        int | None, typer.Option("--mqtt-port", help="mTLS MQTT port (default 8883; mqtt.port).")
+    ] = None,
 ) -> None:
     """Run Lantern: MQTT gateway, HTTP API and workers in one process, until Ctrl-C."""
     # Imported here: every component's dependencies load only when the server really starts.
     from lantern.runtime.logs import configure_logging
     from lantern.runtime.server import serve
 
-    settings = settings_from(data_dir, config)
-    if http_port is not None:
-        settings = settings.model_copy(
-            update={"http": settings.http.model_copy(update={"port": http_port})}
-        )
+    # Flags are validated with the other sources (a bad port is named like a bad setting).
+    settings = settings_from(
+        data_dir,
+        config,
+        http=None if http_port is None else {"port": http_port},
+        mqtt=None if mqtt_port is None else {"port": mqtt_port},
+    )
     configure_logging(settings.log_level, sql_statements=settings.log_sql_statements)
 
     def ready(running: RunningServer) -> None:

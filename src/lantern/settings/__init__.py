@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from pydantic import BaseModel, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource
+from pydantic_settings.sources.utils import parse_env_vars
 
 from lantern.errors import ConfigError
 from lantern.settings.base import SectionModel
@@ -33,15 +35,11 @@ NESTED_DELIMITER = "__"
 _NOT_SETTINGS = ("LANTERN_CONFIG", "LANTERN_TEST_")
 
 
-class Settings(BaseSettings):
-    """All of Lantern's settings. Construct with :func:`load_settings`."""
+class Settings(BaseModel):
+    """All of Lantern's settings. Construct with :func:`load_settings` (``Settings()`` is the
+    defaults alone: constructing it reads no environment)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter=NESTED_DELIMITER,
-        extra="forbid",
-        validate_default=True,
-    )
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     data_dir: Path = Field(
         default=Path("lantern-data"),
@@ -70,18 +68,6 @@ class Settings(BaseSettings):
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     push: PushSettings = Field(default_factory=PushSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # init kwargs carry CLI flags and the TOML file (merged by load_settings); env beats file.
-        return (env_settings, init_settings)
 
     @property
     def effective_database_url(self) -> str:
@@ -126,54 +112,94 @@ def _read_toml(path: Path) -> dict[str, Any]:
 _SECRET_NAMES = ("token", "password", "secret")
 
 
-def _describe(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid settings ({source}):"]
+def _describe(exc: ValidationError, origin: Callable[[tuple[str | int, ...]], str]) -> str:
+    lines = ["invalid settings:"]
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
+        loc = tuple(err["loc"])
+        where = ".".join(str(p) for p in loc)
+        source = origin(loc)
         if err["type"] == "extra_forbidden":
-            lines.append(f"  {where}: unknown setting")
+            lines.append(f"  {where}: unknown setting ({source})")
         elif any(name in where for name in _SECRET_NAMES):
-            lines.append(f"  {where}: {err['msg']} (value not shown)")
+            lines.append(f"  {where}: {err['msg']} (value not shown; {source})")
         else:
-            lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r}; {source})")
     return "\n".join(lines)
+
+
+class _EnvironmentSource(EnvSettingsSource):
+    """pydantic-settings' environment parsing (``__`` nesting, JSON for lists and tables) over
+    the mapping it is given instead of the process environment."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        # The source reads only the model's fields and the options given here, so a plain
+        # model (constructing it reads no environment) serves as well as a BaseSettings.
+        model = cast(type[BaseSettings], Settings)
+        super().__init__(model, env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED_DELIMITER)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, False, False, None)
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, tables merged key by key (a TOML section and an environment
+    variable of the same section both count)."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _has(values: Mapping[str, Any], loc: tuple[str | int, ...]) -> bool:
+    node: Any = values
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def load_settings(
     config_file: Path | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> Settings:
-    """Build settings from defaults, a TOML file, the environment, then explicit overrides.
+    """Build settings from defaults, a TOML file, the environment, then explicit overrides
+    (command-line flags; a section as a dict, e.g. ``http={"port": 8081}``), validated together.
 
+    ``environ`` defaults to the process environment, which is read, never changed.
     ``config_file`` defaults to ``$LANTERN_CONFIG`` when set. Raises :class:`ConfigError` naming
-    every unknown or invalid setting.
+    every unknown or invalid setting and where its value came from.
     """
     env = dict(os.environ if environ is None else environ)
     _check_environment(env)
-    values: dict[str, Any] = {}
     path = config_file or (Path(env["LANTERN_CONFIG"]) if env.get("LANTERN_CONFIG") else None)
-    source = "environment"
-    if path is not None:
-        values = _read_toml(path)
-        source = f"{path} and environment"
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    saved = os.environ.copy() if environ is not None else None
+    from_file = _read_toml(path) if path is not None else {}
+    from_env = _EnvironmentSource(env)()
+    from_flags = {k: v for k, v in overrides.items() if v is not None}
+    values = _merge(_merge(from_file, from_env), from_flags)
+
+    def origin(loc: tuple[str | int, ...]) -> str:
+        if _has(from_flags, loc):
+            return "command line"
+        if _has(from_env, loc):
+            return (
+                "environment variable "
+                + ENV_PREFIX
+                + NESTED_DELIMITER.join(str(p).upper() for p in loc[:2])
+            )
+        if path is not None and _has(from_file, loc):
+            return str(path)
+        return "default"
+
     try:
-        if saved is not None:
-            os.environ.clear()
-            os.environ.update(env)
-        settings = Settings(**values)
+        return Settings.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
-    finally:
-        if saved is not None:
-            os.environ.clear()
-            os.environ.update(saved)
-    # CLI overrides must beat the environment, which Settings ranks first.
-    if overrides:
-        settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    return settings
+        raise ConfigError(_describe(exc, origin)) from None
 
 
 __all__ = ["ConfigError", "SectionModel", "Settings", "load_settings"]
