@@ -44,7 +44,7 @@ class UpdateOutcome:
     path: Path | None = None
 
 
-class LinkExpired(DeviceError):
+class DownloadLinkExpired(DeviceError):
     """The firmware link was refused as expired: describe the job again for a new one."""
 
 
@@ -80,7 +80,7 @@ def download_resumable(
                     if response.status_code == 403:
                         response.read()
                         if response.json().get("errorCode") == "LinkExpired":
-                            raise LinkExpired("the firmware link expired")
+                            raise DownloadLinkExpired("the firmware link expired")
                         raise DeviceError(f"the firmware link was refused: {response.text}")
                     if response.status_code not in (200, 206):
                         response.read()
@@ -168,7 +168,7 @@ def firmware_update(
                 str(document["firmwareUrl"]), part, verify=verify, progress=progress
             )
             break
-        except LinkExpired:
+        except DownloadLinkExpired:
             log("firmware link expired; asking for the job document again")
             document = describe().get("jobDocument") or {}
     else:

@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 
 from lantern import jsonlimits
+from lantern.errors import LanternError
 
 
-class PushFailed(Exception):
+class PushFailed(LanternError):
     """The gateway refused or could not deliver the notification."""
 
     def __init__(

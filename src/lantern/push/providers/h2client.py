@@ -53,6 +53,7 @@ from typing import Any, cast
 from hpack import NeverIndexedHeaderTuple
 
 from lantern import jsonlimits
+from lantern.push.errors import PushError
 from lantern.push.providers import h2wire
 from lantern.push.providers.h2wire import H2Wire
 
@@ -67,7 +68,7 @@ _RECEIVE_WINDOW = 1 << 20
 _FLUSH_EVERY = 16
 
 
-class H2Error(Exception):
+class H2Error(PushError):
     """No response: ``reason`` is a short code (ConnectError, Timeout, GoAway or the server's
     GOAWAY reason, ConnectionLost, StreamReset, ProtocolError, Closed)."""
 

@@ -21,6 +21,8 @@ from typing import Any, cast
 
 import hpack
 
+from lantern.errors import LanternError
+
 # hpack logs header values at DEBUG (provider JWTs, device tokens): it speaks only of problems.
 logging.getLogger("hpack").setLevel(logging.WARNING)
 
@@ -71,15 +73,19 @@ def error_name(code: int) -> str:
     return names[code] if 0 <= code < len(names) else f"0x{code:x}"
 
 
-class NoStreamIdsError(Exception):
+class H2WireError(LanternError):
+    """Root of the HTTP/2 framing layer's errors."""
+
+
+class NoStreamIdsError(H2WireError):
     """All 2^30 client stream ids are used: open a new connection."""
 
 
-class TooManyStreamsError(Exception):
+class TooManyStreamsError(H2WireError):
     """The server's MAX_CONCURRENT_STREAMS are all open."""
 
 
-class _ConnectionError(Exception):
+class _ConnectionError(H2WireError):
     def __init__(self, code: int, detail: str) -> None:
         super().__init__(detail)
         self.code = code
