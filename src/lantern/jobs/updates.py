@@ -210,6 +210,11 @@ class ExecutionUpdater:
             check_update(current, change.request)
             new = updated(current, change.request, self._clock.now())
             if uow.replace_execution(current, new):
+                if current.status is new.status is ExecStatus.IN_PROGRESS:
+                    # A progress report: the pending list's members and order (status, queue
+                    # time, job id) are unchanged, so there is nothing to notify; skip the
+                    # evaluation (things flagged by other changes are the timer's to flush).
+                    return Applied(new, [])
                 return Applied(new, notify.evaluate(uow, [thing]))
             # Changed by another process since the read (PostgreSQL; on SQLite the batch holds
             # the write lock): re-check against the newer version.
