@@ -8,10 +8,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from jobs.kit import Kit, Response
 from lantern.store import Database
+from lantern.store.jobs import JobsUnit
 from lantern.store.schema.jobs import job_executions
 
 
@@ -184,3 +186,29 @@ async def test_two_servers_racing_on_one_execution_exactly_one_wins(
     finally:
         await other.close()
         await other_db.close()
+
+
+async def test_a_batch_that_cannot_commit_fails_every_update_in_it(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [f"dev{i}" for i in range(5)]
+    await kit.add_things(*names)
+    job = await kit.deploy(*names)
+    real = JobsUnit.lock_notify_states
+
+    def broken(self: JobsUnit, things: Any) -> Any:
+        if "dev3" in things:
+            raise RuntimeError("disk on fire")
+        return real(self, things)
+
+    monkeypatch.setattr(JobsUnit, "lock_notify_states", broken)
+    body = {"status": "SUCCEEDED", "clientToken": "t"}
+    results = await asyncio.gather(*(update(kit, n, job, body) for n in names))
+    # One transaction held all five: none of them is stored, and each device is told to retry.
+    assert [r.body["code"] for r in results] == ["InternalError"] * 5
+    assert all("fire" not in r.body["message"] for r in results)
+    assert await stored(kit.db, job) == {n: ("QUEUED", 1) for n in names}
+    monkeypatch.undo()
+    results = await asyncio.gather(*(update(kit, n, job, body) for n in names))
+    assert all(r.accepted for r in results)
+    assert await stored(kit.db, job) == {n: ("SUCCEEDED", 2) for n in names}
