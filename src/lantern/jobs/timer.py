@@ -89,6 +89,9 @@ class _Advanced:
 
 
 class JobsTimer:
+    """The time-driven duties, each a unit of work of the database (on a SQLite file, on its
+    writer thread with the device updates: they take turns instead of waiting on a lock)."""
+
     def __init__(
         self,
         db: Database,
