@@ -17,10 +17,10 @@ from lantern.jobs.clock import ManualClock
 from lantern.jobs.deployments import DeploymentService, DeploymentSpec
 from lantern.jobs.device_api import JobsDeviceAPI
 from lantern.jobs.documents import DocumentRenderer
+from lantern.jobs.queries import FirmwareRecord, JobsQueries
 from lantern.jobs.throttle import TokenBuckets
 from lantern.jobs.timer import JobsTimer
 from lantern.store import Database
-from lantern.store.firmware import FirmwareRecord
 from lantern.store.objects import LocalObjectStore
 from lantern.store.schema.registry import things
 from lantern.store.signing import UrlSigner
@@ -74,6 +74,7 @@ class Kit:
         self.objects = LocalObjectStore(root / "files")
         self.catalog = FirmwareCatalog(db, self.objects, self.clock, 10_000_000)
         self.groups = ThingGroups(db, self.clock)
+        self.queries = JobsQueries(db)
         self.firmware: FirmwareRecord | None = None
 
     async def close(self) -> None:

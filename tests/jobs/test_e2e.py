@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 from awscrt import mqtt, mqtt5, mqtt_request_response
 from awsiot import ServiceStreamOptions, iotjobs, mqtt5_client_builder, mqtt_connection_builder
 
+from jobs.databases import copy_postgres_template, drop_postgres_database
 from lantern.device import Endpoint, provision, write_credentials
 from support.process import LanternProcess
 
@@ -87,11 +89,12 @@ class Server:
         return str(created.json()["deploymentId"])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("jobs-e2e")
+@contextmanager
+def serving(root: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """``lantern serve`` with a claim (``claim/claim.pem``) and a firmware image uploaded."""
     # A short timer tick: notifications of CLI changes reach devices sooner (default 1 s).
-    with LanternProcess(root / "data", env={"LANTERN_JOBS__TIMER_TICK_SECONDS": "0.2"}) as proc:
+    env = {"LANTERN_JOBS__TIMER_TICK_SECONDS": "0.2", **(env or {})}
+    with LanternProcess(root / "data", env=env) as proc:
         s = Server(proc, root, "")
         image = root / "image.bin"
         image.write_bytes(IMAGE)
@@ -118,6 +121,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         assert hashlib.sha256(IMAGE).hexdigest() in out
         s.firmware_id = out.split("Firmware ", 1)[1].split(" ", 1)[0]
         yield s
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with serving(tmp_path_factory.mktemp("jobs-e2e")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def postgres_server(
+    tmp_path_factory: pytest.TempPathFactory, postgres_template: str
+) -> Iterator[Server]:
+    """The server on a PostgreSQL database of its own (migrated: a copy of the template)."""
+    url = copy_postgres_template(postgres_template)
+    try:
+        with serving(tmp_path_factory.mktemp("jobs-e2e-pg"), {"LANTERN_DATABASE_URL": url}) as s:
+            yield s
+    finally:
+        drop_postgres_database(url)
 
 
 def mqtt5_client(server: Server, thing: str, certs: Path) -> tuple[mqtt5.Client, Future[Any]]:
@@ -322,6 +344,17 @@ def test_v1_client_over_mqtt311(server: Server) -> None:
 
 
 def test_device_toolkit_firmware_update(server: Server) -> None:
+    device_toolkit_update(server)
+
+
+@pytest.mark.postgres
+def test_device_toolkit_firmware_update_on_postgres(postgres_server: Server) -> None:
+    device_toolkit_update(postgres_server)
+
+
+def device_toolkit_update(server: Server) -> None:
+    """Deploy over REST to a provisioned thing; ``lantern device firmware-update`` installs it
+    (StartNext, UpdateJobExecution, the signed download) and finds nothing more to do after."""
     thing, certs = server.new_thing("tooldev")
     with server.rest() as rest:
         created = rest.post(

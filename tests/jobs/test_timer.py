@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from jobs.kit import Kit
 from lantern.jobs.deployments import AbortCriterion
-from lantern.store.jobs import ExecStatus, JobStatus
+from lantern.jobs.queries import ExecStatus, JobStatus
 
 
 async def statuses(kit: Kit, job: str) -> dict[str, str]:
-    deployment = await kit.deployments.get(job)
+    deployment = await kit.queries.deployment(job)
     return {e.thing_name: e.status.value for e in deployment.executions}
 
 
@@ -33,7 +33,7 @@ async def test_rollout_queues_at_most_max_per_minute(kit: Kit) -> None:
         await kit.call(name, f"{job}/update", {"status": "SUCCEEDED"})
     report = await kit.timer.tick()
     assert report.completed == [job]
-    assert (await kit.deployments.get(job)).job.status is JobStatus.COMPLETED
+    assert (await kit.queries.deployment(job)).job.status is JobStatus.COMPLETED
 
 
 async def test_without_rate_everything_is_queued_at_once(kit: Kit) -> None:
@@ -61,7 +61,7 @@ async def test_in_progress_timeout(kit: Kit) -> None:
     assert u.body["code"] == "InvalidStateTransition"
     assert u.body["executionState"]["status"] == "TIMED_OUT"
     await kit.timer.tick()
-    assert (await kit.deployments.get(job)).job.status is JobStatus.COMPLETED
+    assert (await kit.queries.deployment(job)).job.status is JobStatus.COMPLETED
 
 
 async def test_step_timeout_set_replaced_and_cleared(kit: Kit) -> None:
@@ -104,7 +104,7 @@ async def test_abort_cancels_queued_and_planned_but_not_in_progress(kit: Kit) ->
     kit.clock.advance(60)
     report = await kit.timer.tick()
     assert report.aborted == [job] and report.released == {}
-    deployment = await kit.deployments.get(job)
+    deployment = await kit.queries.deployment(job)
     assert deployment.job.status is JobStatus.CANCELED
     assert deployment.job.reason and "2 of 2" in deployment.job.reason
     assert deployment.counts == {
@@ -159,7 +159,7 @@ async def test_cancel_without_force_leaves_in_progress_running(kit: Kit) -> None
     assert d.body["execution"]["status"] == "IN_PROGRESS"
     assert (await kit.call("dev1", f"{job}/update", {"status": "SUCCEEDED"})).accepted
     await kit.timer.tick()
-    assert (await kit.deployments.get(job)).job.status is JobStatus.CANCELED
+    assert (await kit.queries.deployment(job)).job.status is JobStatus.CANCELED
 
 
 async def test_cancel_with_force_cancels_in_progress(kit: Kit) -> None:

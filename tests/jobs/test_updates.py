@@ -1,10 +1,10 @@
 """UpdateJobExecution by group commit: many devices per transaction, each answered after its commit,
-with the same per-update checks and notifications as one at a time (SQLite and PostgreSQL)."""
+with the same per-update checks and notifications as one at a time (SQLite and PostgreSQL: the
+``kit`` fixture runs every test on both)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from jobs.kit import Kit, Response
 from lantern.store import Database
+from lantern.store.jobs import JobsUnit
 from lantern.store.schema.jobs import job_executions
-from support.postgres import fresh_postgres_database
 
 
 def update(kit: Kit, thing: str, job: str, body: dict[str, Any]) -> Any:
@@ -121,20 +121,7 @@ async def test_updates_after_close_are_refused_and_change_nothing(kit: Kit) -> N
     assert await stored(kit.db, job) == {"dev1": ("QUEUED", 1)}
 
 
-@pytest.fixture
-async def pg_kit(tmp_path: Path) -> AsyncIterator[Kit]:
-    async with fresh_postgres_database() as url:
-        db = await Database.open(url)
-        kit = Kit(db, tmp_path)
-        try:
-            yield kit
-        finally:
-            await kit.close()
-            await db.close()
-
-
-async def test_postgres_group_commit_race_and_notifications(pg_kit: Kit) -> None:
-    kit = pg_kit
+async def test_race_in_one_batch_and_notifications(kit: Kit) -> None:
     await kit.add_things("dev1", "dev2")
     job = await kit.deploy("dev1", "dev2")
     race = await asyncio.gather(
@@ -157,3 +144,71 @@ async def test_postgres_group_commit_race_and_notifications(pg_kit: Kit) -> None
     done = await update(kit, "dev1", job, {"status": "SUCCEEDED", "expectedVersion": 2})
     assert done.accepted
     assert await stored(kit.db, job) == {"dev1": ("SUCCEEDED", 3), "dev2": ("REJECTED", 2)}
+
+
+async def test_two_servers_racing_on_one_execution_exactly_one_wins(
+    kit: Kit, tmp_path: Path
+) -> None:
+    """Two servers (two Database objects, two update writers) on one database: of updates with
+    the same expectedVersion exactly one wins, and its notifications are sent once."""
+    await kit.add_things("dev1")
+    job = await kit.deploy("dev1")
+    other_db = await Database.open(
+        kit.db.engine.url.render_as_string(hide_password=False), migrate=False
+    )
+    other = Kit(other_db, tmp_path)
+    try:
+
+        def body(status: str, version: int, i: int) -> dict[str, Any]:
+            return {
+                "status": status,
+                "expectedVersion": version,
+                "statusDetails": {"writer": str(i)},
+                "clientToken": f"w{i}",
+            }
+
+        for status, version in (("IN_PROGRESS", 1), ("SUCCEEDED", 2)):
+            results = await asyncio.gather(
+                *[
+                    update(kit if i % 2 else other, "dev1", job, body(status, version, i))
+                    for i in range(10)
+                ]
+            )
+            winners = [r for r in results if r.accepted]
+            assert len(winners) == 1, [r.body for r in results]
+            losers = [r for r in results if not r.accepted]
+            assert {r.body["code"] for r in losers} == {"VersionMismatch"}
+            assert {r.body["executionState"]["versionNumber"] for r in losers} == {version + 1}
+            assert await stored(kit.db, job) == {"dev1": (status, version + 1)}
+            # Only the terminal update changes the pending list; only its winner notifies.
+            sent = [t.rsplit("/", 1)[1] for r in results for t, _ in r.notifications]
+            assert sent == ([] if status == "IN_PROGRESS" else ["notify", "notify-next"])
+    finally:
+        await other.close()
+        await other_db.close()
+
+
+async def test_a_batch_that_cannot_commit_fails_every_update_in_it(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [f"dev{i}" for i in range(5)]
+    await kit.add_things(*names)
+    job = await kit.deploy(*names)
+    real = JobsUnit.lock_notify_states
+
+    def broken(self: JobsUnit, things: Any) -> Any:
+        if "dev3" in things:
+            raise RuntimeError("disk on fire")
+        return real(self, things)
+
+    monkeypatch.setattr(JobsUnit, "lock_notify_states", broken)
+    body = {"status": "SUCCEEDED", "clientToken": "t"}
+    results = await asyncio.gather(*(update(kit, n, job, body) for n in names))
+    # One transaction held all five: none of them is stored, and each device is told to retry.
+    assert [r.body["code"] for r in results] == ["InternalError"] * 5
+    assert all("fire" not in r.body["message"] for r in results)
+    assert await stored(kit.db, job) == {n: ("QUEUED", 1) for n in names}
+    monkeypatch.undo()
+    results = await asyncio.gather(*(update(kit, n, job, body) for n in names))
+    assert all(r.accepted for r in results)
+    assert await stored(kit.db, job) == {n: ("SUCCEEDED", 2) for n in names}

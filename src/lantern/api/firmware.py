@@ -30,10 +30,10 @@ from lantern.api.admin_auth import parse_body, require_admin
 from lantern.audit.auth_failures import AuthFailures
 from lantern.jobs.catalog import FirmwareCatalog
 from lantern.jobs.clock import Clock
-from lantern.jobs.deployments import AbortCriterion, Deployment, DeploymentService, DeploymentSpec
+from lantern.jobs.deployments import AbortCriterion, DeploymentService, DeploymentSpec
 from lantern.jobs.documents import firmware_download_path
 from lantern.jobs.errors import Conflict, JobsError, NotFound
-from lantern.store.firmware import FirmwareRecord
+from lantern.jobs.queries import Deployment, FirmwareRecord, JobsQueries
 from lantern.store.objects import ObjectStoreError
 from lantern.store.signing import LinkExpired, LinkInvalid, UrlSigner
 
@@ -166,6 +166,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 def build_firmware_router(
     catalog: FirmwareCatalog,
     deployments: DeploymentService,
+    queries: JobsQueries,
     signer: UrlSigner,
     clock: Clock,
     *,
@@ -204,15 +205,16 @@ def build_firmware_router(
 
     @admin.get("/v1/firmware")
     async def list_firmware(request: Request, project: str | None = None) -> JSONResponse:
-        return JSONResponse([firmware_json(r) for r in await catalog.list_all(project)])
+        return JSONResponse([firmware_json(r) for r in await queries.list_firmware(project)])
 
     @admin.get("/v1/firmware/{firmware_id}")
     async def get_firmware(firmware_id: str, request: Request) -> JSONResponse:
         try:
-            record = await catalog.get(firmware_id)
+            record = await queries.firmware(firmware_id)
         except JobsError as exc:
             return _jobs_error(exc)
-        return JSONResponse({**firmware_json(record), "usedBy": await catalog.users(firmware_id)})
+        users = await queries.firmware_users(firmware_id)
+        return JSONResponse({**firmware_json(record), "usedBy": users})
 
     @admin.delete("/v1/firmware/{firmware_id}")
     async def delete_firmware(firmware_id: str, request: Request) -> JSONResponse:
@@ -234,7 +236,7 @@ def build_firmware_router(
         except LinkInvalid:
             return _error(403, "LinkInvalid", "the firmware link is not valid")
         try:
-            record = await catalog.get(firmware_id)
+            record = await queries.firmware(firmware_id)
         except NotFound:
             return _error(404, "NotFound", "the firmware no longer exists")
         etag = f'"{record.sha256}"'
@@ -294,16 +296,16 @@ def build_firmware_router(
         except JobsError as exc:
             return _jobs_error(exc)
         await changed()
-        return JSONResponse(deployment_json(await deployments.get(job.job_id)), status_code=201)
+        return JSONResponse(deployment_json(await queries.deployment(job.job_id)), status_code=201)
 
     @admin.get("/v1/deployments")
     async def list_deployments(request: Request, project: str | None = None) -> JSONResponse:
-        return JSONResponse([deployment_json(d) for d in await deployments.list_all(project)])
+        return JSONResponse([deployment_json(d) for d in await queries.list_deployments(project)])
 
     @admin.get("/v1/deployments/{deployment_id}")
     async def get_deployment(deployment_id: str, request: Request) -> JSONResponse:
         try:
-            return JSONResponse(deployment_json(await deployments.get(deployment_id)))
+            return JSONResponse(deployment_json(await queries.deployment(deployment_id)))
         except JobsError as exc:
             return _jobs_error(exc)
 
@@ -318,7 +320,7 @@ def build_firmware_router(
         except JobsError as exc:
             return _jobs_error(exc)
         await changed()
-        result = deployment_json(await deployments.get(deployment_id, with_executions=False))
+        result = deployment_json(await queries.deployment(deployment_id, with_executions=False))
         return JSONResponse({**result, "canceledExecutions": len(canceled)})
 
     router.include_router(admin)

@@ -28,9 +28,9 @@ from lantern.cli.common import (
 from lantern.jobs.catalog import FirmwareCatalog, ThingGroups
 from lantern.jobs.clock import SystemClock
 from lantern.jobs.deployments import AbortCriterion, DeploymentService, DeploymentSpec
+from lantern.jobs.queries import ExecStatus, JobsQueries
 from lantern.settings import Settings
 from lantern.store import Database
-from lantern.store.jobs import ExecStatus
 
 app = typer.Typer(help="The firmware catalog (images devices update to).", no_args_is_help=True)
 deployments_app = typer.Typer(help="Firmware deployments (jobs) to things.", no_args_is_help=True)
@@ -52,6 +52,7 @@ class Services:
     catalog: FirmwareCatalog
     deployments: DeploymentService
     groups: ThingGroups
+    queries: JobsQueries
 
 
 def _thing_names(things: str | None) -> list[str]:
@@ -69,7 +70,10 @@ async def _with_services(settings: Settings, fn: Callable[[Services], Awaitable[
     clock = SystemClock()
     try:
         catalog = FirmwareCatalog(db, objects, clock, settings.jobs.max_firmware_bytes)
-        return await fn(Services(catalog, DeploymentService(db, clock), ThingGroups(db, clock)))
+        services = Services(
+            catalog, DeploymentService(db, clock), ThingGroups(db, clock), JobsQueries(db)
+        )
+        return await fn(services)
     finally:
         if s3 is not None:
             await s3.close()
@@ -130,7 +134,7 @@ def list_firmware(
     settings = settings_from(data_dir, config)
 
     async def go(svc: Services) -> None:
-        records = await svc.catalog.list_all(project)
+        records = await svc.queries.list_firmware(project)
         if not records:
             console.print("No firmware yet. Upload one: lantern firmware upload FILE --version V")
             return
@@ -154,8 +158,8 @@ def show_firmware(
     settings = settings_from(data_dir, config)
 
     async def go(svc: Services) -> None:
-        r = await svc.catalog.get(firmware_id)
-        users = await svc.catalog.users(firmware_id)
+        r = await svc.queries.firmware(firmware_id)
+        users = await svc.queries.firmware_users(firmware_id)
         console.print(f"[bold]{r.id}[/]  {r.name} {r.version}  (project {r.project})")
         console.print(f"  size      {r.size} bytes\n  sha256    {r.sha256}")
         console.print(f"  uploaded  {when(r.created_at)}")
@@ -236,7 +240,7 @@ def create_deployment(
 
     async def go(svc: Services) -> None:
         job = await svc.deployments.create(spec)
-        d = await svc.deployments.get(job.job_id, with_executions=False)
+        d = await svc.queries.deployment(job.job_id, with_executions=False)
         rate = f"{max_per_minute}/min" if max_per_minute else "all at once"
         console.print(
             f"Deployment [bold]{job.job_id}[/] created for {d.total} thing(s), rollout {rate}."
@@ -257,7 +261,7 @@ def list_deployments(
     settings = settings_from(data_dir, config)
 
     async def go(svc: Services) -> None:
-        items = await svc.deployments.list_all(project)
+        items = await svc.queries.list_deployments(project)
         if not items:
             console.print("No deployments. Create one: lantern deployments create --firmware ID …")
             return
@@ -291,7 +295,7 @@ def show_deployment(
     settings = settings_from(data_dir, config)
 
     async def go(svc: Services) -> None:
-        d = await svc.deployments.get(deployment_id)
+        d = await svc.queries.deployment(deployment_id)
         job = d.job
         console.print(
             f"[bold]{job.job_id}[/]  {job.status.value}  firmware {job.firmware_id} "
@@ -406,7 +410,7 @@ def list_groups(
 
     async def go(svc: Services) -> None:
         table = Table("group", "members", "description", "created")
-        for g in await svc.groups.list_all(project):
+        for g in await svc.queries.list_groups(project):
             table.add_row(g.name, str(g.member_count), g.description, when(g.created_at))
         console.print(table)
 
@@ -424,7 +428,7 @@ def show_group(
     settings = settings_from(data_dir, config)
 
     async def go(svc: Services) -> None:
-        group, members = await svc.groups.get(name, project)
+        group, members = await svc.queries.group(name, project)
         console.print(f"[bold]{group.name}[/] ({len(members)} member(s)) {group.description}")
         for m in members:
             console.print(f"  {m}")

@@ -12,16 +12,17 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Sequence
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from lantern.audit import AuditedAction, audited
 from lantern.jobs.clock import Clock
 from lantern.jobs.errors import Conflict, JobsError, NotFound
+from lantern.jobs.queries import JobsQueries
 from lantern.store import Database
 from lantern.store import firmware as fw_store
-from lantern.store import jobs as jobs_store
-from lantern.store.firmware import FirmwareRecord, GroupRecord
-from lantern.store.jobs import JobStatus
+from lantern.store.firmware import FirmwareRecord
+from lantern.store.jobs import deployments as jobs_store
 from lantern.store.objects import ObjectStore
 
 FIRMWARE_PREFIX = "firmware"
@@ -69,8 +70,9 @@ class FirmwareCatalog:
         version = _check_label(version, "the firmware version")
         name = _check_label(name, "the firmware name", 128)
         async with self.db.connect() as conn:
-            if await fw_store.find_firmware(conn, project, name, version) is not None:
-                raise Conflict(f"firmware {name} {version} already exists in project {project}")
+            found = await conn.run_sync(lambda c: fw_store.find_firmware(c, project, name, version))
+        if found is not None:
+            raise Conflict(f"firmware {name} {version} already exists in project {project}")
         firmware_id = f"fw-{secrets.token_hex(8)}"
         key = f"{FIRMWARE_PREFIX}/{firmware_id}"
         stored = await self.objects.put_stream(
@@ -92,7 +94,7 @@ class FirmwareCatalog:
         act.target = firmware_id
         try:
             async with self.db.transaction() as conn:
-                await fw_store.insert_firmware(conn, record)
+                await conn.run_sync(lambda c: fw_store.insert_firmware(c, record))
                 await act.record(conn, size=record.size, sha256=record.sha256)
         except IntegrityError:
             await self.objects.delete(key)
@@ -101,40 +103,19 @@ class FirmwareCatalog:
             ) from None
         return record
 
-    async def get(self, firmware_id: str) -> FirmwareRecord:
-        async with self.db.connect() as conn:
-            record = await fw_store.get_firmware(conn, firmware_id)
-        if record is None:
-            raise NotFound(f"no firmware {firmware_id!r}")
-        return record
-
-    async def list_all(self, project: str | None = None) -> list[FirmwareRecord]:
-        async with self.db.connect() as conn:
-            return await fw_store.list_firmware(conn, project)
-
-    async def users(self, firmware_id: str) -> list[str]:
-        """Deployments still using the image (rolling out, or with executions not finished)."""
-        async with self.db.connect() as conn:
-            out = []
-            for job in await jobs_store.jobs_using_firmware(conn, firmware_id):
-                if job.status is JobStatus.IN_PROGRESS or await jobs_store.count_unfinished(
-                    conn, job.job_id
-                ):
-                    out.append(job.job_id)
-            return out
-
     async def delete(self, firmware_id: str) -> FirmwareRecord:
         """Delete an image no active deployment uses (finished ones keep their history)."""
+        queries = JobsQueries(self.db)
         async with audited(self.db, "firmware.delete", firmware_id) as act:
-            record = await self.get(firmware_id)
-            users = await self.users(firmware_id)
+            record = await queries.firmware(firmware_id)
+            users = await queries.firmware_users(firmware_id)
             if users:
                 raise Conflict(
                     f"firmware {firmware_id} is used by deployment(s) {', '.join(users)}; "
                     "cancel them or wait until they complete"
                 )
             async with self.db.transaction() as conn:
-                await fw_store.delete_firmware(conn, firmware_id)
+                await conn.run_sync(lambda c: fw_store.delete_firmware(c, firmware_id))
                 await act.record(conn, name=record.name, version=record.version)
         await self.objects.delete(record.object_key)
         return record
@@ -153,30 +134,20 @@ class ThingGroups:
                 )
             try:
                 async with self.db.transaction() as conn:
-                    await fw_store.insert_group(
-                        conn, project, name, description[:500], self.clock.now()
+                    now = self.clock.now()
+                    await conn.run_sync(
+                        lambda c: fw_store.insert_group(c, project, name, description[:500], now)
                     )
                     await act.record(conn)
             except IntegrityError:
                 raise Conflict(f"group {name} already exists in project {project}") from None
-
-    async def get(self, name: str, project: str = "default") -> tuple[GroupRecord, list[str]]:
-        async with self.db.connect() as conn:
-            group = await fw_store.get_group(conn, project, name)
-            if group is None:
-                raise NotFound(f"no thing group {name!r} in project {project}")
-            return group, await fw_store.group_members(conn, project, name)
-
-    async def list_all(self, project: str = "default") -> list[GroupRecord]:
-        async with self.db.connect() as conn:
-            return await fw_store.list_groups(conn, project)
 
     async def delete(self, name: str, project: str = "default") -> None:
         async with (
             audited(self.db, "group.delete", name, project=project) as act,
             self.db.transaction() as conn,
         ):
-            if not await fw_store.delete_group(conn, project, name):
+            if not await conn.run_sync(lambda c: fw_store.delete_group(c, project, name)):
                 raise NotFound(f"no thing group {name!r} in project {project}")
             await act.record(conn)
 
@@ -185,13 +156,8 @@ class ThingGroups:
             audited(self.db, "group.add_things", name, project=project, things=_few(things)) as act,
             self.db.transaction() as conn,
         ):
-            if await fw_store.get_group(conn, project, name) is None:
-                raise NotFound(f"no thing group {name!r} in project {project}")
-            found = await jobs_store.existing_things(conn, project, list(things))
-            missing = [t for t in things if t not in found]
-            if missing:
-                raise NotFound(f"no such things in project {project}: {', '.join(missing[:5])}")
-            added = await fw_store.add_members(conn, project, name, things, self.clock.now())
+            now = self.clock.now()
+            added = await conn.run_sync(lambda c: _add_members(c, project, name, things, now))
             await act.record(conn, added=added)
             return added
 
@@ -202,11 +168,27 @@ class ThingGroups:
             ) as act,
             self.db.transaction() as conn,
         ):
-            if await fw_store.get_group(conn, project, name) is None:
-                raise NotFound(f"no thing group {name!r} in project {project}")
-            removed = await fw_store.remove_members(conn, project, name, things)
+            removed = await conn.run_sync(lambda c: _remove_members(c, project, name, things))
             await act.record(conn, removed=removed)
             return removed
+
+
+def _add_members(
+    conn: Connection, project: str, name: str, things: Sequence[str], now: float
+) -> int:
+    if fw_store.get_group(conn, project, name) is None:
+        raise NotFound(f"no thing group {name!r} in project {project}")
+    found = jobs_store.existing_things(conn, project, list(things))
+    missing = [t for t in things if t not in found]
+    if missing:
+        raise NotFound(f"no such things in project {project}: {', '.join(missing[:5])}")
+    return fw_store.add_members(conn, project, name, things, now)
+
+
+def _remove_members(conn: Connection, project: str, name: str, things: Sequence[str]) -> int:
+    if fw_store.get_group(conn, project, name) is None:
+        raise NotFound(f"no thing group {name!r} in project {project}")
+    return fw_store.remove_members(conn, project, name, things)
 
 
 def _few(things: Sequence[str], limit: int = 20) -> list[str]:

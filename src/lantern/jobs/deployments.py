@@ -14,8 +14,10 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import Connection
 
 from lantern.audit import AuditedAction, audited
 from lantern.jobs.clock import Clock
@@ -24,8 +26,9 @@ from lantern.jobs.errors import Conflict, JobsError, NotFound
 from lantern.jobs.wire import JOB_ID, MAX_STEP_TIMEOUT
 from lantern.store import Database
 from lantern.store import firmware as catalog_store
-from lantern.store import jobs as store
-from lantern.store.jobs import ExecStatus, ExecutionRecord, JobRecord, JobStatus
+from lantern.store.jobs import ExecStatus, JobRecord, JobStatus
+from lantern.store.jobs import deployments as store
+from lantern.store.jobs.notify_state import mark_dirty
 
 FAILURE_TYPES = ("FAILED", "REJECTED", "TIMED_OUT", "ALL")
 MAX_PER_MINUTE = 1000
@@ -63,17 +66,6 @@ class DeploymentSpec:
     deployment_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Deployment:
-    job: JobRecord
-    counts: dict[ExecStatus, int]
-    executions: list[ExecutionRecord] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-
 def validate_spec(spec: DeploymentSpec) -> None:
     """Raise :class:`JobsError` naming the first invalid option."""
     chosen = sum([bool(spec.things), spec.group is not None, spec.all_things])
@@ -96,6 +88,8 @@ def validate_spec(spec: DeploymentSpec) -> None:
 
 
 class DeploymentService:
+    """Creating and cancelling deployments (reads: :class:`~lantern.jobs.queries.JobsQueries`)."""
+
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
@@ -116,108 +110,11 @@ class DeploymentService:
         validate_spec(spec)
         now = self.clock.now()
         async with self.db.transaction() as conn:
-            fw = await catalog_store.get_firmware(conn, spec.firmware_id)
-            if fw is None or fw.project != spec.project:
-                raise NotFound(f"no firmware {spec.firmware_id!r} in project {spec.project}")
-            targets = await self._targets(conn, spec)
-            job_id = spec.deployment_id or _new_id(fw.version)
-            if await store.get_job(conn, job_id) is not None:
-                raise Conflict(f"deployment {job_id} already exists")
-            document = {
-                "operation": FIRMWARE_OPERATION,
-                "deploymentId": job_id,
-                "firmwareId": fw.id,
-                "firmwareVersion": fw.version,
-                "sha256": fw.sha256,
-                "size": fw.size,
-            }
-            await store.insert_job(
-                conn,
-                {
-                    "job_id": job_id,
-                    "project": spec.project,
-                    "firmware_id": fw.id,
-                    "document": document,
-                    "status": JobStatus.IN_PROGRESS.value,
-                    "target_kind": "all"
-                    if spec.all_things
-                    else "group"
-                    if spec.group
-                    else "things",
-                    "target_group": spec.group,
-                    "max_per_minute": spec.max_per_minute,
-                    "in_progress_timeout_minutes": spec.in_progress_timeout_minutes,
-                    "abort_criteria": [c.as_json() for c in spec.abort] or None,
-                    "force_canceled": False,
-                    "reason": None,
-                    "created_at": now,
-                    "updated_at": now,
-                    "rollout_started_at": None,
-                    "completed_at": None,
-                },
-            )
-            await store.insert_executions(
-                conn,
-                [
-                    {
-                        "job_id": job_id,
-                        "thing_name": name,
-                        "seq": seq,
-                        "status": ExecStatus.PLANNED.value,
-                        "status_details": {},
-                        "version_number": 0,
-                        "execution_number": 1,
-                        "queued_at": None,
-                        "started_at": None,
-                        "last_updated_at": now,
-                        "in_progress_deadline": None,
-                        "step_deadline": None,
-                    }
-                    for seq, name in enumerate(targets)
-                ],
-            )
-            job = await store.get_job(conn, job_id)
-            act.target = job_id
+            job, things = await conn.run_sync(lambda c: _insert_deployment(c, spec, now))
+            act.target = job.job_id
             target = "all" if spec.all_things else f"group {spec.group}" if spec.group else "things"
-            await act.record(conn, target=target, things=len(targets))
-        assert job is not None
+            await act.record(conn, target=target, things=things)
         return job
-
-    async def _targets(self, conn: Any, spec: DeploymentSpec) -> list[str]:
-        if spec.all_things:
-            names = await store.project_things(conn, spec.project)
-            if not names:
-                raise JobsError(f"project {spec.project} has no things to deploy to")
-            return names
-        if spec.group is not None:
-            group = await catalog_store.get_group(conn, spec.project, spec.group)
-            if group is None:
-                raise NotFound(f"no thing group {spec.group!r} in project {spec.project}")
-            names = await catalog_store.group_members(conn, spec.project, spec.group)
-            if not names:
-                raise JobsError(f"thing group {spec.group!r} has no members")
-            return names
-        names = list(dict.fromkeys(spec.things))
-        found = await store.existing_things(conn, spec.project, names)
-        missing = [n for n in names if n not in found]
-        if missing:
-            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise NotFound(f"no such things in project {spec.project}: {shown}")
-        return names
-
-    async def get(self, job_id: str, with_executions: bool = True) -> Deployment:
-        async with self.db.connect() as conn:
-            job = await store.get_job(conn, job_id)
-            if job is None:
-                raise NotFound(f"no deployment {job_id!r}")
-            counts = await store.execution_counts(conn, job_id)
-            executions = await store.list_executions(conn, job_id) if with_executions else []
-        return Deployment(job, counts, executions)
-
-    async def list_all(self, project: str | None = None) -> list[Deployment]:
-        async with self.db.connect() as conn:
-            jobs = await store.list_jobs(conn, project)
-            return [Deployment(j, await store.execution_counts(conn, j.job_id)) for j in jobs]
 
     async def cancel(
         self, job_id: str, *, force: bool = False, reason: str = "canceled by an operator"
@@ -229,14 +126,103 @@ class DeploymentService:
             self.db.transaction() as conn,
         ):
             now = self.clock.now()
-            things = await cancel_job(conn, job_id, force=force, reason=reason, now=now)
+            things = await conn.run_sync(
+                lambda c: cancel_job(c, job_id, force=force, reason=reason, now=now)
+            )
             await act.record(conn, canceled_executions=len(things))
             return things
 
 
-async def cancel_job(conn: Any, job_id: str, *, force: bool, reason: str, now: float) -> list[str]:
-    """Cancel inside the caller's transaction (shared by operators and abort criteria)."""
-    job = await store.get_job(conn, job_id)
+def _insert_deployment(conn: Connection, spec: DeploymentSpec, now: float) -> tuple[JobRecord, int]:
+    """Insert the job and its PLANNED executions; the job and how many things it targets."""
+    fw = catalog_store.get_firmware(conn, spec.firmware_id)
+    if fw is None or fw.project != spec.project:
+        raise NotFound(f"no firmware {spec.firmware_id!r} in project {spec.project}")
+    targets = _targets(conn, spec)
+    job_id = spec.deployment_id or _new_id(fw.version)
+    if store.get_job(conn, job_id) is not None:
+        raise Conflict(f"deployment {job_id} already exists")
+    document = {
+        "operation": FIRMWARE_OPERATION,
+        "deploymentId": job_id,
+        "firmwareId": fw.id,
+        "firmwareVersion": fw.version,
+        "sha256": fw.sha256,
+        "size": fw.size,
+    }
+    store.insert_job(
+        conn,
+        {
+            "job_id": job_id,
+            "project": spec.project,
+            "firmware_id": fw.id,
+            "document": document,
+            "status": JobStatus.IN_PROGRESS.value,
+            "target_kind": "all" if spec.all_things else "group" if spec.group else "things",
+            "target_group": spec.group,
+            "max_per_minute": spec.max_per_minute,
+            "in_progress_timeout_minutes": spec.in_progress_timeout_minutes,
+            "abort_criteria": [c.as_json() for c in spec.abort] or None,
+            "force_canceled": False,
+            "reason": None,
+            "created_at": now,
+            "updated_at": now,
+            "rollout_started_at": None,
+            "completed_at": None,
+        },
+    )
+    store.insert_executions(
+        conn,
+        [
+            {
+                "job_id": job_id,
+                "thing_name": name,
+                "seq": seq,
+                "status": ExecStatus.PLANNED.value,
+                "status_details": {},
+                "version_number": 0,
+                "execution_number": 1,
+                "queued_at": None,
+                "started_at": None,
+                "last_updated_at": now,
+                "in_progress_deadline": None,
+                "step_deadline": None,
+            }
+            for seq, name in enumerate(targets)
+        ],
+    )
+    job = store.get_job(conn, job_id)
+    assert job is not None
+    return job, len(targets)
+
+
+def _targets(conn: Connection, spec: DeploymentSpec) -> list[str]:
+    if spec.all_things:
+        names = store.project_things(conn, spec.project)
+        if not names:
+            raise JobsError(f"project {spec.project} has no things to deploy to")
+        return names
+    if spec.group is not None:
+        group = catalog_store.get_group(conn, spec.project, spec.group)
+        if group is None:
+            raise NotFound(f"no thing group {spec.group!r} in project {spec.project}")
+        names = catalog_store.group_members(conn, spec.project, spec.group)
+        if not names:
+            raise JobsError(f"thing group {spec.group!r} has no members")
+        return names
+    names = list(dict.fromkeys(spec.things))
+    found = store.existing_things(conn, spec.project, names)
+    missing = [n for n in names if n not in found]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise NotFound(f"no such things in project {spec.project}: {shown}")
+    return names
+
+
+def cancel_job(conn: Connection, job_id: str, *, force: bool, reason: str, now: float) -> list[str]:
+    """Cancel inside the caller's transaction (shared by operators and abort criteria); the
+    things whose execution was canceled, marked for notification."""
+    job = store.get_job(conn, job_id)
     if job is None:
         raise NotFound(f"no deployment {job_id!r}")
     if job.status is JobStatus.COMPLETED:
@@ -246,19 +232,18 @@ async def cancel_job(conn: Any, job_id: str, *, force: bool, reason: str, now: f
             f"deployment {job_id} is already canceled"
             + ("" if job.force_canceled else "; use force to cancel IN_PROGRESS executions too")
         )
-    await store.set_job(
+    store.cancel_job_row(
         conn,
         job_id,
-        status=JobStatus.CANCELED.value,
-        force_canceled=force,
+        force=force,
         reason=reason[:256] if job.status is JobStatus.IN_PROGRESS else job.reason,
-        updated_at=now,
+        now=now,
     )
     statuses = [ExecStatus.PLANNED, ExecStatus.QUEUED]
     if force:
         statuses.append(ExecStatus.IN_PROGRESS)
-    things = await store.set_status_where(conn, job_id, statuses, ExecStatus.CANCELED, now)
-    await store.mark_dirty(conn, things)
+    things = store.set_status_where(conn, job_id, statuses, ExecStatus.CANCELED, now)
+    mark_dirty(conn, things)
     return things
 
 

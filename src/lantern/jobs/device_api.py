@@ -8,9 +8,10 @@ PUBACK 0x87 and no reply (the policy engine refuses it at the gateway too).
 
 Execution changes are compare-and-swap on ``versionNumber`` (see :mod:`lantern.store.jobs`), so
 racing updates with the same ``expectedVersion`` get exactly one acceptance and VersionMismatch
-for the rest. UpdateJobExecution, the hot path of a rollout, goes through the group-commit
-:class:`~lantern.jobs.updates.ExecutionUpdater` (answered after its batch commits); call
-:meth:`JobsDeviceAPI.close` on shutdown.
+for the rest. UpdateJobExecution and StartNextPendingJobExecution, the hot path of a rollout, go
+through the group-commit :class:`~lantern.jobs.updates.ExecutionUpdater` (answered after their
+batch commits); reads are units of work of the store's :class:`~lantern.store.jobs.JobsUnits`.
+Call :meth:`JobsDeviceAPI.close` on shutdown.
 """
 
 from __future__ import annotations
@@ -25,11 +26,18 @@ from lantern.jobs.clock import Clock
 from lantern.jobs.documents import DocumentRenderer
 from lantern.jobs.errors import Rejected
 from lantern.jobs.throttle import TokenBuckets
-from lantern.jobs.updates import CAS_ATTEMPTS, ExecutionUpdater, not_found, start_values
+from lantern.jobs.updates import ExecutionUpdater, not_found
 from lantern.mqtt.reason_codes import ReasonCode
 from lantern.store import Database
-from lantern.store import jobs as store
-from lantern.store.jobs import TERMINAL, ExecStatus, ExecutionRecord, JobStatus
+from lantern.store.jobs import (
+    TERMINAL,
+    ExecStatus,
+    ExecutionRecord,
+    JobsStore,
+    JobStatus,
+    JobsUnitOfWork,
+    JobsUnits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +58,17 @@ class JobsDeviceAPI:
         renderer: DocumentRenderer,
         clock: Clock,
         limiter: TokenBuckets | None = None,
+        units: JobsUnits | None = None,
     ) -> None:
         self.db = db
         self.renderer = renderer
         self.clock = clock
         self.limiter = limiter
-        self.updates = ExecutionUpdater(db, clock)
+        self.units = units if units is not None else JobsStore(db.transactions)
+        self.updates = ExecutionUpdater(self.units, clock)
 
     async def close(self) -> None:
-        """Finish the updates in flight and release the update writer's connection."""
+        """Finish the changes in flight (later ones are refused)."""
         await self.updates.close()
 
     def register(self, router: ReservedTopicRouter) -> None:
@@ -158,8 +168,7 @@ class JobsDeviceAPI:
     async def _get_pending(
         self, thing: str, _params: Mapping[str, str], _body: dict[str, Any]
     ) -> Outcome:
-        async with self.db.connect() as conn:
-            pending = await store.pending_executions(conn, thing)
+        pending = await self.units.read(lambda uow: uow.pending_executions(thing))
         return {
             "inProgressJobs": [
                 wire.execution_summary(e) for e in pending if e.status is ExecStatus.IN_PROGRESS
@@ -172,45 +181,29 @@ class JobsDeviceAPI:
     async def _start_next(
         self, thing: str, _params: Mapping[str, str], body: dict[str, Any]
     ) -> Outcome:
-        request = wire.start_next_request(body)
-        for _ in range(CAS_ATTEMPTS):
-            async with self.db.transaction() as conn:
-                pending = await store.pending_executions(conn, thing)
-                if not pending:
-                    return {}, []
-                head = pending[0]
-                if head.status is ExecStatus.IN_PROGRESS:
-                    # Returned unchanged, statusDetails included (§2.5).
-                    return {"execution": wire.execution(head, self.renderer.render(head))}, []
-                now = self.clock.now()
-                values = start_values(head, now)
-                if request.status_details is not None:
-                    values["status_details"] = request.status_details
-                if request.step_timeout is not None:
-                    values["step_deadline"] = now + request.step_timeout * 60
-                if not await store.update_execution(conn, head, **values):
-                    continue
-                started = await store.get_execution(conn, head.job_id, thing)
-                assert started is not None
-                notices = await notify.evaluate(conn, [thing])
-            return {"execution": wire.execution(started, self.renderer.render(started))}, notices
-        raise Rejected(wire.INTERNAL_ERROR, "the execution kept changing; retry the request")
+        applied = await self.updates.start_next(thing, wire.start_next_request(body))
+        started = applied.execution
+        if started is None:
+            return {}, []
+        return {
+            "execution": wire.execution(started, self.renderer.render(started))
+        }, applied.notices
 
     async def _describe(
         self, thing: str, params: Mapping[str, str], body: dict[str, Any]
     ) -> Outcome:
         job_id = params["job"]
         request = wire.describe_request(body)
-        async with self.db.connect() as conn:
+
+        def find(uow: JobsUnitOfWork) -> ExecutionRecord | None:
             if job_id == NEXT:
-                pending = await store.pending_executions(conn, thing)
-                if not pending:
-                    return {}, []
-                found: ExecutionRecord | None = pending[0]
-            elif wire.JOB_ID.match(job_id):
-                found = await store.get_execution(conn, job_id, thing)
-            else:
-                found = None
+                pending = uow.pending_executions(thing)
+                return pending[0] if pending else None
+            return uow.get_execution(job_id, thing) if wire.JOB_ID.match(job_id) else None
+
+        found = await self.units.read(find)
+        if found is None and job_id == NEXT:
+            return {}, []
         if found is None or found.status is ExecStatus.PLANNED:
             raise not_found(job_id, thing)
         if (
@@ -233,6 +226,7 @@ class JobsDeviceAPI:
         if not wire.JOB_ID.match(job_id):
             raise not_found(job_id, thing)
         applied = await self.updates.update(thing, job_id, request)
+        assert applied.execution is not None  # an accepted update always has its execution
         accepted: dict[str, Any] = {}
         if request.include_job_execution_state:
             accepted["executionState"] = wire.execution_state(applied.execution)

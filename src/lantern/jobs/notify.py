@@ -8,8 +8,9 @@ Per thing, the last notification's pending job ids and head are stored. After ex
 * the head (first of IN_PROGRESS-then-QUEUED, oldest first) changed -> ``notify-next``.
 
 Because the record lives in the database, changes made by any process (CLI, timer, devices)
-produce exactly one notification per real change. Call :func:`evaluate` inside the transaction
-that changed the executions; send the messages after it commits.
+produce exactly one notification per real change. Call :func:`evaluate` in the unit of work that
+changed the executions (:class:`~lantern.store.jobs.JobsUnitOfWork`); send the messages after it
+commits.
 """
 
 from __future__ import annotations
@@ -18,14 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from lantern.jobs import wire
 from lantern.jobs.documents import DocumentRenderer
-from lantern.store import jobs as store
-from lantern.store import jobs_sync as store_sync
-from lantern.store.jobs import ExecStatus, ExecutionRecord
+from lantern.store.jobs import ExecStatus, ExecutionRecord, JobsUnitOfWork
 
 NOTIFY_LIMIT = 10  # AWS lists at most 10 pending executions in jobs/notify
 
@@ -46,41 +42,32 @@ def notify_next_topic(thing_name: str) -> str:
     return f"$aws/things/{thing_name}/jobs/notify-next"
 
 
-async def evaluate(conn: AsyncConnection, thing_names: Sequence[str]) -> list[ThingNotice]:
-    """Compare current pending lists with what was last notified; record the new state."""
+def evaluate(uow: JobsUnitOfWork, thing_names: Sequence[str]) -> list[ThingNotice]:
+    """Compare the things' pending lists with what was last notified, record the new state and
+    return what to send. The states are locked first (see
+    :mod:`lantern.store.jobs.notify_state`), so concurrent evaluations of one thing take turns
+    and a change is notified once."""
     names = sorted(set(thing_names))
     if not names:
         return []
-    await store.ensure_notify_rows(conn, names)  # a write first: SQLite's lock, see store.jobs
-    states = await store.lock_notify_state(conn, names)
-    pending = await store.pending_for_things(conn, names)
+    states = uow.lock_notify_states(names)
+    pending = uow.pending_for_things(names)
     notices: list[ThingNotice] = []
     changed: dict[str, tuple[str, str | None]] = {}
+    settled: list[str] = []
     for name in names:
         current = pending.get(name, [])
         key, head = _summary(current)
-        old_key, old_head = states.get(name, ("", None))
-        notify, notify_next = key != old_key, head != old_head
+        state = states[name]
+        notify, notify_next = key != state.pending_key, head != state.head_job_id
         if notify or notify_next:
             changed[name] = (key, head)
             notices.append(ThingNotice(name, current, notify, notify_next))
-    await store.save_notify_state(conn, changed)
-    await store.clear_dirty(conn, [n for n in names if n not in changed])
+        elif state.dirty:
+            settled.append(name)
+    uow.save_notify_states(changed)
+    uow.clear_dirty(settled)
     return notices
-
-
-def evaluate_thing(conn: Connection, thing_name: str) -> ThingNotice | None:
-    """:func:`evaluate` for one thing on a synchronous connection (device-update batches)."""
-    old_key, old_head, dirty = store_sync.lock_notify_state(conn, thing_name)
-    current = store_sync.pending_executions(conn, thing_name)
-    key, head = _summary(current)
-    notify, notify_next = key != old_key, head != old_head
-    if notify or notify_next:
-        store_sync.save_notify_state(conn, thing_name, key, head)
-        return ThingNotice(thing_name, current, notify, notify_next)
-    if dirty:
-        store_sync.clear_dirty(conn, thing_name)
-    return None
 
 
 def _summary(pending: list[ExecutionRecord]) -> tuple[str, str | None]:
@@ -123,7 +110,6 @@ __all__ = [
     "ExecStatus",
     "ThingNotice",
     "evaluate",
-    "evaluate_thing",
     "messages",
     "notify_next_payload",
     "notify_next_topic",

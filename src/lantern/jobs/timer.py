@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+
+from sqlalchemy import Connection
 
 from lantern.gateway import Notifier
 from lantern.jobs import notify
@@ -29,8 +32,16 @@ from lantern.jobs.clock import Clock
 from lantern.jobs.deployments import cancel_job
 from lantern.jobs.documents import DocumentRenderer
 from lantern.store import Database
-from lantern.store import jobs as store
-from lantern.store.jobs import ExecStatus, JobRecord, JobStatus
+from lantern.store.jobs import (
+    ExecStatus,
+    JobRecord,
+    JobsStore,
+    JobStatus,
+    JobsUnitOfWork,
+    JobsUnits,
+)
+from lantern.store.jobs import deployments as repo
+from lantern.store.jobs.notify_state import mark_dirty
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +81,30 @@ def abort_reason(job: JobRecord, counts: dict[ExecStatus, int]) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Advanced:
+    aborted: str | None = None  # the reason
+    released: int = 0
+    completed: bool = False
+
+
 class JobsTimer:
+    """The time-driven duties, each a unit of work of the database (on a SQLite file, on its
+    writer thread with the device updates: they take turns instead of waiting on a lock)."""
+
     def __init__(
         self,
         db: Database,
         renderer: DocumentRenderer,
         clock: Clock,
         notifier: Notifier | None = None,
+        units: JobsUnits | None = None,
     ) -> None:
         self.db = db
         self.renderer = renderer
         self.clock = clock
         self.notifier = notifier
+        self.units = units if units is not None else JobsStore(db.transactions)
         self._lock = asyncio.Lock()
 
     async def tick(self) -> TickReport:
@@ -89,11 +112,22 @@ class JobsTimer:
         async with self._lock:
             report = TickReport()
             now = self.clock.now()
-            await self._timeouts(now, report)
-            async with self.db.connect() as conn:
-                active = await store.list_jobs(conn, status=JobStatus.IN_PROGRESS)
+            report.timed_out = await self.units.write(lambda uow: _time_out(uow, now))
+            transactions = self.db.transactions
+            active = await transactions.read(
+                lambda c: repo.list_jobs(c, status=JobStatus.IN_PROGRESS)
+            )
             for job in active:
-                await self._advance(job, now, report)
+                advanced = await transactions.write(
+                    functools.partial(_advance, listed=job, now=now)
+                )
+                if advanced.aborted is not None:
+                    report.aborted.append(job.job_id)
+                    log.info("deployment %s %s", job.job_id, advanced.aborted)
+                if advanced.released:
+                    report.released[job.job_id] = advanced.released
+                if advanced.completed:
+                    report.completed.append(job.job_id)
             report.published = await self.flush()
             return report
 
@@ -101,11 +135,9 @@ class JobsTimer:
         """Evaluate things marked as changed and publish their notifications; returns the count."""
         published = 0
         while True:
-            async with self.db.transaction() as conn:
-                names = await store.dirty_things(conn, _FLUSH_BATCH)
-                if not names:
-                    return published
-                notices = await notify.evaluate(conn, names)
+            found, notices = await self.units.write(_evaluate_dirty)
+            if not found:
+                return published
             for topic, payload in notify.messages(notices, self.renderer, self.clock.now()):
                 self._publish(topic, payload)
                 published += 1
@@ -119,67 +151,6 @@ class JobsTimer:
             # Delivery is best effort, as in AWS; the state is already recorded.
             log.exception("could not publish %s", topic)
 
-    async def _timeouts(self, now: float, report: TickReport) -> None:
-        async with self.db.connect() as conn:
-            due = await store.due_timeouts(conn, now)
-        for execution in due:
-            async with self.db.transaction() as conn:
-                changed = await store.update_execution(
-                    conn,
-                    execution,
-                    status=ExecStatus.TIMED_OUT.value,
-                    last_updated_at=now,
-                    in_progress_deadline=None,
-                    step_deadline=None,
-                )
-                if changed:  # else the device updated it first; the next tick decides again
-                    await store.mark_dirty(conn, [execution.thing_name])
-                    report.timed_out.append((execution.job_id, execution.thing_name))
-
-    async def _advance(self, job: JobRecord, now: float, report: TickReport) -> None:
-        async with self.db.transaction() as conn:
-            counts = await store.execution_counts(conn, job.job_id)
-            reason = abort_reason(job, counts)
-            if reason is not None:
-                await cancel_job(conn, job.job_id, force=False, reason=reason, now=now)
-                report.aborted.append(job.job_id)
-                log.info("deployment %s %s", job.job_id, reason)
-                return
-            planned = counts.get(ExecStatus.PLANNED, 0)
-            if planned:
-                released = await self._release(conn, job, counts, planned, now)
-                if released:
-                    report.released[job.job_id] = released
-            elif job.rollout_started_at is not None and not await store.count_unfinished(
-                conn, job.job_id
-            ):
-                await store.set_job(
-                    conn,
-                    job.job_id,
-                    status=JobStatus.COMPLETED.value,
-                    completed_at=now,
-                    updated_at=now,
-                )
-                report.completed.append(job.job_id)
-
-    async def _release(
-        self, conn: Any, job: JobRecord, counts: dict[ExecStatus, int], planned: int, now: float
-    ) -> int:
-        started = job.rollout_started_at
-        if started is None:
-            started = now
-            await store.set_job(conn, job.job_id, rollout_started_at=now, updated_at=now)
-        limit: int | None = None
-        if job.max_per_minute is not None:
-            allowed = job.max_per_minute * (int((now - started) // 60) + 1)
-            already = sum(counts.values()) - planned
-            limit = max(0, allowed - already)
-            if limit == 0:
-                return 0
-        things = await store.release_planned(conn, job.job_id, limit, now)
-        await store.mark_dirty(conn, things)
-        return len(things)
-
     async def run(self, stop: asyncio.Event, interval: float) -> None:
         """Tick every ``interval`` seconds until ``stop`` is set; errors are logged, not fatal."""
         while not stop.is_set():
@@ -189,3 +160,65 @@ class JobsTimer:
                 log.exception("jobs timer tick failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+def _evaluate_dirty(uow: JobsUnitOfWork) -> tuple[int, list[notify.ThingNotice]]:
+    names = uow.dirty_things(_FLUSH_BATCH)
+    return len(names), notify.evaluate(uow, names)
+
+
+def _time_out(uow: JobsUnitOfWork, now: float) -> list[tuple[str, str]]:
+    """Time out the due executions; the (job, thing) pairs that were."""
+    timed_out: list[tuple[str, str]] = []
+    for execution in uow.due_timeouts(now):
+        new = dataclasses.replace(
+            execution,
+            status=ExecStatus.TIMED_OUT,
+            version_number=execution.version_number + 1,
+            last_updated_at=now,
+            in_progress_deadline=None,
+            step_deadline=None,
+        )
+        # Not replaced: the device updated it first; the next tick decides again.
+        if uow.replace_execution(execution, new):
+            uow.mark_dirty([execution.thing_name])
+            timed_out.append((execution.job_id, execution.thing_name))
+    return timed_out
+
+
+def _advance(conn: Connection, listed: JobRecord, now: float) -> _Advanced:
+    """Abort, release or complete the job, in one transaction."""
+    job = repo.get_job(conn, listed.job_id)
+    if job is None or job.status is not JobStatus.IN_PROGRESS:
+        return _Advanced()  # canceled (or deleted) since it was listed
+    counts = repo.execution_counts(conn, [job.job_id])[job.job_id]
+    reason = abort_reason(job, counts)
+    if reason is not None:
+        cancel_job(conn, job.job_id, force=False, reason=reason, now=now)
+        return _Advanced(aborted=reason)
+    planned = counts.get(ExecStatus.PLANNED, 0)
+    if planned:
+        return _Advanced(released=_release(conn, job, counts, planned, now))
+    if job.rollout_started_at is not None and not repo.count_unfinished(conn, job.job_id):
+        repo.complete_job(conn, job.job_id, now)
+        return _Advanced(completed=True)
+    return _Advanced()
+
+
+def _release(
+    conn: Connection, job: JobRecord, counts: dict[ExecStatus, int], planned: int, now: float
+) -> int:
+    started = job.rollout_started_at
+    if started is None:
+        started = now
+        repo.start_rollout(conn, job.job_id, now)
+    limit: int | None = None
+    if job.max_per_minute is not None:
+        allowed = job.max_per_minute * (int((now - started) // 60) + 1)
+        already = sum(counts.values()) - planned
+        limit = max(0, allowed - already)
+        if limit == 0:
+            return 0
+    things = repo.release_planned(conn, job.job_id, limit, now)
+    mark_dirty(conn, things)
+    return len(things)

@@ -1,57 +1,72 @@
-"""UpdateJobExecution by group commit: many device updates per transaction, each answered only
-after the transaction holding its change has committed.
+"""Device changes to executions (UpdateJobExecution, StartNextPendingJobExecution) by group
+commit: many devices' changes per transaction, each answered only after the transaction holding
+it has committed.
 
-While one batch commits, new updates queue up; the next batch takes all of them (up to
-``batch_max``), so under load a batch grows to match the commit latency and throughput no longer
-costs one fsync per update, while a lone update waits for no timer. Inside the batch's transaction
-(on SQLite opened with ``BEGIN IMMEDIATE``: no other writer in between) the updates are applied
-one by one in arrival order, each with exactly the checks of a transaction of its own: read the
-execution, check ``executionNumber``/``expectedVersion``/terminal state, compare-and-swap on
-``versionNumber``, evaluate the thing's notifications. So of updates racing with the same
-``expectedVersion`` exactly one wins and the others see the winner's version (VersionMismatch).
+:class:`ExecutionUpdater` is a :class:`~lantern.store.group_commit.GroupCommit` (bounded queue
+with backpressure, one transaction per batch; see its contract) over the store's
+:class:`~lantern.store.jobs.JobsUnits`. Inside a batch's transaction (on SQLite under the write
+lock: no other writer in between) the changes are applied one by one in arrival order, each with
+exactly the checks of a transaction of its own: read the execution, check
+``executionNumber``/``expectedVersion``/terminal state, compare-and-swap on ``versionNumber``,
+evaluate the thing's notifications. So of updates racing with the same ``expectedVersion``
+exactly one wins and the others see the winner's version (VersionMismatch).
 
-A rejected update writes nothing and does not disturb the others. If the batch cannot commit,
-nothing of it is stored and every update of it is answered InternalError (retry).
+A rejected change writes nothing (every check comes before the first write) and does not disturb
+the others. If the batch cannot commit, nothing of it is stored and every change of it is
+answered InternalError (retry).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import Connection
 
 from lantern.jobs import notify, wire
 from lantern.jobs.clock import Clock
 from lantern.jobs.errors import Rejected
-from lantern.store import Database
-from lantern.store import jobs_sync as store_sync
-from lantern.store.batch import BatchTransactions
-from lantern.store.jobs import TERMINAL, ExecStatus, ExecutionRecord
+from lantern.store.group_commit import CommitFailed, GroupCommit
+from lantern.store.jobs import TERMINAL, ExecStatus, ExecutionRecord, JobsUnitOfWork, JobsUnits
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "CAS_ATTEMPTS",
+    "Applied",
+    "ExecutionUpdater",
+    "StartNext",
+    "UpdateExecution",
+    "check_update",
+    "not_found",
+    "started",
+    "updated",
+]
 
 CAS_ATTEMPTS = 8
 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """An accepted update: the execution as stored after it, and the notifications it caused."""
+    """A change's outcome: the execution as stored after it (for StartNext, None when nothing
+    is pending) and the notifications it caused."""
 
-    execution: ExecutionRecord
+    execution: ExecutionRecord | None
     notices: list[notify.ThingNotice]
 
 
 @dataclass(frozen=True, slots=True)
-class _Update:
+class UpdateExecution:
     thing_name: str
     job_id: str
     request: wire.UpdateRequest
-    future: asyncio.Future[Applied]
+
+
+@dataclass(frozen=True, slots=True)
+class StartNext:
+    thing_name: str
+    request: wire.StartNextRequest
+
+
+Change = UpdateExecution | StartNext
 
 
 def not_found(job_id: str, thing: str) -> Rejected:
@@ -60,18 +75,12 @@ def not_found(job_id: str, thing: str) -> Rejected:
     )
 
 
-def start_values(e: ExecutionRecord, now: float) -> dict[str, Any]:
-    """Column values of a move to IN_PROGRESS (timers start on the first one)."""
-    values: dict[str, Any] = {
-        "status": ExecStatus.IN_PROGRESS.value,
-        "last_updated_at": now,
-    }
-    if e.started_at is None:
-        values["started_at"] = now
-        if e.job_timeout_minutes is not None:
-            # The in-progress timer starts when the execution enters IN_PROGRESS.
-            values["in_progress_deadline"] = now + e.job_timeout_minutes * 60
-    return values
+def version_mismatch(expected: int, current: ExecutionRecord) -> Rejected:
+    return Rejected(
+        wire.VERSION_MISMATCH,
+        f"expectedVersion {expected} is not the current version {current.version_number}",
+        wire.execution_state(current),
+    )
 
 
 def check_update(current: ExecutionRecord, request: wire.UpdateRequest) -> None:
@@ -92,128 +101,135 @@ def check_update(current: ExecutionRecord, request: wire.UpdateRequest) -> None:
         )
 
 
-def version_mismatch(expected: int, current: ExecutionRecord) -> Rejected:
-    return Rejected(
-        wire.VERSION_MISMATCH,
-        f"expectedVersion {expected} is not the current version {current.version_number}",
-        wire.execution_state(current),
+def _next(current: ExecutionRecord, now: float, **changes: Any) -> ExecutionRecord:
+    return dataclasses.replace(
+        current, version_number=current.version_number + 1, last_updated_at=now, **changes
     )
 
 
-def update_values(
-    current: ExecutionRecord, request: wire.UpdateRequest, now: float
-) -> dict[str, Any]:
-    """Column values of applying ``request`` to ``current`` (the version is bumped apart)."""
-    values: dict[str, Any] = {"status": request.status.value, "last_updated_at": now}
-    if request.status is ExecStatus.IN_PROGRESS:
-        values.update(start_values(current, now))
-    else:
-        values["in_progress_deadline"] = None
-        values["step_deadline"] = None
+def _start_changes(e: ExecutionRecord, now: float) -> dict[str, Any]:
+    """Field changes of a move to IN_PROGRESS (timers start on the first one)."""
+    changes: dict[str, Any] = {"status": ExecStatus.IN_PROGRESS}
+    if e.started_at is None:
+        changes["started_at"] = now
+        if e.job_timeout_minutes is not None:
+            # The in-progress timer starts when the execution enters IN_PROGRESS.
+            changes["in_progress_deadline"] = now + e.job_timeout_minutes * 60
+    return changes
+
+
+def started(head: ExecutionRecord, request: wire.StartNextRequest, now: float) -> ExecutionRecord:
+    """``head`` (QUEUED) as StartNextPendingJobExecution leaves it."""
+    changes = _start_changes(head, now)
     if request.status_details is not None:
-        values["status_details"] = request.status_details
+        changes["status_details"] = request.status_details
+    if request.step_timeout is not None:
+        changes["step_deadline"] = now + request.step_timeout * 60
+    return _next(head, now, **changes)
+
+
+def updated(current: ExecutionRecord, request: wire.UpdateRequest, now: float) -> ExecutionRecord:
+    """``current`` as ``request`` leaves it (checked by :func:`check_update` first)."""
+    changes: dict[str, Any] = {"status": request.status}
+    if request.status is ExecStatus.IN_PROGRESS:
+        changes.update(_start_changes(current, now))
+    else:
+        changes["in_progress_deadline"] = None
+        changes["step_deadline"] = None
+    if request.status_details is not None:
+        changes["status_details"] = request.status_details
     if request.step_timeout is not None and request.status is ExecStatus.IN_PROGRESS:
-        values["step_deadline"] = (
+        changes["step_deadline"] = (
             None if request.step_timeout == -1 else now + request.step_timeout * 60
         )
-    return values
-
-
-def _after(current: ExecutionRecord, values: dict[str, Any]) -> ExecutionRecord:
-    # What the compare-and-swap stored: nothing else can have changed the row in between.
-    fields = {**values, "status": ExecStatus(values["status"])}
-    return dataclasses.replace(current, version_number=current.version_number + 1, **fields)
+    return _next(current, now, **changes)
 
 
 class ExecutionUpdater:
-    """Applies UpdateJobExecution requests by group commit. Starts on first use; :meth:`close`."""
+    """Applies device changes by group commit. Starts on first use; :meth:`close` at the end."""
 
-    def __init__(self, db: Database, clock: Clock, *, batch_max: int = 256) -> None:
+    def __init__(
+        self, units: JobsUnits, clock: Clock, *, batch_max: int = 256, queue_max: int = 4096
+    ) -> None:
+        self._units = units
         self._clock = clock
-        self._batch_max = batch_max
-        self._transactions = BatchTransactions(db)
-        self._pending: list[_Update] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self.batches = 0  # committed transactions (for tests and metrics)
+        self._writer: GroupCommit[Change, Applied] = GroupCommit(
+            self._commit, name="jobs-execution-updates", batch_max=batch_max, queue_max=queue_max
+        )
+
+    @property
+    def batches(self) -> int:
+        """Committed transactions (for tests and metrics)."""
+        return self._writer.batches
 
     async def update(self, thing: str, job_id: str, request: wire.UpdateRequest) -> Applied:
         """Apply ``request``; returns once it is committed, raises :class:`Rejected` otherwise."""
-        if self._closing:
-            raise Rejected(wire.INTERNAL_ERROR, "the server is shutting down; retry the request")
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="jobs-execution-updates")
-        future: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Update(thing, job_id, request, future))
-        self._wakeup.set()
-        # A waiter cancelled (connection gone) is still applied: the device may retry it.
-        return await future
+        return await self._submit(UpdateExecution(thing, job_id, request))
+
+    async def start_next(self, thing: str, request: wire.StartNextRequest) -> Applied:
+        """Start the thing's next pending execution (an IN_PROGRESS head is returned as it is)."""
+        return await self._submit(StartNext(thing, request))
 
     async def close(self) -> None:
-        """Apply what is queued, then stop (a later update is refused)."""
+        """Apply what is queued, then stop (a later change is refused)."""
         self._closing = True
-        self._wakeup.set()
-        task, self._task = self._task, None
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self._transactions.close()
+        await self._writer.stop()
 
-    async def _run(self) -> None:
-        while True:
-            if not self._pending:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch = self._pending[: self._batch_max]
-            del self._pending[: self._batch_max]
-            await self._commit(batch)
-
-    async def _commit(self, batch: list[_Update]) -> None:
+    async def _submit(self, change: Change) -> Applied:
+        if self._closing:
+            raise Rejected(wire.INTERNAL_ERROR, "the server is shutting down; retry the request")
         try:
-            outcomes = await self._transactions.run(lambda conn: self._apply_all(conn, batch))
-        except Exception:
-            log.exception("a batch of %d job execution updates failed", len(batch))
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(
-                        Rejected(wire.INTERNAL_ERROR, "internal error; retry the request")
-                    )
-            return
-        self.batches += 1
-        for item, outcome in zip(batch, outcomes, strict=True):
-            if item.future.done():
-                continue
-            if isinstance(outcome, Rejected):
-                item.future.set_exception(outcome)
-            else:
-                item.future.set_result(outcome)
+            # A waiter cancelled (connection gone) is still applied: the device may retry it.
+            return await self._writer.submit(change)
+        except CommitFailed:
+            # Logged by the GroupCommit; the device is told to retry, not why.
+            raise Rejected(wire.INTERNAL_ERROR, "internal error; retry the request") from None
 
-    def _apply_all(self, conn: Connection, batch: list[_Update]) -> list[Applied | Rejected]:
+    async def _commit(self, batch: list[Change]) -> Sequence[Applied | BaseException]:
+        return await self._units.write(lambda uow: self._apply_all(uow, batch))
+
+    def _apply_all(self, uow: JobsUnitOfWork, batch: list[Change]) -> list[Applied | Rejected]:
         out: list[Applied | Rejected] = []
-        for item in batch:
+        for change in batch:
             try:
-                out.append(self._apply(conn, item.thing_name, item.job_id, item.request))
+                if isinstance(change, UpdateExecution):
+                    out.append(self._update(uow, change))
+                else:
+                    out.append(self._start_next(uow, change))
             except Rejected as exc:
                 out.append(exc)
         return out
 
-    def _apply(
-        self, conn: Connection, thing: str, job_id: str, request: wire.UpdateRequest
-    ) -> Applied:
+    def _update(self, uow: JobsUnitOfWork, change: UpdateExecution) -> Applied:
+        thing, job_id = change.thing_name, change.job_id
         for _ in range(CAS_ATTEMPTS):
-            current = store_sync.get_execution(conn, job_id, thing)
+            current = uow.get_execution(job_id, thing)
             if current is None or current.status is ExecStatus.PLANNED:
                 raise not_found(job_id, thing)
-            check_update(current, request)
-            values = update_values(current, request, self._clock.now())
-            if not store_sync.update_execution(conn, current, **values):
-                # Changed by another process since the read (PostgreSQL; on SQLite the batch
-                # holds the write lock): re-check against the newer version.
-                continue
-            notice = notify.evaluate_thing(conn, thing)
-            return Applied(_after(current, values), [notice] if notice else [])
+            check_update(current, change.request)
+            new = updated(current, change.request, self._clock.now())
+            if uow.replace_execution(current, new):
+                if current.status is new.status is ExecStatus.IN_PROGRESS:
+                    # A progress report: the pending list's members and order (status, queue
+                    # time, job id) are unchanged, so there is nothing to notify; skip the
+                    # evaluation (things flagged by other changes are the timer's to flush).
+                    return Applied(new, [])
+                return Applied(new, notify.evaluate(uow, [thing]))
+            # Changed by another process since the read (PostgreSQL; on SQLite the batch holds
+            # the write lock): re-check against the newer version.
+        raise Rejected(wire.INTERNAL_ERROR, "the execution kept changing; retry the request")
+
+    def _start_next(self, uow: JobsUnitOfWork, change: StartNext) -> Applied:
+        thing = change.thing_name
+        for _ in range(CAS_ATTEMPTS):
+            pending = uow.pending_executions(thing)
+            if not pending:
+                return Applied(None, [])
+            head = pending[0]
+            if head.status is ExecStatus.IN_PROGRESS:
+                return Applied(head, [])  # returned unchanged, statusDetails included (§2.5)
+            new = started(head, change.request, self._clock.now())
+            if uow.replace_execution(head, new):
+                return Applied(new, notify.evaluate(uow, [thing]))
         raise Rejected(wire.INTERNAL_ERROR, "the execution kept changing; retry the request")

@@ -22,6 +22,7 @@ from lantern.jobs.clock import SystemClock
 from lantern.jobs.deployments import DeploymentService
 from lantern.jobs.device_api import JobsDeviceAPI
 from lantern.jobs.documents import DocumentRenderer
+from lantern.jobs.queries import JobsQueries
 from lantern.jobs.throttle import TokenBuckets
 from lantern.jobs.timer import JobsTimer
 from lantern.runtime.audit import auth_failures
@@ -78,6 +79,7 @@ class JobsComponent(Component):
         )
         self.groups = ThingGroups(platform.db, self.clock)
         self.deployments = DeploymentService(platform.db, self.clock)
+        self.queries = JobsQueries(platform.db)
         limiter = TokenBuckets(cfg.device_requests_per_second, cfg.device_request_burst, self.clock)
         self.device_api = JobsDeviceAPI(platform.db, self.renderer, self.clock, limiter)
         self.router: ReservedTopicRouter | None = None
@@ -101,6 +103,7 @@ class JobsComponent(Component):
             build_firmware_router(
                 self.catalog,
                 self.deployments,
+                self.queries,
                 self.signer,
                 self.clock,
                 admin_token=data.admin_token,

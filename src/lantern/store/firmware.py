@@ -1,4 +1,7 @@
-"""Repository of the firmware catalog and static thing groups (tables in schema/jobs.py)."""
+"""Repository of the firmware catalog and static thing groups (tables in schema/jobs.py).
+
+Synchronous functions of a connection, like :mod:`lantern.store.jobs`: run them in a unit of
+work, or inside an async transaction with ``AsyncConnection.run_sync``."""
 
 from __future__ import annotations
 
@@ -6,8 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, Row, delete, func, insert, select
 
 from lantern.store.schema.jobs import firmware, thing_group_members, thing_groups
 
@@ -17,6 +19,7 @@ __all__ = [
     "add_members",
     "delete_firmware",
     "delete_group",
+    "find_firmware",
     "get_firmware",
     "get_group",
     "group_members",
@@ -63,8 +66,8 @@ def _firmware(row: Row[Any]) -> FirmwareRecord:
     )
 
 
-async def insert_firmware(conn: AsyncConnection, record: FirmwareRecord) -> None:
-    await conn.execute(
+def insert_firmware(conn: Connection, record: FirmwareRecord) -> None:
+    conn.execute(
         insert(firmware).values(
             id=record.id,
             project=record.project,
@@ -78,30 +81,28 @@ async def insert_firmware(conn: AsyncConnection, record: FirmwareRecord) -> None
     )
 
 
-async def get_firmware(conn: AsyncConnection, firmware_id: str) -> FirmwareRecord | None:
-    row = (await conn.execute(select(firmware).where(firmware.c.id == firmware_id))).first()
+def get_firmware(conn: Connection, firmware_id: str) -> FirmwareRecord | None:
+    row = conn.execute(select(firmware).where(firmware.c.id == firmware_id)).first()
     return _firmware(row) if row else None
 
 
-async def find_firmware(
-    conn: AsyncConnection, project: str, name: str, version: str
-) -> FirmwareRecord | None:
+def find_firmware(conn: Connection, project: str, name: str, version: str) -> FirmwareRecord | None:
     query = select(firmware).where(
         firmware.c.project == project, firmware.c.name == name, firmware.c.version == version
     )
-    row = (await conn.execute(query)).first()
+    row = conn.execute(query).first()
     return _firmware(row) if row else None
 
 
-async def list_firmware(conn: AsyncConnection, project: str | None = None) -> list[FirmwareRecord]:
+def list_firmware(conn: Connection, project: str | None = None) -> list[FirmwareRecord]:
     query = select(firmware).order_by(firmware.c.created_at.desc(), firmware.c.id)
     if project is not None:
         query = query.where(firmware.c.project == project)
-    return [_firmware(r) for r in await conn.execute(query)]
+    return [_firmware(r) for r in conn.execute(query)]
 
 
-async def delete_firmware(conn: AsyncConnection, firmware_id: str) -> bool:
-    result = await conn.execute(delete(firmware).where(firmware.c.id == firmware_id))
+def delete_firmware(conn: Connection, firmware_id: str) -> bool:
+    result = conn.execute(delete(firmware).where(firmware.c.id == firmware_id))
     return result.rowcount == 1
 
 
@@ -129,56 +130,54 @@ def _group(row: Row[Any]) -> GroupRecord:
     )
 
 
-async def insert_group(
-    conn: AsyncConnection, project: str, name: str, description: str, now: float
-) -> None:
-    await conn.execute(
+def insert_group(conn: Connection, project: str, name: str, description: str, now: float) -> None:
+    conn.execute(
         insert(thing_groups).values(
             project=project, name=name, description=description, created_at=now
         )
     )
 
 
-async def get_group(conn: AsyncConnection, project: str, name: str) -> GroupRecord | None:
+def get_group(conn: Connection, project: str, name: str) -> GroupRecord | None:
     query = _group_query().where(thing_groups.c.project == project, thing_groups.c.name == name)
-    row = (await conn.execute(query)).first()
+    row = conn.execute(query).first()
     return _group(row) if row else None
 
 
-async def list_groups(conn: AsyncConnection, project: str) -> list[GroupRecord]:
+def list_groups(conn: Connection, project: str) -> list[GroupRecord]:
     query = _group_query().where(thing_groups.c.project == project).order_by(thing_groups.c.name)
-    return [_group(r) for r in await conn.execute(query)]
+    return [_group(r) for r in conn.execute(query)]
 
 
-async def delete_group(conn: AsyncConnection, project: str, name: str) -> bool:
-    await conn.execute(
+def delete_group(conn: Connection, project: str, name: str) -> bool:
+    conn.execute(
         delete(thing_group_members).where(
             thing_group_members.c.project == project, thing_group_members.c.group_name == name
         )
     )
-    result = await conn.execute(
+    result = conn.execute(
         delete(thing_groups).where(thing_groups.c.project == project, thing_groups.c.name == name)
     )
     return result.rowcount == 1
 
 
-async def group_members(conn: AsyncConnection, project: str, name: str) -> list[str]:
+def group_members(conn: Connection, project: str, name: str) -> list[str]:
     query = (
         select(thing_group_members.c.thing_name)
         .where(thing_group_members.c.project == project, thing_group_members.c.group_name == name)
         .order_by(thing_group_members.c.thing_name)
     )
-    return [r[0] for r in await conn.execute(query)]
+    return [r[0] for r in conn.execute(query)]
 
 
-async def add_members(
-    conn: AsyncConnection, project: str, name: str, thing_names: Sequence[str], now: float
+def add_members(
+    conn: Connection, project: str, name: str, thing_names: Sequence[str], now: float
 ) -> int:
     """Add the things not yet members; returns how many were added."""
-    present = set(await group_members(conn, project, name))
+    present = set(group_members(conn, project, name))
     new = [t for t in dict.fromkeys(thing_names) if t not in present]
     if new:
-        await conn.execute(
+        conn.execute(
             insert(thing_group_members),
             [
                 {"project": project, "group_name": name, "thing_name": t, "added_at": now}
@@ -188,10 +187,8 @@ async def add_members(
     return len(new)
 
 
-async def remove_members(
-    conn: AsyncConnection, project: str, name: str, thing_names: Sequence[str]
-) -> int:
-    result = await conn.execute(
+def remove_members(conn: Connection, project: str, name: str, thing_names: Sequence[str]) -> int:
+    result = conn.execute(
         delete(thing_group_members).where(
             thing_group_members.c.project == project,
             thing_group_members.c.group_name == name,

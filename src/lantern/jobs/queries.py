@@ -1,0 +1,109 @@
+"""The read side of the jobs service, shared by the HTTP API and the command line: firmware,
+deployments (with their execution counts) and thing groups.
+
+Reads run on a connection of the async engine, off the writer that commits device updates (a
+list of 10,000 executions does not hold device updates up), each a few queries whatever the
+number of deployments listed. The records are the store's, re-exported here so callers need not
+import the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from sqlalchemy import Connection
+
+from lantern.jobs.errors import NotFound
+from lantern.store import Database
+from lantern.store import firmware as catalog
+from lantern.store.firmware import FirmwareRecord, GroupRecord
+from lantern.store.jobs import ExecStatus, ExecutionRecord, JobRecord, JobStatus
+from lantern.store.jobs import deployments as repo
+
+__all__ = [
+    "Deployment",
+    "ExecStatus",
+    "ExecutionRecord",
+    "FirmwareRecord",
+    "GroupRecord",
+    "JobRecord",
+    "JobStatus",
+    "JobsQueries",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    job: JobRecord
+    counts: dict[ExecStatus, int]
+    executions: list[ExecutionRecord] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class JobsQueries:
+    """Read-only questions about firmware, deployments and groups."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        async with self.db.connect() as conn:
+            return await conn.run_sync(fn)
+
+    # -- firmware -------------------------------------------------------------------------------
+    async def firmware(self, firmware_id: str) -> FirmwareRecord:
+        record = await self._read(lambda c: catalog.get_firmware(c, firmware_id))
+        if record is None:
+            raise NotFound(f"no firmware {firmware_id!r}")
+        return record
+
+    async def list_firmware(self, project: str | None = None) -> list[FirmwareRecord]:
+        return await self._read(lambda c: catalog.list_firmware(c, project))
+
+    async def firmware_users(self, firmware_id: str) -> list[str]:
+        """Deployments still using the image (rolling out, or with executions not finished)."""
+        return await self._read(lambda c: repo.firmware_users(c, firmware_id))
+
+    # -- deployments ----------------------------------------------------------------------------
+    async def deployment(self, job_id: str, with_executions: bool = True) -> Deployment:
+        def read(conn: Connection) -> Deployment:
+            job = repo.get_job(conn, job_id)
+            if job is None:
+                raise NotFound(f"no deployment {job_id!r}")
+            counts = repo.execution_counts(conn, [job_id])[job_id]
+            executions = repo.list_executions(conn, job_id) if with_executions else []
+            return Deployment(job, counts, executions)
+
+        return await self._read(read)
+
+    async def list_deployments(self, project: str | None = None) -> list[Deployment]:
+        """Deployments newest first, with their execution counts (no executions)."""
+
+        def read(conn: Connection) -> list[Deployment]:
+            jobs = repo.list_jobs(conn, project)
+            counts = repo.execution_counts(conn, [j.job_id for j in jobs])
+            return [Deployment(j, counts[j.job_id]) for j in jobs]
+
+        return await self._read(read)
+
+    # -- groups ---------------------------------------------------------------------------------
+    async def group(self, name: str, project: str = "default") -> tuple[GroupRecord, list[str]]:
+        """The group and its members' names."""
+
+        def read(conn: Connection) -> tuple[GroupRecord, list[str]]:
+            group = catalog.get_group(conn, project, name)
+            if group is None:
+                raise NotFound(f"no thing group {name!r} in project {project}")
+            return group, catalog.group_members(conn, project, name)
+
+        return await self._read(read)
+
+    async def list_groups(self, project: str = "default") -> list[GroupRecord]:
+        return await self._read(lambda c: catalog.list_groups(c, project))
