@@ -16,6 +16,7 @@ from typing import cast
 import uvicorn
 
 from lantern.api.app import create_app
+from lantern.audit.auth_failures import AuthFailures
 from lantern.pki import CertificateAuthority
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.components import build_components
@@ -34,6 +35,7 @@ from lantern.runtime.http_protocol import (
 )
 from lantern.settings import Settings
 from lantern.store import Database
+from lantern.store.objects import object_store_from_settings
 
 log = logging.getLogger("lantern")
 
@@ -101,7 +103,8 @@ class RunningServer:
         return self.platform.settings.http.port
 
     async def stop(self) -> None:
-        """Stop components (newest first), then the HTTP server, then the database."""
+        """Stop components (newest first), then the HTTP server, the object store and the
+        database."""
         for component in reversed(self.components):
             try:
                 await component.stop()
@@ -110,6 +113,7 @@ class RunningServer:
         self.http.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await self.http_task
+        await self.platform.objects.close()
         await self.platform.db.close()
 
 
@@ -129,6 +133,12 @@ async def start(settings: Settings, *, nofile_raised_from: int | None = None) ->
     ca, _ = CertificateAuthority.load_or_create(data.ca_dir, settings.server_names)
     data.admin_token()
     db = await Database.open(settings.effective_database_url)
+    objects = object_store_from_settings(settings.ingest, data.files_dir)
+    try:
+        await objects.start()
+    except BaseException:
+        await db.close()
+        raise
     http_cfg = settings.http
     scheme = "https" if http_cfg.tls else "http"
     platform = Platform(
@@ -136,9 +146,11 @@ async def start(settings: Settings, *, nofile_raised_from: int | None = None) ->
         data_dir=data.root,
         ca=ca,
         db=db,
-        http_base_url="",
+        objects=objects,
+        auth_failures=AuthFailures(db),
     )
-    components = build_components(platform)
+    built = build_components(platform)
+    components = built.start_order()
     app = create_app(
         routers=[r for c in components for r in c.routers()],
         readiness=[chk for c in components for chk in c.readiness_checks()],
@@ -164,6 +176,7 @@ async def start(settings: Settings, *, nofile_raised_from: int | None = None) ->
     http_task = asyncio.create_task(http.serve(), name="http")
     while not http.started:
         if http_task.done():
+            await objects.close()
             await db.close()
             http_task.result()  # raises the bind error
             raise SystemExit(f"the HTTP server did not start on {http_cfg.host}:{http_cfg.port}")
@@ -193,7 +206,7 @@ async def start(settings: Settings, *, nofile_raised_from: int | None = None) ->
         f"descriptors      {caps}",
         f"HTTP limits      {http_cfg.max_connections} connections, requests read within "
         f"{http_cfg.request_read_timeout:g} s",
-        *[line for c in components for line in c.describe()],
+        *[line for c in built.banner_order() for line in c.describe()],
     ]
     return running
 
