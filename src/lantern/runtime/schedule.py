@@ -17,7 +17,7 @@ from datetime import datetime
 
 from fastapi import APIRouter
 
-from lantern.api.push import require_api_key
+from lantern.api.push import api_key_dependency
 from lantern.api.schedules import schedules_router
 from lantern.errors import ConfigError
 from lantern.push.dispatch import PushDispatcher
@@ -104,6 +104,7 @@ class ScheduleComponent(Component):
     def __init__(self, platform: Platform, dispatcher: PushDispatcher, keys: KeyService) -> None:
         super().__init__(platform)
         self.settings = platform.settings.schedule
+        self.keys = keys
         self.clock = clock_from_environment()
         store = ScheduleStore(platform.db)
         self.scheduler = Scheduler(
@@ -114,7 +115,7 @@ class ScheduleComponent(Component):
         )
 
     def routers(self) -> Sequence[APIRouter]:
-        return [schedules_router(self.service, require_api_key)]
+        return [schedules_router(self.service, api_key_dependency(self.keys))]
 
     async def start(self) -> None:
         if self.settings.enabled:

@@ -46,6 +46,9 @@ class ObjectStoreError(StoreError):
 class ObjectTooLarge(ObjectStoreError):
     """The streamed object exceeded ``max_size``; nothing was stored."""
 
+    http_status = 413
+    code = "UploadRefused"
+
     def __init__(self, max_size: int) -> None:
         super().__init__(f"the object exceeds the size limit of {max_size} bytes")
         self.max_size = max_size
@@ -54,9 +57,15 @@ class ObjectTooLarge(ObjectStoreError):
 class ObjectNotFound(ObjectStoreError):
     """No object is stored under the key."""
 
+    http_status = 404
+    code = "NotFound"
+
 
 class InvalidObjectKey(ObjectStoreError):
     """The key is not a safe relative path."""
+
+    http_status = 400
+    code = "UploadRefused"
 
 
 @dataclass(frozen=True, slots=True)
