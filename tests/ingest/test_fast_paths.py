@@ -21,8 +21,9 @@ from lantern.ingest.observation import (
     parse_observation,
 )
 from lantern.store import Database
-from lantern.store.ingest import ObservationRow, SqliteObservationWriter
-from lantern.store.ingest_process import ProcessObservationWriter
+from lantern.store.ingest import EngineObservationSink, ObservationRow, open_observation_sink
+from lantern.store.sqlite.ingest_process import ProcessObservationWriter
+from lantern.store.sqlite.observations import SqliteObservationWriter
 
 RECEIVED = datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -125,7 +126,7 @@ def counts(path: str) -> tuple[int, int, int]:
 async def test_sqlite_writer_stores_a_batch_whole_or_not_at_all(
     sqlite_db: Database, kind: type[ProcessObservationWriter | SqliteObservationWriter]
 ) -> None:
-    path = SqliteObservationWriter.path_of(sqlite_db)
+    path = sqlite_db.sqlite_path
     assert path is not None
     writer = kind(path)
     try:
@@ -172,7 +173,7 @@ async def test_sqlite_writer_stores_every_value_exactly(
 ) -> None:
     """Batches of any size (split into multi-row statements): floats, text and NULLs come back
     unchanged, every code at its position, outbox rows only when asked for."""
-    path = SqliteObservationWriter.path_of(sqlite_db)
+    path = sqlite_db.sqlite_path
     assert path is not None
     writer = SqliteObservationWriter(path)
     conn = sqlite3.connect(path)
@@ -212,7 +213,8 @@ async def test_sqlite_writer_stores_every_value_exactly(
 async def test_in_memory_database_has_no_sqlite_writer() -> None:
     db = await Database.open("sqlite+aiosqlite:///:memory:")
     try:
-        assert SqliteObservationWriter.path_of(db) is None
+        assert db.sqlite_path is None
+        assert isinstance(open_observation_sink(db), EngineObservationSink)
     finally:
         await db.close()
 

@@ -23,6 +23,7 @@ from lantern.ingest.writer import GroupCommitWriter
 from lantern.runtime.audit import auth_failures
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.datadir import DataDir
+from lantern.store.ingest import open_observation_sink
 from lantern.store.objects import LocalObjectStore, ObjectStore, S3Config, S3ObjectStore
 from lantern.store.signing import UrlSigner, load_or_create_signing_key
 
@@ -49,10 +50,9 @@ class IngestComponent(Component):
                 retry_seconds=cfg.fhir_forward_retry_seconds,
             )
         self.writer = GroupCommitWriter(
-            platform.db,
+            open_observation_sink(platform.db, writer=cfg.sqlite_writer),
             batch_max=cfg.batch_max,
             outbox=self.forwarder is not None,
-            sqlite_writer=cfg.sqlite_writer,
             on_commit=self.forwarder.poke if self.forwarder else None,
         )
         self.observations = ObservationService(
