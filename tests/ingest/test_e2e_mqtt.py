@@ -4,8 +4,11 @@ MQTT 5 client and the ``lantern device`` commands record observations and upload
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import queue
 import subprocess
 import sys
 import threading
@@ -22,6 +25,7 @@ from fhir.resources.R4B.observation import Observation
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import AuthorizationError
 
+from support.postgres import fresh_postgres_database
 from support.process import LanternProcess
 from support.provisioning_env import Claim
 
@@ -31,9 +35,9 @@ from .mqtt_kit import (
     DeviceConnection,
     count_for_thing,
     create_claim,
-    db_path,
     new_device,
     observation,
+    stored_db,
     stored_patient_ids,
 )
 
@@ -42,10 +46,22 @@ LINK = "$aws/rules/CreateFileUploadLink"
 PAYLOAD_FORMAT_INVALID = 0x99
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanternProcess]:
-    proc = LanternProcess(tmp_path_factory.mktemp("lantern") / "data")
-    with proc:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LanternProcess]:
+    """``lantern serve`` on its SQLite file, and once more on a fresh PostgreSQL database."""
+    data_dir = tmp_path_factory.mktemp("lantern") / "data"
+    if request.param == "sqlite":
+        with LanternProcess(data_dir) as proc:
+            yield proc
+        return
+    with (
+        postgres_database() as url,
+        LanternProcess(data_dir, {"LANTERN_DATABASE_URL": url}) as proc,
+    ):
         yield proc
 
 
@@ -57,6 +73,32 @@ def claim(server: LanternProcess, tmp_path_factory: pytest.TempPathFactory) -> C
 @pytest.fixture
 def device(server: LanternProcess, claim: Claim, tmp_path: Path) -> Device:
     return new_device(server, claim, tmp_path / "certs", serial=uuid.uuid4().hex[:8])
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for a module-scoped (synchronous) fixture."""
+    urls: queue.Queue[str | BaseException] = queue.Queue()
+    release = threading.Event()
+
+    async def hold() -> None:
+        try:
+            async with fresh_postgres_database() as url:
+                urls.put(url)
+                await asyncio.to_thread(release.wait)
+        except BaseException as exc:  # e.g. pytest's skip when no server answers
+            urls.put(exc)
+
+    holder = threading.Thread(target=asyncio.run, args=(hold(),))
+    holder.start()
+    try:
+        url = urls.get(timeout=30)
+        if isinstance(url, BaseException):
+            raise url
+        yield url
+    finally:
+        release.set()
+        holder.join(60)
 
 
 def admin(server: LanternProcess) -> dict[str, str]:
@@ -74,7 +116,7 @@ def fhir_get(server: LanternProcess, path: str) -> dict[str, Any]:
 def test_paho_observations_are_committed_before_their_puback(
     server: LanternProcess, device: Device, version: int
 ) -> None:
-    db = db_path(server)
+    db = stored_db(server)
     stored_at_puback: dict[int, set[str]] = {}
 
     def on_puback(mid: int, reason: int) -> None:
@@ -175,7 +217,7 @@ def test_bad_payloads_get_0x99_and_a_rejected_reply_naming_the_field(
             assert field in body["errorMessage"], (field, body)
             if code is not None:
                 assert body["errorCode"] == code
-    assert count_for_thing(db_path(server), device.name) == 0
+    assert count_for_thing(stored_db(server), device.name) == 0
 
 
 def test_mqtt311_bad_payload_gets_a_rejected_reply(server: LanternProcess, device: Device) -> None:
@@ -186,7 +228,7 @@ def test_mqtt311_bad_payload_gets_a_rejected_reply(server: LanternProcess, devic
         assert conn.puback(mid) == 0  # 3.1.1 PUBACKs carry no reason
         _, body = conn.expect((rejected,))
     assert "value" in body["errorMessage"]
-    assert count_for_thing(db_path(server), device.name) == 0
+    assert count_for_thing(stored_db(server), device.name) == 0
 
 
 class SdkDevice:
@@ -247,7 +289,7 @@ def test_awsiotsdk_mqtt5_client_records_observations(
 ) -> None:
     accepted = f"{device.name}/FHIRIngest/accepted"
     rejected = f"{device.name}/FHIRIngest/rejected"
-    db = db_path(server)
+    db = stored_db(server)
     with SdkDevice(server, device) as sdk:
         sdk.subscribe(accepted, rejected)
         for i in range(5):
@@ -333,7 +375,7 @@ def test_device_commands_upload_an_observation_and_a_file(
     )  # fmt: skip
     assert refused.returncode == 1
     assert "rejected" in refused.stderr and "value" in refused.stderr
-    assert count_for_thing(db_path(server), device.name) == 1
+    assert count_for_thing(stored_db(server), device.name) == 1
 
     picture = tmp_path / "pic.png"
     picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200_000))

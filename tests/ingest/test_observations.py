@@ -199,19 +199,23 @@ async def test_many_concurrent_handlers_group_commit_and_resolve_after_commit(
 async def test_failed_commit_fails_every_waiter_and_stores_nothing(
     writer: GroupCommitWriter, observation_service: ObservationService, db: Database
 ) -> None:
-    # A thing in a project that does not exist: the foreign key fails the whole transaction.
+    """A batch that cannot commit (one row of an unknown project breaks the foreign key, so the
+    transaction fails) fails EVERY publish in it with PUBACK 0x80 and a rejected reply, and
+    stores nothing of it, not even the good rows: on SQLite and PostgreSQL alike."""
     payload = json.dumps(SEED).encode()
     good = [request(TOPIC, payload, thing(f"ok{i}")) for i in range(30)]
     bad = request(TOPIC, payload, thing("ghost", project="no-such-project"))
+    # All submitted before the writer takes its first batch: one batch, one transaction.
     results = await asyncio.gather(*(observation_service.handle(r) for r in [*good, bad]))
-    failed = [r for r in results if r.puback == ReasonCode.UNSPECIFIED_ERROR]
-    assert failed, "the batch with the bad row must fail"
-    for r in failed:
-        body = json.loads(r.replies[0].payload)
-        assert r.replies[0].topic.endswith("/FHIRIngest/rejected")
-        assert body["statusCode"] == 500
-    stored = (await stored_counts(db))[0]
-    assert stored == len(results) - len(failed)
+    assert [r.puback for r in results] == [ReasonCode.UNSPECIFIED_ERROR] * len(results)
+    for r, sent in zip(results, [*good, bad], strict=True):
+        thing_name = sent.identity.thing_name  # type: ignore[union-attr]
+        [reply] = r.replies
+        assert reply.topic == f"{thing_name}/FHIRIngest/rejected"
+        body = json.loads(reply.payload)
+        assert body["statusCode"] == 500 and body["errorCode"] == "InternalFailure"
+    assert await stored_counts(db) == (0, 0, 0)
+    assert writer.committed == 0
     # The writer keeps working after a failed batch.
     ok = await observation_service.handle(request(TOPIC, payload, thing("after")))
     assert ok.puback == ReasonCode.SUCCESS
