@@ -5,11 +5,12 @@ client that records PUBACKs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,52 @@ def _query(db: Path | str, sql: str, thing: str) -> list[tuple[Any, ...]]:
     # Called from test code and from paho's callback thread: a loop of its own either way.
     with ThreadPoolExecutor(max_workers=1) as thread:
         return thread.submit(asyncio.run, fetch()).result()
+
+
+def _execute(db: Path | str, sql: str) -> None:
+    """Run one statement (DDL) on the server's database beside the running server."""
+    if isinstance(db, Path):
+        conn = sqlite3.connect(db, timeout=10)
+        try:
+            conn.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+        return
+
+    async def run() -> None:
+        import asyncpg
+        from sqlalchemy.engine import make_url
+
+        dsn = make_url(db).set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, run()).result()
+
+
+@contextlib.contextmanager
+def observations_refused(db: Path | str) -> Iterator[None]:
+    """While inside, every INSERT into ``observations`` fails (a trigger on SQLite, a CHECK
+    constraint on PostgreSQL): each transaction of the server's observation writer fails."""
+    if isinstance(db, Path):
+        _execute(
+            db,
+            "CREATE TRIGGER test_refuse BEFORE INSERT ON observations "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        undo = "DROP TRIGGER test_refuse"
+    else:
+        _execute(db, "ALTER TABLE observations ADD CONSTRAINT test_refuse CHECK (false) NOT VALID")
+        undo = "ALTER TABLE observations DROP CONSTRAINT test_refuse"
+    try:
+        yield
+    finally:
+        _execute(db, undo)
 
 
 def stored_patient_ids(db: Path | str, thing: str) -> set[str]:

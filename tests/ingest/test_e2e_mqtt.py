@@ -37,6 +37,7 @@ from .mqtt_kit import (
     create_claim,
     new_device,
     observation,
+    observations_refused,
     stored_db,
     stored_patient_ids,
 )
@@ -44,6 +45,7 @@ from .mqtt_kit import (
 INGEST = "$aws/rules/FHIRIngest"
 LINK = "$aws/rules/CreateFileUploadLink"
 PAYLOAD_FORMAT_INVALID = 0x99
+UNSPECIFIED_ERROR = 0x80
 
 
 @pytest.fixture(
@@ -199,6 +201,30 @@ BAD_PAYLOADS = [
     ),
     (b'{"value": "' + b"1" * 40000 + b'"}', "payload", "PayloadTooLarge"),
 ]
+
+
+def test_a_batch_that_cannot_commit_fails_every_publish_in_it_and_stores_none(
+    server: LanternProcess, device: Device
+) -> None:
+    """While the database refuses observations, every QoS 1 PUBLISH gets PUBACK 0x80 and a
+    rejected reply (statusCode 500), and nothing is stored; then the server stores again."""
+    db = stored_db(server)
+    rejected = f"{device.name}/FHIRIngest/rejected"
+    accepted = f"{device.name}/FHIRIngest/accepted"
+    with DeviceConnection(server.mqtt_port, device, 5) as conn:
+        conn.subscribe(accepted)
+        conn.subscribe(rejected)
+        with observations_refused(db):
+            mids = [conn.publish(INGEST, observation("97", f"refused-{i}")) for i in range(20)]
+            assert [conn.puback(m) for m in mids] == [UNSPECIFIED_ERROR] * 20
+            for _ in mids:
+                topic, body = conn.expect((rejected, accepted))
+                assert topic == rejected
+                assert body["statusCode"] == 500 and body["errorCode"] == "InternalFailure"
+            assert count_for_thing(db, device.name) == 0
+        assert conn.puback(conn.publish(INGEST, observation("98", "after"))) == 0
+        assert conn.expect((rejected, accepted))[0] == accepted
+    assert stored_patient_ids(db, device.name) == {"after"}
 
 
 def test_bad_payloads_get_0x99_and_a_rejected_reply_naming_the_field(
