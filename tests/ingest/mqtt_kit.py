@@ -19,6 +19,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from support.postgres import fresh_postgres_database
 from support.process import LanternProcess
 from support.provisioning_env import Claim, lantern_cli, provision_device
 
@@ -50,6 +51,32 @@ def new_device(server: LanternProcess, claim: Claim, certs_dir: Path, serial: st
     ca = certs_dir / "ca.pem"
     ca.write_bytes(claim.ca.read_bytes())
     return Device(result.thing_name, files.cert, files.key, ca, certs_dir)
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for a module-scoped (synchronous) fixture."""
+    urls: queue.Queue[str | BaseException] = queue.Queue()
+    release = threading.Event()
+
+    async def hold() -> None:
+        try:
+            async with fresh_postgres_database() as url:
+                urls.put(url)
+                await asyncio.to_thread(release.wait)
+        except BaseException as exc:  # e.g. pytest's skip when no server answers
+            urls.put(exc)
+
+    holder = threading.Thread(target=asyncio.run, args=(hold(),))
+    holder.start()
+    try:
+        url = urls.get(timeout=30)
+        if isinstance(url, BaseException):
+            raise url
+        yield url
+    finally:
+        release.set()
+        holder.join(60)
 
 
 def stored_db(server: LanternProcess) -> Path | str:

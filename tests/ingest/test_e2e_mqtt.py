@@ -4,11 +4,8 @@ MQTT 5 client and the ``lantern device`` commands record observations and upload
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
-import queue
 import subprocess
 import sys
 import threading
@@ -25,7 +22,6 @@ from fhir.resources.R4B.observation import Observation
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import AuthorizationError
 
-from support.postgres import fresh_postgres_database
 from support.process import LanternProcess
 from support.provisioning_env import Claim
 
@@ -38,6 +34,7 @@ from .mqtt_kit import (
     new_device,
     observation,
     observations_refused,
+    postgres_database,
     stored_db,
     stored_patient_ids,
 )
@@ -75,32 +72,6 @@ def claim(server: LanternProcess, tmp_path_factory: pytest.TempPathFactory) -> C
 @pytest.fixture
 def device(server: LanternProcess, claim: Claim, tmp_path: Path) -> Device:
     return new_device(server, claim, tmp_path / "certs", serial=uuid.uuid4().hex[:8])
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for a module-scoped (synchronous) fixture."""
-    urls: queue.Queue[str | BaseException] = queue.Queue()
-    release = threading.Event()
-
-    async def hold() -> None:
-        try:
-            async with fresh_postgres_database() as url:
-                urls.put(url)
-                await asyncio.to_thread(release.wait)
-        except BaseException as exc:  # e.g. pytest's skip when no server answers
-            urls.put(exc)
-
-    holder = threading.Thread(target=asyncio.run, args=(hold(),))
-    holder.start()
-    try:
-        url = urls.get(timeout=30)
-        if isinstance(url, BaseException):
-            raise url
-        yield url
-    finally:
-        release.set()
-        holder.join(60)
 
 
 def admin(server: LanternProcess) -> dict[str, str]:
