@@ -29,16 +29,16 @@ __all__ = ["EngineObservationSink", "ObservationSink", "SqliteWriterKind", "open
 
 SqliteWriterKind = Literal["process", "thread"]
 # Batches a PostgreSQL sink commits at once (each on a connection of its own; they are
-# independent, so their order does not matter).
-ENGINE_PIPELINE = 2
+# independent, so their order does not matter). Other engines (in-memory SQLite) take one.
+POSTGRESQL_PIPELINE = 2
 
 
 class EngineObservationSink:
     """Each batch in one transaction of ``db``'s async engine."""
 
-    def __init__(self, db: Database, *, pipeline: int = ENGINE_PIPELINE) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self.pipeline = pipeline
+        self.pipeline = POSTGRESQL_PIPELINE if db.engine.dialect.name == "postgresql" else 1
 
     async def start(self) -> None:
         """Nothing to start: the engine's pool connects on demand."""
