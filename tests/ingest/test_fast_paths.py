@@ -256,3 +256,18 @@ def test_bad_or_huge_string_values_are_rejected(text: str) -> None:
     with pytest.raises(PayloadRejected) as exc:
         parse_observation(json.dumps(body).encode(), max_bytes=16384)
     assert exc.value.field == "value"
+
+
+async def test_the_store_picks_the_sink_for_the_database(db: Database) -> None:
+    """A SQLite file gets its writer process (default) or thread, two batches in flight; any
+    other database the engine (PostgreSQL: two batches at once on connections of their own)."""
+    if db.sqlite_path is not None:
+        process = open_observation_sink(db)
+        thread = open_observation_sink(db, writer="thread")
+        assert isinstance(process, ProcessObservationWriter)
+        assert isinstance(thread, SqliteObservationWriter)
+        assert process.pipeline == thread.pipeline == 2
+    else:
+        sink = open_observation_sink(db, writer="thread")  # no SQLite writer off SQLite
+        assert isinstance(sink, EngineObservationSink)
+        assert sink.pipeline == 2

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 
 from lantern.ingest.errors import CommitFailed
 from lantern.store.group_commit import GroupCommit
-from lantern.store.ingest import ObservationRow, ObservationSink
+from lantern.store.ingest.ports import ObservationSink
+from lantern.store.ingest.records import ObservationRow
 
 __all__ = ["GroupCommitWriter"]
 
