@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 import lantern
-from lantern.ingest import tokens
+from lantern.ingest import queries, tokens
 from lantern.ingest.errors import TokenError
 from lantern.ingest.fhir import (
     SearchError,
@@ -25,10 +25,9 @@ from lantern.ingest.fhir import (
     parse_paging,
     searchset,
 )
+from lantern.ingest.queries import ThingRecord
 from lantern.security import tokens_equal
-from lantern.store import Database, registry
-from lantern.store import ingest as repo
-from lantern.store.registry import ThingRecord
+from lantern.store import Database
 
 FHIR_JSON = "application/fhir+json"
 
@@ -76,18 +75,15 @@ def build_fhir_router(
 
     async def things_by_fhir_id(project: str | None) -> dict[str, str]:
         # Only things whose names are not FHIR ids need mapping; load lazily and rarely.
-        async with db.connect() as conn:
-            things = await registry.list_things(conn, project, limit=100_000)
+        things = await queries.list_things(db, project, limit=100_000)
         return {device_fhir_id(t.name): t.name for t in things if device_fhir_id(t.name) != t.name}
 
     async def find_thing(fhir_id: str, project: str | None) -> ThingRecord | None:
-        async with db.connect() as conn:
-            thing = await registry.get_thing(conn, fhir_id)
+        thing = await queries.get_thing(db, fhir_id)
         if thing is None and fhir_id.startswith("thing-"):
             name = (await things_by_fhir_id(project)).get(fhir_id)
             if name is not None:
-                async with db.connect() as conn:
-                    thing = await registry.get_thing(conn, name)
+                thing = await queries.get_thing(db, name)
         if thing is None or (project is not None and thing.project != project):
             return None
         return thing
@@ -102,8 +98,7 @@ def build_fhir_router(
             project = await project_of(request)
         except _Denied as exc:
             return _outcome(401, "login", str(exc))
-        async with db.connect() as conn:
-            resource = await repo.get_observation(conn, observation_id, project)
+        resource = await queries.get_observation(db, observation_id, project)
         if resource is None:
             return _outcome(404, "not-found", f"Observation/{observation_id} is not known")
         return _fhir(resource)
@@ -125,10 +120,9 @@ def build_fhir_router(
             query = parse_observation_search(params, project, mapping)
         except SearchError as exc:
             return _outcome(400, "invalid", str(exc))
-        async with db.connect() as conn:
-            resources, total = await repo.search_observations(
-                conn, query, limit=paging.count, offset=paging.offset
-            )
+        resources, total = await queries.search_observations(
+            db, query, limit=paging.count, offset=paging.offset
+        )
         return _fhir(
             searchset(
                 base_url=base_url(request),
@@ -163,19 +157,16 @@ def build_fhir_router(
             name = parse_device_search(params)
         except SearchError as exc:
             return _outcome(400, "invalid", str(exc))
-        async with db.connect() as conn:
-            if name is not None:
-                thing = await registry.get_thing(conn, name)
-                found = [thing] if thing and (project is None or thing.project == project) else []
-                total = len(found)
-                found = found[paging.offset : paging.offset + paging.count]
-            else:
-                # Things are few compared with observations; page over the ordered list.
-                every = await registry.list_things(
-                    conn, project, limit=paging.offset + paging.count + 1
-                )
-                found = every[paging.offset : paging.offset + paging.count]
-                total = len(every)  # > offset + count exactly when a next page exists
+        if name is not None:
+            thing = await queries.get_thing(db, name)
+            found = [thing] if thing and (project is None or thing.project == project) else []
+            total = len(found)
+            found = found[paging.offset : paging.offset + paging.count]
+        else:
+            # Things are few compared with observations; page over the ordered list.
+            every = await queries.list_things(db, project, limit=paging.offset + paging.count + 1)
+            found = every[paging.offset : paging.offset + paging.count]
+            total = len(every)  # > offset + count exactly when a next page exists
         resources = [device_resource(t) for t in found]
         bundle = searchset(
             base_url=base_url(request),

@@ -17,12 +17,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from lantern.api.admin_auth import error_json as _error
 from lantern.api.admin_auth import require_admin
 from lantern.audit.auth_failures import AuthFailures
+from lantern.ingest import queries
 from lantern.ingest.errors import UploadRefused
 from lantern.ingest.files import FileLinkService
-from lantern.store import ingest as repo
 
 
-def file_json(record: repo.FileRecord) -> dict[str, Any]:
+def file_json(record: queries.FileRecord) -> dict[str, Any]:
     doc = asdict(record)
     doc.pop("object_key")
     return {
@@ -78,22 +78,19 @@ def build_files_router(
     @admin.get("/files")
     async def list_files(request: Request, thing: str | None = None) -> JSONResponse:
         await service.reconcile_s3()
-        async with service.db.connect() as conn:
-            records = await repo.list_files(conn, thing_name=thing)
+        records = await queries.list_files(service.db, thing_name=thing)
         return JSONResponse({"files": [file_json(r) for r in records]})
 
     @admin.get("/files/{file_id}")
     async def get_file(file_id: str, request: Request) -> JSONResponse:
-        async with service.db.connect() as conn:
-            record = await repo.get_file(conn, file_id)
+        record = await queries.get_file(service.db, file_id)
         if record is None:
             return _error(404, "NotFound", f"no file {file_id}")
         return JSONResponse(file_json(record))
 
     @admin.get("/files/{file_id}/content", response_model=None)
     async def get_content(file_id: str, request: Request) -> StreamingResponse | JSONResponse:
-        async with service.db.connect() as conn:
-            record = await repo.get_file(conn, file_id)
+        record = await queries.get_file(service.db, file_id)
         if record is None:
             return _error(404, "NotFound", f"no file {file_id}")
         return StreamingResponse(

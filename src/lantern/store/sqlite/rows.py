@@ -15,8 +15,12 @@ import itertools
 import sqlite3
 from collections.abc import Iterator, Sequence
 
+from sqlalchemy import Table, insert
+from sqlalchemy.dialects import sqlite
+
 # The historical default of SQLITE_MAX_VARIABLE_NUMBER, safe for every SQLite build.
 MAX_VARIABLES = 999
+_DIALECT = sqlite.dialect(paramstyle="qmark")
 
 
 def variable_limit(conn: sqlite3.Connection) -> int:
@@ -63,3 +67,16 @@ def multirow_inserts(
             tuple(itertools.chain.from_iterable(chunk)),
         )
         start += size
+
+
+def insert_template(table: Table, columns: Sequence[str]) -> tuple[str, str]:
+    """``(head, row)`` for :func:`multirow_inserts`, compiled from the Core ``table``: the
+    INSERT of ``columns`` (in the table's column order, which ``columns`` must follow), so the
+    SQL text is never written by hand a second time."""
+    compiled = insert(table).compile(dialect=_DIALECT, column_keys=list(columns))
+    if list(compiled.positiontup or ()) != list(columns):
+        raise ValueError(f"{table.name}: give the columns in table order, not {columns}")
+    head, values, row = compiled.string.partition(" VALUES ")
+    if not values:
+        raise ValueError(f"{table.name}: not an INSERT … VALUES: {compiled.string}")
+    return head + values, row
