@@ -100,7 +100,7 @@ async def test_proxy_mode_streams_to_s3_with_checks(db: Database, moto_s3: MotoS
             await svc.receive_upload(file_id, query, "text/plain", None, body(b"y" * 1001))
             raise AssertionError("oversize accepted")
         except UploadRefused as exc:
-            assert exc.status == 413
+            assert exc.http_status == 413
         assert await store.stat(f"uploads/{file_id}") is None
         record = await svc.receive_upload(file_id, query, "text/plain", None, body(b"hello"))
         assert record.size == 5 and record.backend == "s3"

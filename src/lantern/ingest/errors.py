@@ -44,3 +44,6 @@ class UploadRefused(IngestError):
 
 class TokenError(IngestError):
     """A FHIR read token is unknown, revoked or not allowed."""
+
+    http_status = 401
+    code = "Unauthorized"
