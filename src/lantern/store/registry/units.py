@@ -12,6 +12,7 @@ unique key violated by a concurrent writer (another process on PostgreSQL) becom
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -202,7 +203,7 @@ class RegistryUnit:
 def _run(conn: Connection, fn: Callable[[RegistryUnitOfWork], T]) -> T:
     try:
         return fn(RegistryUnit(conn))
-    except IntegrityError as exc:
+    except (IntegrityError, sqlite3.IntegrityError) as exc:  # through SQLAlchemy, or Prepared
         raise RegistryConflict("a concurrent change conflicts with this one") from exc
 
 
