@@ -26,7 +26,7 @@ from lantern.pki import CertificateAuthority, IssuedCertificate, KeyType
 from lantern.provisioning.admin import create_claim, revoke_claim, set_certificate_status
 from lantern.store import Database
 from lantern.store import registry as reg
-from lantern.store import registry_access as acc
+from lantern.store.registry import access as acc
 
 
 @dataclass

@@ -10,8 +10,9 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import pytest
 
@@ -23,7 +24,9 @@ from lantern.pki import (
     private_key_pem,
 )
 from lantern.provisioning.keypool import KeyPool
+from lantern.provisioning.service import ProvisioningService
 from lantern.provisioning.writer import RegistryWriter
+from lantern.settings.provisioning import ProvisioningSettings
 from lantern.store import Database
 from lantern.store import registry as reg
 from lantern.store.group_commit import CommitFailed
@@ -35,6 +38,7 @@ from lantern.store.registry import (
 )
 from support.provisioning_env import Env, call
 
+T = TypeVar("T")
 CREATE = "$aws/certificates/create/json"
 REGISTER = "$aws/provisioning-templates/DefaultProvisioningTemplate/provision/json"
 
@@ -133,6 +137,51 @@ async def test_a_batch_that_cannot_commit_fails_every_request_and_stores_nothing
     finally:
         await writer.close()
     assert await stored_certificates(db) == {"first", "after"}
+
+
+class PoisonedUnits:
+    """The registry, but while ``on`` every write batch also carries ``poison``: its
+    transaction then fails at COMMIT."""
+
+    def __init__(self, inner: RegistryStore, poison: Callable[[RegistryUnitOfWork], None]):
+        self.inner, self.poison, self.on = inner, poison, True
+
+    async def read(self, fn: Callable[[RegistryUnitOfWork], T]) -> T:
+        return await self.inner.read(fn)
+
+    async def write(self, fn: Callable[[RegistryUnitOfWork], T]) -> T:
+        return await self.inner.write(fn)
+
+    async def write_each(self, fns: Sequence[Callable[[RegistryUnitOfWork], Any]]) -> list[Any]:
+        if not self.on:
+            return await self.inner.write_each(fns)
+        return (await self.inner.write_each([*fns, self.poison]))[:-1]
+
+
+async def test_devices_whose_batch_cannot_commit_are_told_to_retry(env: Env) -> None:
+    units = PoisonedUnits(RegistryStore(env.db.transactions), await defer_foreign_keys(env.db))
+    service = ProvisioningService(
+        env.db, env.ca, ProvisioningSettings(key_type="ec-p256"), clock=env.clock, units=units
+    )
+    create = service.create_keys_and_certificate
+    try:
+        results = await asyncio.gather(
+            *(call(create, CREATE, b"{}", env.claim, fmt="json") for _ in range(3))
+        )
+        for result in results:
+            (reply,) = result.replies
+            assert reply.topic == f"{CREATE}/rejected"
+            body = json.loads(reply.payload)
+            assert (body["statusCode"], body["errorCode"]) == (500, "InternalFailure")
+            assert "foreign" not in body["errorMessage"].lower()
+        # Nothing of those batches: only the claim's certificate.
+        assert await stored_certificates(env.db) == {env.claim.certificate_id}
+        units.on = False
+        again = await call(create, CREATE, b"{}", env.claim, fmt="json")
+        assert again.replies[0].topic == f"{CREATE}/accepted"
+        assert len(await stored_certificates(env.db)) == 2
+    finally:
+        await service.close()
 
 
 async def test_concurrent_registrations_with_one_token_make_one_thing(env: Env) -> None:

@@ -361,7 +361,7 @@ async def test_a_custom_template_with_defaults_attributes_configuration_and_poli
     env: Env,
 ) -> None:
     from lantern.provisioning.admin import TemplateSpec, create_template
-    from lantern.store import registry_access as acc
+    from lantern.store.registry import access as acc
 
     body = {
         "Parameters": {
