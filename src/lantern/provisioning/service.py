@@ -179,7 +179,7 @@ class ProvisioningService:
                 )
             body = decode_request(fmt, request.payload)
             answer: dict[str, Any] = await work(request, identity, body)
-            topic, code = f"{request.topic}/accepted", ReasonCode.SUCCESS
+            topic = f"{request.topic}/accepted"
         except ProvisioningRejected as exc:
             log.info(
                 "provisioning request on %s from %s rejected: %s %s",
@@ -188,20 +188,17 @@ class ProvisioningService:
                 exc.error_code,
                 exc.message,
             )
-            answer, topic, code = exc.payload(), f"{request.topic}/rejected", ReasonCode.SUCCESS
-        except CommitFailed:
-            # Logged by the group commit (the batch's transaction failed; nothing was stored).
-            answer = ProvisioningRejected(
-                500, "InternalFailure", "Lantern could not store the request; try again"
-            ).payload()
-            topic, code = f"{request.topic}/rejected", ReasonCode.SUCCESS
-        except Exception:
-            log.exception("provisioning request on %s failed", request.topic)
+            answer, topic = exc.payload(), f"{request.topic}/rejected"
+        except Exception as exc:
+            # A batch that could not commit is logged by the group commit (nothing was stored).
+            if not isinstance(exc, CommitFailed):
+                log.exception("provisioning request on %s failed", request.topic)
             answer = ProvisioningRejected(
                 500, "InternalFailure", "Lantern failed to process the request; try again"
             ).payload()
-            topic, code = f"{request.topic}/rejected", ReasonCode.SUCCESS
-        return HandlerResult(replies=(Reply(topic, encode_reply(fmt, answer)),), puback=code)
+            topic = f"{request.topic}/rejected"
+        reply = Reply(topic, encode_reply(fmt, answer))
+        return HandlerResult(replies=(reply,), puback=ReasonCode.SUCCESS)
 
     # -- claim checks (inside a registry request) ----------------------------------------------
     @staticmethod
