@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import hypothesis  # noqa: F401 - see below
 import pytest
 
+from lantern.audit import SYSTEM, acting_as
 from lantern.store import Database
 from support.postgres import fresh_postgres_database
 
@@ -20,6 +21,14 @@ from support.postgres import fresh_postgres_database
 POSTGRES_URL = os.environ.get(
     "LANTERN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1/test"
 )
+
+
+@pytest.fixture(autouse=True)
+def _audit_actor_is_system() -> Iterator[None]:
+    """Every test starts acting as ``system``: a CLI command run in-process (CliRunner) sets
+    the actor for the rest of its context, which would otherwise leak into later tests."""
+    with acting_as(SYSTEM):
+        yield
 
 
 @pytest.fixture

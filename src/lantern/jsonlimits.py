@@ -16,6 +16,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from lantern.errors import LanternError
+
 __all__ = ["MAX_DEPTH", "JSONTooDeep", "check_depth", "exceeds_depth", "loads"]
 
 #: Deepest nesting of objects/arrays accepted (``{}`` is depth 1).
@@ -24,8 +26,12 @@ MAX_DEPTH = 64
 _PLAIN = json.JSONDecoder()
 
 
-class JSONTooDeep(ValueError):
-    """The document nests objects/arrays deeper than :data:`MAX_DEPTH` levels."""
+class JSONTooDeep(LanternError, ValueError):
+    """The document nests objects/arrays deeper than :data:`MAX_DEPTH` levels (an invalid
+    request: HTTP 400)."""
+
+    http_status = 400
+    code = "InvalidRequest"
 
     def __init__(self, limit: int = MAX_DEPTH, *, what: str = "JSON") -> None:
         super().__init__(f"{what} nested deeper than {limit} levels")

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import HTTPException, Request
+from fastapi import Request
 
 from lantern.api.app import create_app
+from lantern.api.push import ApiKeyRefused
 from lantern.api.schedules import schedules_router
 
 from .conftest import Harness, Key, body
@@ -21,7 +22,7 @@ async def fake_auth(request: Request) -> Key:
     scheme, _, secret = request.headers.get("authorization", "").partition(" ")
     key = KEYS.get(secret) if scheme == "Bearer" else None
     if key is None:
-        raise HTTPException(401, detail={"error": "unknown key", "code": "invalid_api_key"})
+        raise ApiKeyRefused(401, "invalid_api_key", "unknown key")
     return key
 
 

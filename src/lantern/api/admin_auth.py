@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from lantern import jsonlimits
 from lantern.audit import ADMIN_TOKEN, Actor, set_actor
 from lantern.audit.auth_failures import AuthFailures
+from lantern.errors import InvalidRequest, Unauthorized
 from lantern.security import tokens_equal
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -56,8 +57,26 @@ def parse_body(model: type[Body], raw: bytes) -> Body | JSONResponse:
         return invalid_body(exc)
 
 
-class NotAdmin(Exception):
-    """The request lacks the admin token (raised by :func:`require_admin`)."""
+def read_body(model: type[Body], raw: bytes) -> Body:
+    """``raw`` validated as ``model``; :class:`InvalidRequest` naming the first wrong field (or
+    the depth limit) otherwise."""
+    try:
+        jsonlimits.check_depth(raw)
+        return model.model_validate_json(raw)
+    except jsonlimits.JSONTooDeep as exc:
+        raise InvalidRequest(f"body: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidRequest(f"{where}: {first['msg']}") from None
+
+
+class NotAdmin(Unauthorized):
+    """The request lacks the admin token (raised by :func:`require_admin`); answered 401 with
+    how to authenticate."""
+
+    def __init__(self) -> None:
+        super().__init__(AUTH_HINT)
 
 
 def require_admin(

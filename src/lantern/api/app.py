@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import lantern
-from lantern.api.admin_auth import NotAdmin, unauthorized
+from lantern.api.errors import install_error_handler
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 """Returns problems by name; an empty dict means ready."""
@@ -68,10 +68,7 @@ def create_app(
             return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    async def not_admin(request: Request, exc: Exception) -> JSONResponse:
-        return unauthorized()
-
-    app.add_exception_handler(NotAdmin, not_admin)
+    install_error_handler(app)
     for router in routers:
         app.include_router(router)
     return app

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from lantern.api.admin_auth import error_json, require_admin
+from lantern.api.admin_auth import require_admin
 from lantern.audit.auth_failures import AuthFailures
-from lantern.audit.query import AuditQueryError, entry_json, parse_since, read_page
+from lantern.audit.query import entry_json, parse_since, read_page
+from lantern.errors import InvalidRequest
 from lantern.store import Database
 
 __all__ = ["build_audit_router"]
@@ -38,14 +39,11 @@ def build_audit_router(
         cursor: str | None = None,
     ) -> JSONResponse:
         if not limit.isdigit() or len(limit) > 4:
-            return error_json(400, "InvalidRequest", "limit: must be an integer from 1 to 1000")
-        try:
-            start = parse_since(since, time.time()) if since else None
-            page = await read_page(
-                db, since=start, actor=actor, action=action, cursor=cursor, limit=int(limit)
-            )
-        except AuditQueryError as exc:
-            return error_json(400, "InvalidRequest", str(exc))
+            raise InvalidRequest("limit: must be an integer from 1 to 1000")
+        start = parse_since(since, time.time()) if since else None
+        page = await read_page(
+            db, since=start, actor=actor, action=action, cursor=cursor, limit=int(limit)
+        )
         return JSONResponse(
             {"entries": [entry_json(r) for r in page.entries], "nextCursor": page.next_cursor},
             headers={"Cache-Control": "no-store"},

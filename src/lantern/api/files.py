@@ -68,7 +68,7 @@ def build_files_router(
                 body(),
             )
         except UploadRefused as exc:
-            return _error(exc.status, exc.error_code, exc.message)
+            return _error(exc.http_status, exc.code, exc.message)
         return JSONResponse(file_json(record), status_code=201)
 
     # Listing and reading files is for admins: one dependency checks every such route.

@@ -25,25 +25,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from lantern.api.admin_auth import error_json as _error
-from lantern.api.admin_auth import parse_body, require_admin
+from lantern.api.admin_auth import read_body, require_admin
 from lantern.audit.auth_failures import AuthFailures
+from lantern.errors import InvalidRequest
 from lantern.jobs.catalog import FirmwareCatalog
 from lantern.jobs.clock import Clock
 from lantern.jobs.deployments import AbortCriterion, DeploymentService, DeploymentSpec
 from lantern.jobs.documents import firmware_download_path
-from lantern.jobs.errors import Conflict, JobsError, NotFound
+from lantern.jobs.errors import NotFound
 from lantern.jobs.queries import Deployment, FirmwareRecord, JobsQueries
-from lantern.store.objects import ObjectStoreError
 from lantern.store.signing import LinkExpired, LinkInvalid, UrlSigner
-
-
-def _jobs_error(exc: JobsError) -> JSONResponse:
-    if isinstance(exc, NotFound):
-        return _error(404, "NotFound", str(exc))
-    if isinstance(exc, Conflict):
-        return _error(409, "Conflict", str(exc))
-    return _error(400, "InvalidRequest", str(exc))
 
 
 def firmware_json(record: FirmwareRecord) -> dict[str, Any]:
@@ -174,6 +165,7 @@ def build_firmware_router(
     on_change: Callable[[], Awaitable[object]] | None = None,
     auth_failures: AuthFailures | None = None,
 ) -> APIRouter:
+    """The firmware catalog and deployments (admin) and the signed image download (devices)."""
     router = APIRouter(tags=["firmware"])
     # Every route but the signed image download is for admins: one dependency checks them all.
     admin_only = Depends(require_admin(admin_token, auth_failures))
@@ -183,24 +175,27 @@ def build_firmware_router(
         if on_change is not None:
             await on_change()
 
+    _catalog_routes(admin, catalog, queries)
+    _deployment_routes(admin, deployments, queries, changed)
+    _image_route(router, catalog, queries, signer, clock)
+    router.include_router(admin)
+    return router
+
+
+def _catalog_routes(admin: APIRouter, catalog: FirmwareCatalog, queries: JobsQueries) -> None:
     @admin.post("/v1/firmware")
     async def upload(
         request: Request, version: str = "", name: str = "firmware", project: str = "default"
     ) -> JSONResponse:
         if not version:
-            return _error(400, "InvalidRequest", "version: the query parameter is required")
+            raise InvalidRequest("version: the query parameter is required")
 
         async def body() -> AsyncIterator[bytes]:
             async for chunk in request.stream():
                 if chunk:
                     yield chunk
 
-        try:
-            record = await catalog.upload(body(), version=version, name=name, project=project)
-        except JobsError as exc:
-            return _jobs_error(exc)
-        except ObjectStoreError as exc:
-            return _error(413 if "size limit" in str(exc) else 400, "UploadRefused", str(exc))
+        record = await catalog.upload(body(), version=version, name=name, project=project)
         return JSONResponse(firmware_json(record), status_code=201)
 
     @admin.get("/v1/firmware")
@@ -209,50 +204,96 @@ def build_firmware_router(
 
     @admin.get("/v1/firmware/{firmware_id}")
     async def get_firmware(firmware_id: str, request: Request) -> JSONResponse:
-        try:
-            record = await queries.firmware(firmware_id)
-        except JobsError as exc:
-            return _jobs_error(exc)
+        record = await queries.firmware(firmware_id)
         users = await queries.firmware_users(firmware_id)
         return JSONResponse({**firmware_json(record), "usedBy": users})
 
     @admin.delete("/v1/firmware/{firmware_id}")
     async def delete_firmware(firmware_id: str, request: Request) -> JSONResponse:
-        try:
-            record = await catalog.delete(firmware_id)
-        except JobsError as exc:
-            return _jobs_error(exc)
+        record = await catalog.delete(firmware_id)
         return JSONResponse({"deleted": firmware_json(record)})
 
+
+def _deployment_routes(
+    admin: APIRouter,
+    deployments: DeploymentService,
+    queries: JobsQueries,
+    changed: Callable[[], Awaitable[None]],
+) -> None:
+    @admin.post("/v1/deployments")
+    async def create_deployment(request: Request) -> JSONResponse:
+        body = read_body(_CreateDeployment, await request.body())
+        criteria = body.abortConfig.criteriaList if body.abortConfig else []
+        spec = DeploymentSpec(
+            firmware_id=body.firmwareId,
+            things=body.things,
+            group=body.group,
+            all_things=body.all,
+            project=body.project,
+            max_per_minute=body.maxPerMinute,
+            in_progress_timeout_minutes=body.inProgressTimeoutMinutes,
+            abort=[
+                AbortCriterion(c.failureType, c.thresholdPercentage, c.minNumberOfExecutedThings)
+                for c in criteria
+            ],
+            deployment_id=body.deploymentId,
+        )
+        job = await deployments.create(spec)
+        await changed()
+        return JSONResponse(deployment_json(await queries.deployment(job.job_id)), status_code=201)
+
+    @admin.get("/v1/deployments")
+    async def list_deployments(request: Request, project: str | None = None) -> JSONResponse:
+        return JSONResponse([deployment_json(d) for d in await queries.list_deployments(project)])
+
+    @admin.get("/v1/deployments/{deployment_id}")
+    async def get_deployment(deployment_id: str, request: Request) -> JSONResponse:
+        return JSONResponse(deployment_json(await queries.deployment(deployment_id)))
+
+    @admin.post("/v1/deployments/{deployment_id}/cancel")
+    async def cancel_deployment(deployment_id: str, request: Request) -> JSONResponse:
+        raw = await request.body()
+        body = read_body(_Cancel, raw) if raw.strip() else _Cancel()
+        canceled = await deployments.cancel(deployment_id, force=body.force, reason=body.reason)
+        await changed()
+        result = deployment_json(await queries.deployment(deployment_id, with_executions=False))
+        return JSONResponse({**result, "canceledExecutions": len(canceled)})
+
+
+def _image_route(
+    router: APIRouter,
+    catalog: FirmwareCatalog,
+    queries: JobsQueries,
+    signer: UrlSigner,
+    clock: Clock,
+) -> None:
     @router.api_route("/v1/firmware/{firmware_id}/image", methods=["GET", "HEAD"])
     async def image(firmware_id: str, request: Request) -> Response:
         path = firmware_download_path(firmware_id)
         try:
             signer.verify("GET", path, dict(request.query_params), clock.now())
         except LinkExpired:
-            return _error(
-                403, "LinkExpired", "the firmware link has expired; ask for the job again"
-            )
+            raise LinkExpired("the firmware link has expired; ask for the job again") from None
         except LinkInvalid:
-            return _error(403, "LinkInvalid", "the firmware link is not valid")
+            raise LinkInvalid("the firmware link is not valid") from None
         try:
             record = await queries.firmware(firmware_id)
         except NotFound:
-            return _error(404, "NotFound", "the firmware no longer exists")
+            raise NotFound("the firmware no longer exists") from None
         etag = f'"{record.sha256}"'
-        headers = {
-            "Accept-Ranges": "bytes",
-            "ETag": etag,
-            "Cache-Control": "private, no-store",
-        }
+        headers = {"Accept-Ranges": "bytes", "ETag": etag, "Cache-Control": "private, no-store"}
         if_range = request.headers.get("if-range")
         wanted = request.headers.get("range") if if_range in (None, etag) else None
         try:
             span = parse_range(wanted, record.size)
         except ValueError:
-            headers["Content-Range"] = f"bytes */{record.size}"
-            return _error_with(
-                416, "RangeNotSatisfiable", "the range is outside the image", headers
+            return JSONResponse(
+                {
+                    "errorCode": "RangeNotSatisfiable",
+                    "errorMessage": "the range is outside the image",
+                },
+                status_code=416,
+                headers={**headers, "Content-Range": f"bytes */{record.size}"},
             )
         start, end = span or (0, record.size)
         headers["Content-Length"] = str(end - start)
@@ -270,64 +311,3 @@ def build_firmware_router(
             headers=headers,
             media_type="application/octet-stream",
         )
-
-    @admin.post("/v1/deployments")
-    async def create_deployment(request: Request) -> JSONResponse:
-        body = parse_body(_CreateDeployment, await request.body())
-        if isinstance(body, JSONResponse):
-            return body
-        criteria = body.abortConfig.criteriaList if body.abortConfig else []
-        spec = DeploymentSpec(
-            firmware_id=body.firmwareId,
-            things=body.things,
-            group=body.group,
-            all_things=body.all,
-            project=body.project,
-            max_per_minute=body.maxPerMinute,
-            in_progress_timeout_minutes=body.inProgressTimeoutMinutes,
-            abort=[
-                AbortCriterion(c.failureType, c.thresholdPercentage, c.minNumberOfExecutedThings)
-                for c in criteria
-            ],
-            deployment_id=body.deploymentId,
-        )
-        try:
-            job = await deployments.create(spec)
-        except JobsError as exc:
-            return _jobs_error(exc)
-        await changed()
-        return JSONResponse(deployment_json(await queries.deployment(job.job_id)), status_code=201)
-
-    @admin.get("/v1/deployments")
-    async def list_deployments(request: Request, project: str | None = None) -> JSONResponse:
-        return JSONResponse([deployment_json(d) for d in await queries.list_deployments(project)])
-
-    @admin.get("/v1/deployments/{deployment_id}")
-    async def get_deployment(deployment_id: str, request: Request) -> JSONResponse:
-        try:
-            return JSONResponse(deployment_json(await queries.deployment(deployment_id)))
-        except JobsError as exc:
-            return _jobs_error(exc)
-
-    @admin.post("/v1/deployments/{deployment_id}/cancel")
-    async def cancel_deployment(deployment_id: str, request: Request) -> JSONResponse:
-        raw = await request.body()
-        body = parse_body(_Cancel, raw) if raw.strip() else _Cancel()
-        if isinstance(body, JSONResponse):
-            return body
-        try:
-            canceled = await deployments.cancel(deployment_id, force=body.force, reason=body.reason)
-        except JobsError as exc:
-            return _jobs_error(exc)
-        await changed()
-        result = deployment_json(await queries.deployment(deployment_id, with_executions=False))
-        return JSONResponse({**result, "canceledExecutions": len(canceled)})
-
-    router.include_router(admin)
-    return router
-
-
-def _error_with(status: int, code: str, message: str, headers: dict[str, str]) -> JSONResponse:
-    return JSONResponse(
-        {"errorCode": code, "errorMessage": message}, status_code=status, headers=headers
-    )

@@ -16,13 +16,14 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from lantern import jsonlimits
 from lantern.api.bodies import read_limited
+from lantern.errors import LanternError
 from lantern.jsonlimits import JSONTooDeep
 from lantern.push.dispatch import DeliveryOutcome, PushDispatcher
 from lantern.push.errors import PushRequestInvalid, ScopeDenied
@@ -36,7 +37,6 @@ _OUTCOME_CODES: dict[str, tuple[str, str]] = {
     "failed": ("provider_failed", "the provider did not accept the notification after retries"),
     "rate_limited": ("rate_limited", "too many requests for this API key"),
 }
-_registered_keys: KeyService | None = None
 #: Largest body read to find a legacy JSON ``api_key`` (before the caller is authenticated).
 LEGACY_KEY_BODY_BYTES = 65536
 log = logging.getLogger(__name__)
@@ -89,8 +89,20 @@ async def _authenticate(
 _NO_ANSWER: _Answer = (0, b"", [])
 
 
+class ApiKeyRefused(LanternError):
+    """A request to an API-key route without a usable key (or with an unreadable body)."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.http_status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
 def api_key_dependency(keys: KeyService) -> Callable[[Request], Awaitable[ApiKey]]:
-    """A FastAPI dependency authenticating a Bearer header (or a JSON ``api_key``)."""
+    """A FastAPI dependency authenticating a Bearer header (or a JSON ``api_key``); raises
+    :class:`ApiKeyRefused` (answered in the app gateway's error shape)."""
 
     async def dependency(request: Request) -> ApiKey:
         bearer = _bearer_value(request.headers.get("authorization"))
@@ -100,33 +112,24 @@ def api_key_dependency(keys: KeyService) -> Callable[[Request], Awaitable[ApiKey
         ):
             raw = await read_limited(request, LEGACY_KEY_BODY_BYTES)
             if raw is None:  # read before any key check: never more than this
-                detail = {"error": f"request bodies are limited to {LEGACY_KEY_BODY_BYTES} bytes"}
-                raise HTTPException(413, detail={**detail, "code": "payload_too_large"})
+                message = f"request bodies are limited to {LEGACY_KEY_BODY_BYTES} bytes"
+                raise ApiKeyRefused(413, "payload_too_large", message)
             try:
                 parsed = jsonlimits.loads(raw)
             except JSONTooDeep as exc:
-                detail = {"error": f"the request body is {exc}", "code": "invalid_json"}
-                raise HTTPException(400, detail={**detail, "field": "body"}) from None
+                message = f"the request body is {exc}"
+                raise ApiKeyRefused(400, "invalid_json", message, "body") from None
             except ValueError:
                 parsed = None
             if isinstance(parsed, dict):
                 body = parsed
         refused, key = await _authenticate(keys, bearer, body)
         if key is None:
-            raise HTTPException(refused[0], detail=json.loads(refused[1])) from None
+            answer = json.loads(refused[1])
+            raise ApiKeyRefused(refused[0], answer["code"], answer["error"], answer.get("field"))
         return key
 
     return dependency
-
-
-async def require_api_key(request: Request) -> ApiKey:
-    """Dependency for other routers: the caller's key (Bearer header or JSON ``api_key``), using
-    the KeyService of the push router built last in this process; 401 otherwise."""
-    if _registered_keys is None:
-        raise HTTPException(
-            503, detail={"error": "push gateway not running", "code": "unavailable"}
-        )
-    return await api_key_dependency(_registered_keys)(request)
 
 
 def _outcome_answer(outcome: DeliveryOutcome) -> _Answer:
@@ -240,7 +243,7 @@ class PushEndpoint:
         except ScopeDenied as denied:
             return _error(403, "scope_denied", str(denied))
         except PushRequestInvalid as invalid:
-            return _error(invalid.status, invalid.code, invalid.message, field=invalid.field)
+            return _error(invalid.http_status, invalid.code, invalid.message, field=invalid.field)
         return _outcome_answer(outcome)
 
 
@@ -254,8 +257,6 @@ def push_router(
     """The app gateway's routes, bound to ``dispatcher`` and ``keys``. With ``metrics_token``,
     ``GET /metrics`` answers 401 unless the request carries ``Authorization: Bearer <token>``
     (compared in constant time)."""
-    global _registered_keys
-    _registered_keys = keys
     router = APIRouter(tags=["push"])
     # A plain route to an ASGI app (see PushEndpoint). The cost: /push is not in the OpenAPI
     # schema; PROTOCOL.md B4 and the README document it.

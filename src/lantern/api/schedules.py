@@ -10,7 +10,8 @@ Routes (all JSON; errors are ``{"error": "<message>", "code": "<code>"}``, plus 
     GET    /schedules/{id}/history     occurrences, newest first (?limit=), no message content
 
 A key sees only its own schedules; another key's id is answered 404. The key comes as a Bearer
-header (or the legacy JSON ``api_key``), checked by the push gateway's ``require_api_key``.
+header (or the legacy JSON ``api_key``), checked by the push gateway's key service
+(``api_key_dependency``).
 """
 
 from __future__ import annotations
@@ -18,49 +19,27 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from lantern import jsonlimits
 from lantern.api.bodies import read_limited
 from lantern.jsonlimits import JSONTooDeep
-from lantern.schedule.errors import (
-    ScheduleConflict,
-    ScheduleError,
-    ScheduleInvalid,
-    ScheduleNotFound,
-    ScopeDenied,
-)
+from lantern.schedule.errors import ScheduleInvalid
 from lantern.schedule.service import Owner, ScheduleService
 
 Authenticate = Callable[[Request], Awaitable[Owner]]
 MAX_BODY_BYTES = 65536
-_STATUS = {ScheduleInvalid: 400, ScopeDenied: 403, ScheduleNotFound: 404, ScheduleConflict: 409}
 
 
-def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    content: dict[str, Any] = {"error": message, "code": code}
-    if field is not None:
-        content["field"] = field
-    return JSONResponse(content, status)
-
-
-def _from_schedule_error(exc: ScheduleError) -> JSONResponse:
-    status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 400)
-    return _error(status, exc.code, exc.message, getattr(exc, "field", None))
-
-
-def _from_http(exc: HTTPException) -> JSONResponse:
-    detail = exc.detail
-    if isinstance(detail, dict) and "error" in detail:
-        return JSONResponse(detail, exc.status_code, headers=exc.headers)
-    return _error(exc.status_code, "unauthorized", str(detail))
+class _BodyTooLarge(ScheduleInvalid):
+    http_status = 413
 
 
 async def _json_body(request: Request) -> Any:
     raw = await read_limited(request, MAX_BODY_BYTES)
     if raw is None:
-        raise ScheduleInvalid("body", f"larger than {MAX_BODY_BYTES} bytes", "body_too_large")
+        raise _BodyTooLarge("body", f"larger than {MAX_BODY_BYTES} bytes", "body_too_large")
     try:
         return jsonlimits.loads(raw)
     except JSONTooDeep as exc:
@@ -78,86 +57,60 @@ def _limit(request: Request, default: int, maximum: int) -> int:
     return int(value)
 
 
-def schedules_router(service: ScheduleService, authenticate: Authenticate) -> APIRouter:
-    """The ``/schedules`` routes over ``service``; ``authenticate`` returns the caller's key."""
-    router = APIRouter(tags=["schedules"])
+def _paused(body: Any) -> bool:
+    """The ``paused`` flag of a PATCH body (the only field that can change)."""
+    if not isinstance(body, dict):
+        raise ScheduleInvalid("body", "must be a JSON object", "invalid_json")
+    unknown = sorted(set(body) - {"paused", "api_key"})
+    if unknown:
+        raise ScheduleInvalid(unknown[0][:64], "cannot be changed (only 'paused')", "unknown_field")
+    paused = body.get("paused")
+    if not isinstance(paused, bool):
+        raise ScheduleInvalid("paused", "must be true or false")
+    return paused
 
-    async def handle(request: Request, action: Callable[[Owner], Awaitable[Response]]) -> Response:
-        try:
-            owner = await authenticate(request)
-        except HTTPException as exc:
-            return _from_http(exc)
-        try:
-            return await action(owner)
-        except ScheduleError as exc:
-            if exc.code == "body_too_large":
-                return _error(413, exc.code, exc.message, "body")
-            return _from_schedule_error(exc)
+
+def schedules_router(service: ScheduleService, authenticate: Authenticate) -> APIRouter:
+    """The ``/schedules`` routes over ``service``; ``authenticate`` returns the caller's key
+    (and raises a ``LanternError`` answered in the app gateway's error shape otherwise)."""
+    router = APIRouter(tags=["schedules"])
+    caller = Depends(authenticate)
 
     @router.post("/schedules", status_code=201)
-    async def create(request: Request) -> Response:
-        async def act(owner: Owner) -> Response:
-            view = await service.create(owner, await _json_body(request))
-            return JSONResponse(view, 201, headers={"Location": f"/schedules/{view['id']}"})
-
-        return await handle(request, act)
+    async def create(request: Request, owner: Owner = caller) -> Response:
+        view = await service.create(owner, await _json_body(request))
+        return JSONResponse(view, 201, headers={"Location": f"/schedules/{view['id']}"})
 
     @router.get("/schedules")
-    async def list_schedules(request: Request) -> Response:
-        async def act(owner: Owner) -> Response:
-            q = request.query_params
-            views = await service.list_schedules(
-                owner,
-                activity_id=q.get("activity_id"),
-                participant_id=q.get("participant_id"),
-                limit=_limit(request, 100, 500),
-                after=q.get("after"),
-            )
-            return JSONResponse({"schedules": views})
-
-        return await handle(request, act)
+    async def list_schedules(request: Request, owner: Owner = caller) -> Response:
+        q = request.query_params
+        views = await service.list_schedules(
+            owner,
+            activity_id=q.get("activity_id"),
+            participant_id=q.get("participant_id"),
+            limit=_limit(request, 100, 500),
+            after=q.get("after"),
+        )
+        return JSONResponse({"schedules": views})
 
     @router.get("/schedules/{schedule_id}")
-    async def get(schedule_id: str, request: Request) -> Response:
-        async def act(owner: Owner) -> Response:
-            return JSONResponse(await service.get(owner, schedule_id))
-
-        return await handle(request, act)
+    async def get(schedule_id: str, owner: Owner = caller) -> Response:
+        return JSONResponse(await service.get(owner, schedule_id))
 
     @router.patch("/schedules/{schedule_id}")
-    async def patch(schedule_id: str, request: Request) -> Response:
-        async def act(owner: Owner) -> Response:
-            body = await _json_body(request)
-            if not isinstance(body, dict):
-                raise ScheduleInvalid("body", "must be a JSON object", "invalid_json")
-            unknown = sorted(set(body) - {"paused", "api_key"})
-            if unknown:
-                raise ScheduleInvalid(
-                    unknown[0][:64], "cannot be changed (only 'paused')", "unknown_field"
-                )
-            paused = body.get("paused")
-            if not isinstance(paused, bool):
-                raise ScheduleInvalid("paused", "must be true or false")
-            if paused:
-                return JSONResponse(await service.pause(owner, schedule_id))
-            return JSONResponse(await service.resume(owner, schedule_id))
-
-        return await handle(request, act)
+    async def patch(schedule_id: str, request: Request, owner: Owner = caller) -> Response:
+        if _paused(await _json_body(request)):
+            return JSONResponse(await service.pause(owner, schedule_id))
+        return JSONResponse(await service.resume(owner, schedule_id))
 
     @router.delete("/schedules/{schedule_id}", status_code=204)
-    async def delete(schedule_id: str, request: Request) -> Response:
-        async def act(owner: Owner) -> Response:
-            await service.delete(owner, schedule_id)
-            return Response(status_code=204)
-
-        return await handle(request, act)
+    async def delete(schedule_id: str, owner: Owner = caller) -> Response:
+        await service.delete(owner, schedule_id)
+        return Response(status_code=204)
 
     @router.get("/schedules/{schedule_id}/history")
-    async def history(schedule_id: str, request: Request) -> Response:
-        async def act(owner: Owner) -> Response:
-            entries = await service.history(owner, schedule_id, _limit(request, 100, 1000))
-            return JSONResponse({"schedule_id": schedule_id, "occurrences": entries})
-
-        return await handle(request, act)
+    async def history(schedule_id: str, request: Request, owner: Owner = caller) -> Response:
+        entries = await service.history(owner, schedule_id, _limit(request, 100, 1000))
+        return JSONResponse({"schedule_id": schedule_id, "occurrences": entries})
 
     return router

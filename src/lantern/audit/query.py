@@ -31,6 +31,9 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 class AuditQueryError(LanternError):
     """A filter or cursor is invalid; the message names it."""
 
+    http_status = 400
+    code = "InvalidRequest"
+
 
 def parse_since(text: str, now: float) -> float:
     """``since`` as a UTC epoch: a duration back from ``now`` (``90s``, ``30m``, ``1h``, ``7d``,

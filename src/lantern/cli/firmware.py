@@ -29,8 +29,10 @@ from lantern.jobs.catalog import FirmwareCatalog, ThingGroups
 from lantern.jobs.clock import SystemClock
 from lantern.jobs.deployments import AbortCriterion, DeploymentService, DeploymentSpec
 from lantern.jobs.queries import ExecStatus, JobsQueries
+from lantern.runtime.datadir import DataDir
 from lantern.settings import Settings
 from lantern.store import Database
+from lantern.store.objects import object_store_from_settings
 
 app = typer.Typer(help="The firmware catalog (images devices update to).", no_args_is_help=True)
 deployments_app = typer.Typer(help="Firmware deployments (jobs) to things.", no_args_is_help=True)
@@ -62,11 +64,10 @@ def _thing_names(things: str | None) -> list[str]:
 
 async def _with_services(settings: Settings, fn: Callable[[Services], Awaitable[T]]) -> T:
     db = await Database.open(settings.effective_database_url)
-    from lantern.runtime.jobs import object_store_for  # the server side loads only when used
-
-    objects, s3 = object_store_for(settings, settings.data_dir.resolve())
-    if s3 is not None:
-        await s3.start()
+    objects = object_store_from_settings(
+        settings.ingest, DataDir(settings.data_dir.resolve()).files_dir
+    )
+    await objects.start()
     clock = SystemClock()
     try:
         catalog = FirmwareCatalog(db, objects, clock, settings.jobs.max_firmware_bytes)
@@ -75,8 +76,7 @@ async def _with_services(settings: Settings, fn: Callable[[Services], Awaitable[
         )
         return await fn(services)
     finally:
-        if s3 is not None:
-            await s3.close()
+        await objects.close()
         await db.close()
 
 

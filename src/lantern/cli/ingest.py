@@ -26,7 +26,7 @@ from lantern.ingest import tokens
 from lantern.runtime.datadir import DataDir
 from lantern.store import Database
 from lantern.store import ingest as repo
-from lantern.store.objects import LocalObjectStore, ObjectStore, S3Config, S3ObjectStore
+from lantern.store.objects import ObjectStoreError, object_store_from_settings
 
 tokens_app = typer.Typer(help="FHIR API read tokens (project-scoped).", no_args_is_help=True)
 files_app = typer.Typer(help="Files uploaded by devices.", no_args_is_help=True)
@@ -137,26 +137,12 @@ def files_get(
             record = await repo.get_file(conn, file_id)
         if record is None or output is None:
             return record
-        store: ObjectStore
-        s3: S3ObjectStore | None = None
-        if record.backend == "s3":
-            if not cfg.s3_bucket:
-                raise fail("the file is in S3 but ingest.s3_bucket is not set")
-            secret = cfg.s3_secret_access_key
-            s3 = S3ObjectStore(
-                S3Config(
-                    bucket=cfg.s3_bucket,
-                    region=cfg.s3_region,
-                    endpoint_url=cfg.s3_endpoint_url,
-                    access_key_id=cfg.s3_access_key_id,
-                    secret_access_key=secret.get_secret_value() if secret else None,
-                    prefix=cfg.s3_prefix,
-                )
-            )
-            await s3.start()
-            store = s3
-        else:
-            store = LocalObjectStore(DataDir(settings.data_dir.resolve()).files_dir)
+        files_dir = DataDir(settings.data_dir.resolve()).files_dir
+        try:
+            store = object_store_from_settings(cfg, files_dir, backend=record.backend)
+        except ObjectStoreError as exc:
+            raise fail(str(exc)) from None
+        await store.start()
         import hashlib
 
         digest = hashlib.sha256()
@@ -166,8 +152,7 @@ def files_get(
                     digest.update(chunk)
                     f.write(chunk)
         finally:
-            if s3 is not None:
-                await s3.close()
+            await store.close()
         if digest.hexdigest() != record.sha256:
             raise fail(f"the content of {file_id} does not match its SHA-256; it is damaged")
         return record

@@ -37,8 +37,8 @@ class UploadRefused(IngestError):
 
     def __init__(self, status: int, error_code: str, message: str) -> None:
         super().__init__(message)
-        self.status = status
-        self.error_code = error_code
+        self.http_status = status
+        self.code = self.error_code = error_code
         self.message = message
 
 

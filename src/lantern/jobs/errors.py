@@ -17,16 +17,25 @@ from lantern.errors import LanternError
 class JobsError(LanternError):
     """The control plane was asked something impossible."""
 
+    http_status = 400
+    code = "InvalidRequest"
+
 
 class NotFound(JobsError):
     """The named firmware, deployment or group does not exist."""
+
+    http_status = 404
+    code = "NotFound"
 
 
 class Conflict(JobsError):
     """The request conflicts with current state (e.g. firmware used by a deployment)."""
 
+    http_status = 409
+    code = "Conflict"
 
-class Rejected(Exception):
+
+class Rejected(LanternError):
     """A Jobs API request rejected with ``code`` (PROTOCOL.md §2.4)."""
 
     def __init__(

@@ -51,14 +51,23 @@ class AdminError(ProvisioningError):
     """An operator request cannot be done; the message says why and what to do. This class
     itself means the input is invalid."""
 
+    http_status = 400
+    code = "InvalidRequest"
+
 
 class AdminNotFound(AdminError):
     """The claim, template, thing or certificate named does not exist."""
+
+    http_status = 404
+    code = "NotFound"
 
 
 class AdminConflict(AdminError):
     """The request clashes with the current state: already exists, already revoked, or a
     certificate status transition that is not allowed."""
+
+    http_status = 409
+    code = "Conflict"
 
 
 TEMPLATE_FIELDS = ("templateBody", "description", "enabled", "preProvisioningHookUrl")

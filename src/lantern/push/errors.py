@@ -24,7 +24,7 @@ class PushError(LanternError):
 class PushRequestInvalid(PushError):
     """A push request is malformed. ``field`` names the offending field (dotted path)."""
 
-    status = 400
+    http_status = 400
 
     def __init__(self, field: str, message: str, code: str = "invalid_request") -> None:
         super().__init__(f"{field}: {message}")
@@ -36,7 +36,7 @@ class PushRequestInvalid(PushError):
 class PayloadTooLarge(PushRequestInvalid):
     """The payload is larger than the destination accepts."""
 
-    status = 413
+    http_status = 413
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(field, message, code="payload_too_large")
@@ -45,7 +45,8 @@ class PayloadTooLarge(PushRequestInvalid):
 class ScopeDenied(PushError):
     """The API key's scope does not allow sending to this scheme; nothing was sent."""
 
-    status = 403
+    http_status = 403
+    code = "scope_denied"
 
     def __init__(self, key_id: str, scheme: str, scope: str) -> None:
         super().__init__(

@@ -10,9 +10,12 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter
 from prometheus_client import CollectorRegistry
 
+from lantern.audit.auth_failures import AuthFailures
 from lantern.pki import CertificateAuthority
+from lantern.runtime.datadir import DataDir
 from lantern.settings import Settings
 from lantern.store import Database
+from lantern.store.objects import ObjectStore
 
 if TYPE_CHECKING:
     from lantern.api.app import ReadinessCheck
@@ -20,20 +23,28 @@ if TYPE_CHECKING:
 
 @dataclass
 class Platform:
-    """What every component may use: settings, the data directory, the CA and the database.
+    """What every component may use: settings, the data directory, the CA, the database, the
+    object store, the recorder of failed admin authentications (one per process, so its rate
+    limit holds across every admin route) and the metrics registry ``/metrics`` serves.
 
-    ``extras`` lets components hand objects to each other by name (e.g. the MQTT server, the
-    push dispatcher) without this module importing their types. ``metrics`` is the registry
-    ``/metrics`` serves; components register their collectors on it.
+    What one component needs from another (the gateway's router, the push dispatcher) is a
+    typed constructor argument, wired in :func:`lantern.runtime.components.build_components`.
+    ``http_base_url`` is known once the HTTP server is bound, before any component starts.
     """
 
     settings: Settings
     data_dir: Path
     ca: CertificateAuthority
     db: Database
-    http_base_url: str
-    extras: dict[str, object] = field(default_factory=dict)
+    objects: ObjectStore
+    auth_failures: AuthFailures
+    http_base_url: str = ""
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def admin_token(self) -> str:
+        """The admin token (read from the data directory on each call: rotating it needs no
+        restart)."""
+        return DataDir(self.data_dir).admin_token()
 
 
 class Component:
@@ -51,7 +62,7 @@ class Component:
         return ()
 
     async def start(self) -> None:
-        """Start background work. Called in list order after the HTTP app is built."""
+        """Start background work. Called in list order once the HTTP server is bound."""
 
     async def stop(self) -> None:
         """Stop background work, draining what is in flight. Called in reverse order."""

@@ -1,6 +1,14 @@
-"""The components ``lantern serve`` runs, in start order."""
+"""The composition root: every component of ``lantern serve``, built with what it depends on.
+
+Dependencies are constructor arguments, so the order below is forced by the types: the gateway
+first (its hooks go into the MQTT server, its router carries every ``$aws/...`` topic), then the
+MQTT server built with those hooks, then the services that register on the router or send
+through the push dispatcher.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from lantern.runtime.audit import AuditComponent
 from lantern.runtime.component import Component, Platform
@@ -12,15 +20,46 @@ from lantern.runtime.push import PushComponent
 from lantern.runtime.schedule import ScheduleComponent
 
 
-def build_components(platform: Platform) -> list[Component]:
-    """Instantiate every component for ``platform``."""
-    classes: list[type[Component]] = [
-        MQTTComponent,
-        GatewayComponent,
-        PushComponent,
-        ScheduleComponent,
-        IngestComponent,
-        JobsComponent,
-        AuditComponent,
-    ]
-    return [cls(platform) for cls in classes]
+@dataclass(frozen=True, slots=True)
+class Components:
+    gateway: GatewayComponent
+    mqtt: MQTTComponent
+    push: PushComponent
+    schedule: ScheduleComponent
+    ingest: IngestComponent
+    jobs: JobsComponent
+    audit: AuditComponent
+
+    def start_order(self) -> list[Component]:
+        """Started in this order, stopped in reverse: the MQTT listeners open last (every
+        device topic has its handler) and close first (nothing new while writers drain)."""
+        return [
+            self.gateway,
+            self.push,
+            self.schedule,
+            self.ingest,
+            self.jobs,
+            self.audit,
+            self.mqtt,
+        ]
+
+    def banner_order(self) -> list[Component]:
+        """The startup banner: device endpoints first."""
+        return [self.mqtt, *self.start_order()[:-1]]
+
+
+def build_components(platform: Platform) -> Components:
+    """Build every component for ``platform``, each with its dependencies."""
+    gateway = GatewayComponent(platform)
+    mqtt = MQTTComponent(platform, gateway.hooks)
+    gateway.attach(mqtt.server)
+    push = PushComponent(platform)
+    return Components(
+        gateway=gateway,
+        mqtt=mqtt,
+        push=push,
+        schedule=ScheduleComponent(platform, push.dispatcher, push.keys),
+        ingest=IngestComponent(platform, gateway.router),
+        jobs=JobsComponent(platform, gateway.router),
+        audit=AuditComponent(platform),
+    )

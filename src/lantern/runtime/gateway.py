@@ -1,17 +1,12 @@
 """The device gateway and fleet provisioning inside ``lantern serve``.
 
-Constructor (runs before any component starts) builds, and publishes in ``Platform.extras``:
-
-* ``"gateway.authenticator"`` — :class:`GatewayAuthenticator` (certificate/password -> identity)
-* ``"gateway.authorizer"`` — :class:`GatewayAuthorizer` (per-connection policies)
-* ``"gateway.interceptor"`` and ``"gateway.router"`` — the :class:`ReservedTopicRouter` (the
-  same object) on which device services register their ``$aws/...`` handlers
-
-The MQTT component builds ``MQTTServer`` with these when present and publishes it as
-``extras["mqtt.server"]``. At start this component attaches the router to that server (for
-``to="subscribers"`` replies), and runs the revocation watcher (kicks connections of
-deactivated/revoked certificates within a second) and the sweep of certificates whose ownership
-token expired unused. It must come BEFORE the MQTT, ingest and jobs components in the list.
+The constructor builds the authenticator (certificate/password -> identity), the authorizer
+(per-connection policies) and the reserved-topic router on which device services register their
+``$aws/...`` handlers; :attr:`GatewayComponent.hooks` hands them to the MQTT server when it is
+built, and :meth:`GatewayComponent.attach` gives the router that server (for ``to="subscribers"``
+replies) and makes the revocation watcher (kicks connections of deactivated/revoked
+certificates within a second). At start it runs that watcher and the sweep of certificates whose
+ownership token expired unused.
 
 HTTP: the fleet-provisioning admin routes (``/v1/claims``, ``/v1/templates``, ``/v1/things``,
 ``/v1/certificates``; :mod:`lantern.api.provisioning`).
@@ -38,10 +33,9 @@ from lantern.gateway.throttle import AuthThrottle
 from lantern.mqtt.server import MQTTServer
 from lantern.provisioning.hook import PreProvisioningHook
 from lantern.provisioning.service import ProvisioningService
-from lantern.runtime.audit import auth_failures
 from lantern.runtime.component import Component, Platform
-from lantern.runtime.datadir import DataDir
 from lantern.runtime.metrics import AuthCollector
+from lantern.runtime.mqtt import ServerHooks
 from lantern.store.registry import RegistryStore
 
 __all__ = ["GatewayComponent"]
@@ -95,22 +89,27 @@ class GatewayComponent(Component):
             units=self.registry,
         )
         self.provisioning.register(self.router)
-        platform.extras["gateway.authenticator"] = self.authenticator
-        platform.extras["gateway.authorizer"] = self.authorizer
-        platform.extras["gateway.interceptor"] = self.router
-        platform.extras["gateway.router"] = self.router
-        platform.extras["provisioning.service"] = self.provisioning
+        self.hooks = ServerHooks(self.authenticator, self.authorizer, self.router)
         self.watcher: RevocationWatcher | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
+    def attach(self, server: MQTTServer) -> None:
+        """Reply through ``server`` and kick its connections whose certificate is revoked."""
+        self.router.attach(server)
+        self.watcher = RevocationWatcher(
+            self.platform.db,
+            server,
+            interval=self.settings.revocation_poll_seconds,
+            units=self.registry,
+        )
+
     def routers(self) -> Sequence[APIRouter]:
-        data = DataDir(self.platform.data_dir)
         return (
             build_provisioning_router(
                 self.platform.db,
                 self.platform.ca,
-                admin_token=data.admin_token,
-                auth_failures=auth_failures(self.platform),
+                admin_token=self.platform.admin_token,
+                auth_failures=self.platform.auth_failures,
             ),
         )
 
@@ -135,18 +134,9 @@ class GatewayComponent(Component):
         # Before anonymous or password clients are admitted (the authenticator waits for it too).
         await self.thing_names.ensure_loaded()
         self.thing_names.start(self.settings.revocation_poll_seconds)
-        server = self.platform.extras.get("mqtt.server")
-        if not isinstance(server, MQTTServer):
-            log.warning("no MQTT server is running: devices cannot connect or provision")
-        else:
-            self.router.attach(server)
-            self.watcher = RevocationWatcher(
-                self.platform.db,
-                server,
-                interval=self.settings.revocation_poll_seconds,
-                units=self.registry,
-            )
-            self.watcher.start()
+        if self.watcher is None:
+            raise RuntimeError("GatewayComponent.attach(server) must be called before start()")
+        self.watcher.start()
         access = (
             f"what policy {self.settings.anonymous_policy} allows"
             if self.settings.anonymous_policy

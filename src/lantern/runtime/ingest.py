@@ -1,7 +1,7 @@
 """The ingest component: observation group commit, upload links, FHIR API, FHIR forwarding.
 
 Registers ``$aws/rules/FHIRIngest`` and ``$aws/rules/CreateFileUploadLink`` on the gateway's
-router (``platform.extras["gateway.router"]``), serves ``/fhir`` and ``/files``.
+router (before the MQTT server accepts anything), serves ``/fhir`` and ``/files``.
 """
 
 from __future__ import annotations
@@ -20,22 +20,19 @@ from lantern.ingest.files import CREATE_LINK_TOPIC, FileLinkService
 from lantern.ingest.forwarder import FhirForwarder
 from lantern.ingest.observations import FHIR_INGEST_TOPIC, ObservationService
 from lantern.ingest.writer import GroupCommitWriter
-from lantern.runtime.audit import auth_failures
 from lantern.runtime.component import Component, Platform
-from lantern.runtime.datadir import DataDir
-from lantern.store.objects import LocalObjectStore, ObjectStore, S3Config, S3ObjectStore
+from lantern.store.objects import S3ObjectStore
 from lantern.store.signing import UrlSigner, load_or_create_signing_key
 
 log = logging.getLogger(__name__)
 
-ROUTER_EXTRA = "gateway.router"
 RECONCILE_SECONDS = 5.0
 
 
 class IngestComponent(Component):
     name = "ingest"
 
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Platform, router: ReservedTopicRouter) -> None:
         super().__init__(platform)
         cfg = platform.settings.ingest
         self.forwarder: FhirForwarder | None = None
@@ -58,27 +55,9 @@ class IngestComponent(Component):
         self.observations = ObservationService(
             self.writer, max_payload_bytes=cfg.max_observation_bytes
         )
-        self.s3: S3ObjectStore | None = None
-        store: ObjectStore
-        if cfg.storage_backend == "s3":
-            assert cfg.s3_bucket is not None
-            secret = cfg.s3_secret_access_key
-            self.s3 = S3ObjectStore(
-                S3Config(
-                    bucket=cfg.s3_bucket,
-                    region=cfg.s3_region,
-                    endpoint_url=cfg.s3_endpoint_url,
-                    access_key_id=cfg.s3_access_key_id,
-                    secret_access_key=secret.get_secret_value() if secret else None,
-                    prefix=cfg.s3_prefix,
-                )
-            )
-            store = self.s3
-        else:
-            store = LocalObjectStore(DataDir(platform.data_dir).files_dir)
         self.files = FileLinkService(
             platform.db,
-            store,
+            platform.objects,
             UrlSigner(load_or_create_signing_key(platform.data_dir)),
             base_url=lambda: self.platform.http_base_url,
             backend=cfg.storage_backend,
@@ -87,46 +66,30 @@ class IngestComponent(Component):
             max_upload_bytes=cfg.max_upload_bytes,
         )
         self._reconciler: asyncio.Task[None] | None = None
-        self._registered = False
-        # Register now when the gateway component was built first (routes exist before the MQTT
-        # server accepts anything); otherwise at start.
-        self._register_routes()
-
-    def _register_routes(self) -> None:
-        router = self.platform.extras.get(ROUTER_EXTRA)
-        if not self._registered and isinstance(router, ReservedTopicRouter):
-            router.route(FHIR_INGEST_TOPIC, self.observations.handle)
-            router.route(CREATE_LINK_TOPIC, self.files.handle)
-            self._registered = True
+        router.route(FHIR_INGEST_TOPIC, self.observations.handle)
+        router.route(CREATE_LINK_TOPIC, self.files.handle)
 
     def routers(self) -> Sequence[APIRouter]:
-        data = DataDir(self.platform.data_dir)
         return (
             build_fhir_router(
                 self.platform.db,
-                admin_token=data.admin_token,
+                admin_token=self.platform.admin_token,
                 public_url=lambda: self.platform.settings.http.public_url,
             ),
             build_files_router(
                 self.files,
-                admin_token=data.admin_token,
-                auth_failures=auth_failures(self.platform),
+                admin_token=self.platform.admin_token,
+                auth_failures=self.platform.auth_failures,
             ),
         )
 
     async def start(self) -> None:
-        if self.s3 is not None:
-            await self.s3.start()
         await self.writer.start()
         if self.forwarder is not None:
             await self.forwarder.start()
-        if self.s3 is not None and self.platform.settings.ingest.s3_direct_upload:
+        direct = self.platform.settings.ingest.s3_direct_upload
+        if direct and isinstance(self.platform.objects, S3ObjectStore):
             self._reconciler = asyncio.create_task(self._reconcile_loop(), name="s3-reconcile")
-        self._register_routes()
-        if not self._registered:
-            log.warning(
-                "no gateway router: %s and %s are not served", FHIR_INGEST_TOPIC, CREATE_LINK_TOPIC
-            )
 
     async def _reconcile_loop(self) -> None:
         while True:
@@ -144,8 +107,6 @@ class IngestComponent(Component):
         await self.writer.stop()
         if self.forwarder is not None:
             await self.forwarder.stop()
-        if self.s3 is not None:
-            await self.s3.close()
 
     def describe(self) -> list[str]:
         cfg = self.platform.settings.ingest
@@ -155,8 +116,7 @@ class IngestComponent(Component):
             f"file uploads     {cfg.storage_backend}"
             + (f" bucket {cfg.s3_bucket}" if cfg.storage_backend == "s3" else ""),
         ]
-        if self._registered:
-            lines.append(f"device topics    {FHIR_INGEST_TOPIC}, {CREATE_LINK_TOPIC}")
+        lines.append(f"device topics    {FHIR_INGEST_TOPIC}, {CREATE_LINK_TOPIC}")
         if cfg.fhir_forward_url:
             lines.append(f"FHIR forwarding  {cfg.fhir_forward_url}")
         return lines

@@ -1,33 +1,31 @@
 """The MQTT server inside ``lantern serve``.
 
-The constructor builds :class:`MQTTServer` from the ``mqtt`` settings and the platform CA and
-publishes it as ``Platform.extras["mqtt.server"]`` (other components may look it up before
-anything starts). ``start()`` adopts the gateway's hooks when a gateway component published them
-(``extras["gateway.authenticator"]``, ``["gateway.authorizer"]``, ``["gateway.interceptor"]``),
-then binds the listeners. Without a gateway it uses :class:`AllowAllAuthenticator` /
-:class:`AllowAllAuthorizer` — TEMPORARY: any client certificate signed by the platform CA
-connects with full access. ``stop()`` sends DISCONNECT 0x8B to MQTT 5 clients.
+The server is built with the gateway's hooks (authentication, per-connection authorization, the
+reserved-topic router as publish interceptor): there is no moment at which it would admit a
+client without them. ``start()`` binds the listeners; it is the last component to start (every
+``$aws/...`` handler is registered by then) and the first to stop (no new messages while the
+writers drain). ``stop()`` sends DISCONNECT 0x8B to MQTT 5 clients.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import cast
+from dataclasses import dataclass
 
-from lantern.mqtt.hooks import (
-    AllowAllAuthenticator,
-    AllowAllAuthorizer,
-    Authenticator,
-    Authorizer,
-    PublishInterceptor,
-)
+from lantern.mqtt.hooks import Authenticator, Authorizer, PublishInterceptor
 from lantern.mqtt.server import MQTTServer, MQTTServerConfig
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.metrics import MQTTCollector
 
-__all__ = ["MQTTComponent"]
+__all__ = ["MQTTComponent", "ServerHooks"]
 
-log = logging.getLogger(__name__)
+
+@dataclass(frozen=True, slots=True)
+class ServerHooks:
+    """What the MQTT server asks the gateway about every client and message."""
+
+    authenticator: Authenticator
+    authorizer: Authorizer
+    interceptor: PublishInterceptor
 
 
 class MQTTComponent(Component):
@@ -35,7 +33,7 @@ class MQTTComponent(Component):
 
     name = "mqtt"
 
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Platform, hooks: ServerHooks) -> None:
         super().__init__(platform)
         s = platform.settings.mqtt
         ca = platform.ca
@@ -64,28 +62,12 @@ class MQTTComponent(Component):
             session_expiry_max=s.session_expiry_max,
             topic_alias_maximum=s.topic_alias_maximum,
         )
-        self.server = MQTTServer(self.config, AllowAllAuthenticator(), AllowAllAuthorizer())
+        self.server = MQTTServer(
+            self.config, hooks.authenticator, hooks.authorizer, hooks.interceptor
+        )
         platform.metrics.register(MQTTCollector(self.server))
-        self.allow_all = True
-        platform.extras["mqtt.server"] = self.server
 
     async def start(self) -> None:
-        extras = self.platform.extras
-        authenticator = extras.get("gateway.authenticator")
-        authorizer = extras.get("gateway.authorizer")
-        interceptor = extras.get("gateway.interceptor")
-        if authenticator is not None and authorizer is not None:
-            self.server.use_hooks(
-                _as_authenticator(authenticator),
-                _as_authorizer(authorizer),
-                _as_interceptor(interceptor) if interceptor is not None else None,
-            )
-            self.allow_all = False
-        else:
-            log.warning(
-                "MQTT: no gateway plugged in; any certificate signed by the platform CA "
-                "connects with full access (temporary)"
-            )
         await self.server.start()
 
     async def stop(self) -> None:
@@ -109,27 +91,4 @@ class MQTTComponent(Component):
             lines.append(f"MQTT (plain TCP) mqtt://{host}:{ports['tcp']}  (development only)")
         if "ws" in ports:
             lines.append(f"MQTT (WebSocket) ws://{host}:{ports['ws']}/mqtt  (development only)")
-        if self.allow_all:
-            lines.append(
-                "MQTT access      any CA-signed client certificate has full access (temporary); "
-                "try: lantern dev client-cert --name dev1 --out ./dev1"
-            )
         return lines
-
-
-def _as_authenticator(obj: object) -> Authenticator:
-    if not hasattr(obj, "authenticate"):
-        raise TypeError(f"extras['gateway.authenticator'] is not an Authenticator: {obj!r}")
-    return cast(Authenticator, obj)
-
-
-def _as_authorizer(obj: object) -> Authorizer:
-    if not all(hasattr(obj, m) for m in ("may_publish", "may_subscribe", "may_receive")):
-        raise TypeError(f"extras['gateway.authorizer'] is not an Authorizer: {obj!r}")
-    return cast(Authorizer, obj)
-
-
-def _as_interceptor(obj: object) -> PublishInterceptor:
-    if not hasattr(obj, "intercept"):
-        raise TypeError(f"extras['gateway.interceptor'] is not a PublishInterceptor: {obj!r}")
-    return cast(PublishInterceptor, obj)

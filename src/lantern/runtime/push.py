@@ -1,8 +1,7 @@
 """The app gateway inside ``lantern serve``: ``/push``, ``/metrics``, key import, draining stop.
 
-The constructor builds the dispatcher and key service and publishes them in
-``Platform.extras["push.dispatcher"]`` and ``Platform.extras["push.keys"]`` (the scheduler uses
-them). At start, seed-style keys in ``API_KEYS`` (comma-separated) are imported with the scope in
+The constructor builds the dispatcher and the key service (the scheduler sends through them).
+At start, seed-style keys in ``API_KEYS`` (comma-separated) are imported with the scope in
 ``API_KEYS_SCOPE`` (default ``external``); keys an earlier import added and that are no longer
 listed are revoked, which is how the seed's operators revoke a key.
 """
@@ -64,8 +63,6 @@ class PushComponent(Component):
             default_rate_per_minute=settings.default_rate_per_minute,
             metrics=PushMetrics(platform.metrics),
         )
-        platform.extras["push.dispatcher"] = self.dispatcher
-        platform.extras["push.keys"] = self.keys
 
     def routers(self) -> Sequence[APIRouter]:
         metrics_token = self.platform.settings.http.metrics_token

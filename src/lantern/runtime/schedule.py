@@ -1,6 +1,5 @@
 """The schedule component: ``/schedules`` routes and the scheduler loop, delivering through the
-push gateway's dispatcher (``Platform.extras["push.dispatcher"]``, ``["push.keys"]``), so it must
-be registered after the push component.
+push gateway's dispatcher as the owning API key (the push component's dispatcher and keys).
 
 Test knob: ``LANTERN_TEST_SCHEDULE_CLOCK="<ISO 8601 instant>@<speed>"`` runs this component's
 clock from that instant, ``speed`` times faster than real time, so an end-to-end test can watch
@@ -18,7 +17,7 @@ from datetime import datetime
 
 from fastapi import APIRouter
 
-from lantern.api.push import require_api_key
+from lantern.api.push import api_key_dependency
 from lantern.api.schedules import schedules_router
 from lantern.errors import ConfigError
 from lantern.push.dispatch import PushDispatcher
@@ -102,13 +101,10 @@ class ScheduleComponent(Component):
 
     name = "schedule"
 
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Platform, dispatcher: PushDispatcher, keys: KeyService) -> None:
         super().__init__(platform)
         self.settings = platform.settings.schedule
-        dispatcher = platform.extras.get("push.dispatcher")
-        keys = platform.extras.get("push.keys")
-        if not isinstance(dispatcher, PushDispatcher) or not isinstance(keys, KeyService):
-            raise ConfigError("the schedule component needs the push component before it")
+        self.keys = keys
         self.clock = clock_from_environment()
         store = ScheduleStore(platform.db)
         self.scheduler = Scheduler(
@@ -117,10 +113,9 @@ class ScheduleComponent(Component):
         self.service = ScheduleService(
             store, self.clock, schemes_allowed, on_change=self.scheduler.wake
         )
-        platform.extras["schedule.service"] = self.service
 
     def routers(self) -> Sequence[APIRouter]:
-        return [schedules_router(self.service, require_api_key)]
+        return [schedules_router(self.service, api_key_dependency(self.keys))]
 
     async def start(self) -> None:
         if self.settings.enabled:

@@ -16,6 +16,7 @@ from typing import cast
 import uvicorn
 
 from lantern.api.app import create_app
+from lantern.audit.auth_failures import AuthFailures
 from lantern.pki import CertificateAuthority
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.components import build_components
@@ -34,6 +35,7 @@ from lantern.runtime.http_protocol import (
 )
 from lantern.settings import Settings
 from lantern.store import Database
+from lantern.store.objects import object_store_from_settings
 
 log = logging.getLogger("lantern")
 
@@ -101,7 +103,8 @@ class RunningServer:
         return self.platform.settings.http.port
 
     async def stop(self) -> None:
-        """Stop components (newest first), then the HTTP server, then the database."""
+        """Stop components (newest first), then the HTTP server, the object store and the
+        database."""
         for component in reversed(self.components):
             try:
                 await component.stop()
@@ -110,7 +113,7 @@ class RunningServer:
         self.http.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await self.http_task
-        await self.platform.db.close()
+        await _close_platform(self.platform)
 
 
 async def start(settings: Settings, *, nofile_raised_from: int | None = None) -> RunningServer:
@@ -126,19 +129,77 @@ async def start(settings: Settings, *, nofile_raised_from: int | None = None) ->
     data = DataDir(settings.data_dir.resolve())
     first_run = data.ensure()
     data.tighten()
+    platform = await _open_platform(settings, data)
+    try:
+        built = build_components(platform)
+        components = built.start_order()
+        http, http_task = await _start_http(platform, components)
+    except BaseException:
+        await _close_platform(platform)
+        raise
+    running = RunningServer(platform, components, http, http_task, first_run)
+    http_cfg = settings.http
+    scheme = "https" if http_cfg.tls else "http"
+    host = "localhost" if http_cfg.host in ("0.0.0.0", "127.0.0.1", "::") else http_cfg.host
+    platform.http_base_url = (
+        http_cfg.public_url or f"{scheme}://{host}:{running.http_port}"
+    ).rstrip("/")
+    started: list[Component] = []
+    try:
+        for component in components:
+            await component.start()
+            started.append(component)
+    except BaseException:
+        running.components = started
+        await running.stop()
+        raise
+    # Everything built at startup lives for the whole run: move it out of the collector's view
+    # so full collections stay short (measured: ~95 ms -> ~1.5 ms per full collection).
+    gc.freeze()
+    running.banner = [
+        f"data directory   {data.root}{'  (created)' if first_run else ''}",
+        f"CA devices trust {platform.ca.ca_file}",
+        f"HTTP             {platform.http_base_url}",
+        f"admin token      in {data.admin_token_file} (mode 0600)",
+        f"descriptors      {caps}",
+        f"HTTP limits      {http_cfg.max_connections} connections, requests read within "
+        f"{http_cfg.request_read_timeout:g} s",
+        *[line for c in built.banner_order() for line in c.describe()],
+    ]
+    return running
+
+
+async def _open_platform(settings: Settings, data: DataDir) -> Platform:
+    """The CA, the admin token, the database and the object store every component shares."""
     ca, _ = CertificateAuthority.load_or_create(data.ca_dir, settings.server_names)
     data.admin_token()
     db = await Database.open(settings.effective_database_url)
-    http_cfg = settings.http
-    scheme = "https" if http_cfg.tls else "http"
-    platform = Platform(
+    objects = object_store_from_settings(settings.ingest, data.files_dir)
+    try:
+        await objects.start()
+    except BaseException:
+        await db.close()
+        raise
+    return Platform(
         settings=settings,
         data_dir=data.root,
         ca=ca,
         db=db,
-        http_base_url="",
+        objects=objects,
+        auth_failures=AuthFailures(db),
     )
-    components = build_components(platform)
+
+
+async def _close_platform(platform: Platform) -> None:
+    await platform.objects.close()
+    await platform.db.close()
+
+
+async def _start_http(
+    platform: Platform, components: list[Component]
+) -> tuple[EmbeddedUvicorn, asyncio.Task[None]]:
+    """The HTTP app with every component's routes, bound (raises the bind error)."""
+    http_cfg, ca = platform.settings.http, platform.ca
     app = create_app(
         routers=[r for c in components for r in c.routers()],
         readiness=[chk for c in components for chk in c.readiness_checks()],
@@ -164,38 +225,10 @@ async def start(settings: Settings, *, nofile_raised_from: int | None = None) ->
     http_task = asyncio.create_task(http.serve(), name="http")
     while not http.started:
         if http_task.done():
-            await db.close()
             http_task.result()  # raises the bind error
             raise SystemExit(f"the HTTP server did not start on {http_cfg.host}:{http_cfg.port}")
         await asyncio.sleep(0.01)
-    running = RunningServer(platform, components, http, http_task, first_run)
-    host = "localhost" if http_cfg.host in ("0.0.0.0", "127.0.0.1", "::") else http_cfg.host
-    platform.http_base_url = (
-        http_cfg.public_url or f"{scheme}://{host}:{running.http_port}"
-    ).rstrip("/")
-    started: list[Component] = []
-    try:
-        for component in components:
-            await component.start()
-            started.append(component)
-    except BaseException:
-        running.components = started
-        await running.stop()
-        raise
-    # Everything built at startup lives for the whole run: move it out of the collector's view
-    # so full collections stay short (measured: ~95 ms -> ~1.5 ms per full collection).
-    gc.freeze()
-    running.banner = [
-        f"data directory   {data.root}{'  (created)' if first_run else ''}",
-        f"CA devices trust {ca.ca_file}",
-        f"HTTP             {platform.http_base_url}",
-        f"admin token      in {data.admin_token_file} (mode 0600)",
-        f"descriptors      {caps}",
-        f"HTTP limits      {http_cfg.max_connections} connections, requests read within "
-        f"{http_cfg.request_read_timeout:g} s",
-        *[line for c in components for line in c.describe()],
-    ]
-    return running
+    return http, http_task
 
 
 async def serve(settings: Settings, on_ready: Callable[[RunningServer], None]) -> None:

@@ -15,6 +15,7 @@ from lantern.errors import LanternError
 class ScheduleError(LanternError):
     """Root of the schedule service's errors; ``code`` is the machine-readable reason."""
 
+    http_status = 400
     code = "schedule_error"
 
     def __init__(self, message: str, code: str | None = None) -> None:
@@ -33,12 +34,15 @@ class ScheduleInvalid(ScheduleError):
 
 
 class ScheduleNotFound(ScheduleError):
+    http_status = 404
     code = "schedule_not_found"
 
 
 class ScopeDenied(ScheduleError):
+    http_status = 403
     code = "scope_denied"
 
 
 class ScheduleConflict(ScheduleError):
+    http_status = 409
     code = "schedule_conflict"

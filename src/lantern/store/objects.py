@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from lantern.settings.ingest import IngestSettings
 from lantern.store.db import StoreError
 
 READ_CHUNK = 256 * 1024
@@ -45,6 +46,9 @@ class ObjectStoreError(StoreError):
 class ObjectTooLarge(ObjectStoreError):
     """The streamed object exceeded ``max_size``; nothing was stored."""
 
+    http_status = 413
+    code = "UploadRefused"
+
     def __init__(self, max_size: int) -> None:
         super().__init__(f"the object exceeds the size limit of {max_size} bytes")
         self.max_size = max_size
@@ -53,9 +57,15 @@ class ObjectTooLarge(ObjectStoreError):
 class ObjectNotFound(ObjectStoreError):
     """No object is stored under the key."""
 
+    http_status = 404
+    code = "NotFound"
+
 
 class InvalidObjectKey(ObjectStoreError):
     """The key is not a safe relative path."""
+
+    http_status = 400
+    code = "UploadRefused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +97,12 @@ class ObjectStore(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def start(self) -> None:
+        """Open what the store needs (an S3 client); before the first use."""
+        ...
+
+    async def close(self) -> None: ...
+
 
 class LocalObjectStore:
     """Objects as files under ``root`` (``<data_dir>/files``), written to a temp file, fsynced and
@@ -96,6 +112,12 @@ class LocalObjectStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._tmp = root / ".tmp"
+
+    async def start(self) -> None:
+        """Nothing to open: files are opened per call."""
+
+    async def close(self) -> None:
+        """Nothing to close."""
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
@@ -406,3 +428,29 @@ class S3ObjectStore:
             ExpiresIn=expires_in,
         )
         return url
+
+
+def object_store_from_settings(
+    cfg: IngestSettings, files_dir: Path, *, backend: str | None = None
+) -> ObjectStore:
+    """The object store ``[ingest] storage_backend`` names (or ``backend``, e.g. the one a file
+    record was written to): the one factory the server and the CLI use. Call ``start()`` before
+    use and ``close()`` after."""
+    if (backend or cfg.storage_backend) != "s3":
+        return LocalObjectStore(files_dir)
+    if not cfg.s3_bucket:
+        raise ObjectStoreError(
+            "the object is in S3 but ingest.s3_bucket is not set "
+            "(set it in the config file or LANTERN_INGEST__S3_BUCKET)"
+        )
+    secret = cfg.s3_secret_access_key
+    return S3ObjectStore(
+        S3Config(
+            bucket=cfg.s3_bucket,
+            region=cfg.s3_region,
+            endpoint_url=cfg.s3_endpoint_url,
+            access_key_id=cfg.s3_access_key_id,
+            secret_access_key=secret.get_secret_value() if secret else None,
+            prefix=cfg.s3_prefix,
+        )
+    )

@@ -30,7 +30,10 @@ _RESERVED = frozenset({EXPIRES_PARAM, SIGNATURE_PARAM})
 
 
 class LinkError(StoreError):
-    """A signed link cannot be used."""
+    """A signed link cannot be used (HTTP 403)."""
+
+    http_status = 403
+    code = "LinkInvalid"
 
 
 class LinkInvalid(LinkError):
@@ -39,6 +42,8 @@ class LinkInvalid(LinkError):
 
 class LinkExpired(LinkError):
     """The link's signature is valid but its expiry time has passed."""
+
+    code = "LinkExpired"
 
 
 class UrlSigner:

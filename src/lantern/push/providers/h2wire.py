@@ -86,9 +86,9 @@ class TooManyStreamsError(H2WireError):
 
 
 class _ConnectionError(H2WireError):
-    def __init__(self, code: int, detail: str) -> None:
+    def __init__(self, h2_code: int, detail: str) -> None:
         super().__init__(detail)
-        self.code = code
+        self.h2_code = h2_code  # the HTTP/2 error code sent in GOAWAY
 
 
 class _Stream:
@@ -304,8 +304,8 @@ class H2Wire:
                 # PRIORITY and unknown frame types are ignored.
         except _ConnectionError as error:
             self._in = b""
-            self.close(error.code)
-            events.append((ERROR, error.code, f"{error_name(error.code)}: {error}"))
+            self.close(error.h2_code)
+            events.append((ERROR, error.h2_code, f"{error_name(error.h2_code)}: {error}"))
             return events
         self._in = buf[pos:]
         return events
