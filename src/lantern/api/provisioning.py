@@ -26,8 +26,8 @@ Deactivated or revoked certificates (``PUT``, claim revocation, thing deletion) 
 MQTT connections within a second: the gateway's revocation watcher polls the registry.
 Errors are JSON ``{"errorCode", "errorMessage"}``: 400 invalid input (the message names the
 field), 401 without the admin token, 404 unknown, 409 conflicts with the current state.
-The logic is :mod:`lantern.provisioning.admin`'s and :mod:`lantern.store.registry`'s; these
-routes only translate.
+The logic is :mod:`lantern.provisioning.admin`'s (changes) and
+:mod:`lantern.provisioning.queries`' (reads); these routes only translate.
 """
 
 from __future__ import annotations
@@ -45,9 +45,15 @@ from lantern.api.admin_auth import parse_body, require_admin, too_deep
 from lantern.audit.auth_failures import AuthFailures
 from lantern.pki import CertificateAuthority, KeyType
 from lantern.provisioning import admin
+from lantern.provisioning.queries import (
+    CERTIFICATE_STATUSES,
+    CertificateRecord,
+    ClaimSummary,
+    RegistryQueries,
+    TemplateRecord,
+    ThingRecord,
+)
 from lantern.store import Database
-from lantern.store import registry as reg
-from lantern.store import registry_access as acc
 
 __all__ = ["build_provisioning_router"]
 
@@ -64,7 +70,8 @@ def _ts(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def claim_json(claim: reg.ClaimRecord, devices: int) -> dict[str, Any]:
+def claim_json(summary: ClaimSummary) -> dict[str, Any]:
+    claim, devices = summary.claim, summary.devices
     return {
         "claimId": claim.id,
         "certificateId": claim.certificate_id,
@@ -77,7 +84,7 @@ def claim_json(claim: reg.ClaimRecord, devices: int) -> dict[str, Any]:
     }
 
 
-def template_json(t: reg.TemplateRecord) -> dict[str, Any]:
+def template_json(t: TemplateRecord) -> dict[str, Any]:
     return {
         "templateName": t.name,
         "description": t.description,
@@ -88,7 +95,7 @@ def template_json(t: reg.TemplateRecord) -> dict[str, Any]:
     }
 
 
-def thing_json(t: reg.ThingRecord) -> dict[str, Any]:
+def thing_json(t: ThingRecord) -> dict[str, Any]:
     return {
         "thingName": t.name,
         "serialNumber": t.serial_number,
@@ -101,7 +108,7 @@ def thing_json(t: reg.ThingRecord) -> dict[str, Any]:
     }
 
 
-def certificate_json(c: reg.CertificateRecord) -> dict[str, Any]:
+def certificate_json(c: CertificateRecord) -> dict[str, Any]:
     return {
         "certificateId": c.id,
         "kind": c.kind,
@@ -147,27 +154,16 @@ def build_provisioning_router(
 ) -> APIRouter:
     admin_only = Depends(require_admin(admin_token, auth_failures))
     router = APIRouter(tags=["provisioning"], dependencies=[admin_only])
+    queries = RegistryQueries(db)
 
-    async def claim_out(claim_id: str) -> dict[str, Any] | None:
-        async with db.connect() as conn:
-            claim = await reg.get_claim(conn, claim_id)
-            if claim is None:
-                return None
-            return claim_json(claim, await reg.count_claim_devices(conn, claim.id))
-
-    async def certificate_out(cert: reg.CertificateRecord) -> dict[str, Any]:
-        async with db.connect() as conn:
-            policies = await acc.certificate_policy_names(conn, cert.id)
+    async def certificate_out(cert: CertificateRecord) -> dict[str, Any]:
+        policies = await queries.certificate_policy_names(cert.id)
         return {**certificate_json(cert), "certificatePem": cert.pem, "policyNames": policies}
 
     # -- claims --------------------------------------------------------------------------------
     @router.get("/v1/claims")
     async def list_claims() -> JSONResponse:
-        async with db.connect() as conn:
-            claims = [
-                claim_json(c, await reg.count_claim_devices(conn, c.id))
-                for c in await reg.list_claims(conn, None)
-            ]
+        claims = [claim_json(c) for c in await queries.claims()]
         return JSONResponse({"claims": claims})
 
     @router.post("/v1/claims")
@@ -205,22 +201,20 @@ def build_provisioning_router(
             await admin.revoke_claim(db, claim_id)
         except admin.AdminError as exc:
             return _admin_error(exc)
-        out = await claim_out(claim_id)
-        if out is None:  # deleted meanwhile
+        summary = await queries.claim(claim_id)
+        if summary is None:  # deleted meanwhile
             return _error(404, "NotFound", f"claim {claim_id} does not exist")
-        return JSONResponse(out)
+        return JSONResponse(claim_json(summary))
 
     # -- templates -----------------------------------------------------------------------------
     @router.get("/v1/templates")
     async def list_templates() -> JSONResponse:
-        async with db.connect() as conn:
-            templates = await reg.list_templates(conn, None)
+        templates = await queries.templates()
         return JSONResponse({"templates": [template_json(t) for t in templates]})
 
     @router.get("/v1/templates/{name}")
     async def get_template(name: str) -> JSONResponse:
-        async with db.connect() as conn:
-            template = await reg.get_template(conn, name)
+        template = await queries.template(name)
         if template is None:
             return _error(404, "NotFound", f"template {name} does not exist")
         return JSONResponse(template_json(template))
@@ -261,20 +255,18 @@ def build_provisioning_router(
     # -- things --------------------------------------------------------------------------------
     @router.get("/v1/things")
     async def list_things() -> JSONResponse:
-        async with db.connect() as conn:
-            things = await reg.list_things(conn, None)
+        things = await queries.things()
         return JSONResponse({"things": [thing_json(t) for t in things]})
 
     @router.get("/v1/things/{name}")
     async def get_thing(name: str) -> JSONResponse:
-        async with db.connect() as conn:
-            thing = await reg.get_thing(conn, name)
-            certs = await reg.list_certificates(conn, None, thing_name=name)
-        if thing is None:
+        detail = await queries.thing(name)
+        if detail is None:
             return _error(404, "NotFound", f"thing {name} does not exist")
+        certs = detail.certificates
         return JSONResponse(
             {
-                **thing_json(thing),
+                **thing_json(detail.thing),
                 "certificates": [{"certificateId": c.id, "status": c.status} for c in certs],
             }
         )
@@ -292,11 +284,10 @@ def build_provisioning_router(
     async def list_certificates(
         thing: str | None = None, status: str | None = None
     ) -> JSONResponse:
-        if status is not None and status not in reg.CERTIFICATE_STATUSES:
-            allowed = ", ".join(reg.CERTIFICATE_STATUSES)
+        if status is not None and status not in CERTIFICATE_STATUSES:
+            allowed = ", ".join(CERTIFICATE_STATUSES)
             return _error(400, "InvalidRequest", f"status: must be one of {allowed}")
-        async with db.connect() as conn:
-            certs = await reg.list_certificates(conn, None, thing_name=thing, status=status)
+        certs = await queries.certificates(thing=thing, status=status)
         return JSONResponse({"certificates": [certificate_json(c) for c in certs]})
 
     @router.get("/v1/certificates/{id_or_prefix}")
