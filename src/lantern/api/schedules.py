@@ -29,13 +29,18 @@ from lantern.schedule.errors import (
     ScheduleError,
     ScheduleInvalid,
     ScheduleNotFound,
-    ScopeDenied,
+    ScheduleScopeDenied,
 )
 from lantern.schedule.service import Owner, ScheduleService
 
 Authenticate = Callable[[Request], Awaitable[Owner]]
 MAX_BODY_BYTES = 65536
-_STATUS = {ScheduleInvalid: 400, ScopeDenied: 403, ScheduleNotFound: 404, ScheduleConflict: 409}
+_STATUS = {
+    ScheduleInvalid: 400,
+    ScheduleScopeDenied: 403,
+    ScheduleNotFound: 404,
+    ScheduleConflict: 409,
+}
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:

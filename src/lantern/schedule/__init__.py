@@ -16,7 +16,7 @@ from lantern.schedule.errors import (
     ScheduleError,
     ScheduleInvalid,
     ScheduleNotFound,
-    ScopeDenied,
+    ScheduleScopeDenied,
 )
 from lantern.schedule.payloads import DeliveryJob, build_payload
 from lantern.schedule.rules import REPEATS, Rule
@@ -36,9 +36,9 @@ __all__ = [
     "ScheduleError",
     "ScheduleInvalid",
     "ScheduleNotFound",
+    "ScheduleScopeDenied",
     "ScheduleService",
     "Scheduler",
-    "ScopeDenied",
     "SystemClock",
     "build_payload",
 ]
