@@ -192,9 +192,9 @@ async def test_once_schedule_fires_once_then_finishes(h: Harness) -> None:
     assert (await h.service.get(KEY, sid))["state"] == "finished"
 
 
-async def test_two_schedulers_in_one_loop_share_work_without_duplicates(any_db: Database) -> None:
+async def test_two_schedulers_in_one_loop_share_work_without_duplicates(db: Database) -> None:
     clock = ManualClock(at(NY, 2025, 1, 6, 8, 0))
-    store = ScheduleStore(any_db)
+    store = ScheduleStore(db)
     service = ScheduleService(store, clock, schemes_allowed)
     for i in range(60):
         await service.create(KEY, body(participant_id=f"p{i}"))
