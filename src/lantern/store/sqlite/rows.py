@@ -71,7 +71,11 @@ def multirow_inserts(
 
 def insert_template(table: Table, columns: Sequence[str]) -> tuple[str, str]:
     """``(head, row)`` for :func:`multirow_inserts`, compiled once from the Core statement
-    ``insert(table)`` of ``columns`` (the SQL text is never written by hand)."""
+    ``insert(table)`` of ``columns`` (the SQL text is never written by hand). ``columns`` must
+    be in the table's order (the order of each row's values); anything else is refused."""
+    in_table_order = [c.name for c in table.columns if c.name in set(columns)]
+    if in_table_order != list(columns):
+        raise ValueError(f"columns of {table.name} must be its own, in its order: {in_table_order}")
     statement = insert(table).values({name: bindparam(name) for name in columns})
     sql = str(statement.compile(dialect=_DIALECT))
     head, separator, row = sql.partition(" VALUES ")
