@@ -104,8 +104,9 @@ class Scheduler:
         self.clock = clock
         self.settings = settings or ScheduleSettings()
         self.instance_id = instance_id or "sched-" + secrets.token_hex(6)
-        # One writer at a time from this process: on SQLite, two of our own connections
-        # contending for the write lock would busy-wait each other.
+        # One claims transaction at a time from this process (claim, renew, release, record):
+        # on a SQLite file they run on the database's one writer thread anyway; on PostgreSQL
+        # our own transactions then never wait on each other's row locks.
         self._write_lock = asyncio.Lock()
         self.recorder = Recorder(self.claims, self._write_lock)
         self._wake = asyncio.Event()  # look for due occurrences now
