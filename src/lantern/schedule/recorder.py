@@ -78,9 +78,10 @@ class Recorder:
         """Return once ``result`` is committed; :class:`ResultNotRecorded` if it is not."""
         await self._submit(_Entry(result, None), result.occurrence_id)
 
-    async def complete(self, completion: Completion) -> None:
-        """Return once the occurrence is closed; :class:`ResultNotRecorded` if it is not."""
-        await self._submit(_Entry(None, completion), completion.occurrence_id)
+    async def complete(self, completion: Completion, result: DeliveryResult | None = None) -> None:
+        """Return once the occurrence is closed (with its last ``result``, if given, in the same
+        transaction); :class:`ResultNotRecorded` if it is not."""
+        await self._submit(_Entry(result, completion), completion.occurrence_id)
 
     async def _submit(self, entry: _Entry, occurrence_id: int) -> None:
         try:

@@ -261,7 +261,8 @@ class Scheduler:
             detail = f"late by {late:.0f} s (grace {self.settings.misfire_grace_seconds:.0f} s)"
             await self._complete(Completion(claim.occurrence_id, self.clock.now(), detail))
             return
-        for destination_id, token in claim.destinations:
+        last = len(claim.destinations) - 1
+        for index, (destination_id, token) in enumerate(claim.destinations):
             job = DeliveryJob(
                 occurrence_id=claim.occurrence_id,
                 schedule_id=record.id,
@@ -284,20 +285,22 @@ class Scheduler:
                     destination_id,
                     reason,
                 )
-            await self.recorder.record(
-                DeliveryResult(
-                    claim.occurrence_id,
-                    destination_id,
-                    status,
-                    None if reason is None else str(reason)[:128],
-                    None if delivery_id is None else str(delivery_id)[:64],
-                    self.clock.now(),
-                )
+            result = DeliveryResult(
+                claim.occurrence_id,
+                destination_id,
+                status,
+                None if reason is None else str(reason)[:128],
+                None if delivery_id is None else str(delivery_id)[:64],
+                self.clock.now(),
             )
+            if index == last:  # the last result closes the occurrence in the same commit
+                await self._complete(Completion(claim.occurrence_id, self.clock.now()), result)
+                return
+            await self.recorder.record(result)
         await self._complete(Completion(claim.occurrence_id, self.clock.now()))
 
-    async def _complete(self, completion: Completion) -> None:
-        await self.recorder.complete(completion)
+    async def _complete(self, completion: Completion, result: DeliveryResult | None = None) -> None:
+        await self.recorder.complete(completion, result)
         self._open.pop(completion.occurrence_id, None)
 
     # -- leases -------------------------------------------------------------------------------
