@@ -114,6 +114,8 @@ class Scheduler:
         self._stop = asyncio.Event()  # stop() was called: every wait of ours returns
         self._slots = asyncio.Semaphore(self.settings.concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
+        # Occurrences sent to the end, waiting only for their last commit (see _room_left).
+        self._closing: set[int] = set()
         # Claimed occurrences whose completion is not queued yet, and the task working on each.
         self._open: dict[int, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
@@ -166,8 +168,7 @@ class Scheduler:
         self._ensure_background()
         now = self.clock.now()
         lease_until = now + self.settings.claim_lease_seconds
-        room = self.settings.concurrency - len(self._inflight)
-        if room <= 0:
+        if self._room_left() <= 0:
             return TickStats(0, True)
         async with self._write_lock:
             claimed = await self.claims.reclaim_expired(
@@ -200,6 +201,14 @@ class Scheduler:
         for claim in (*claimed, *due):
             self._spawn(claim)
         return TickStats(len(claimed) + len(due), limit <= 0 or len(due) >= limit)
+
+    def _room_left(self) -> int:
+        """How many more occurrences to take on: ``concurrency`` still sending, and as many
+        again waiting for their results' commit (so claiming overlaps committing, and a
+        database that falls behind stops the claims: backpressure)."""
+        sending = len(self._inflight) - len(self._closing)
+        concurrency = self.settings.concurrency
+        return min(concurrency - sending, 2 * concurrency - len(self._inflight))
 
     def _spawn(self, claim: ClaimedOccurrence) -> None:
         task = asyncio.create_task(self._fire(claim), name=f"occurrence-{claim.occurrence_id}")
@@ -300,7 +309,12 @@ class Scheduler:
         await self._complete(Completion(claim.occurrence_id, self.clock.now()))
 
     async def _complete(self, completion: Completion, result: DeliveryResult | None = None) -> None:
-        await self.recorder.complete(completion, result)
+        self._closing.add(completion.occurrence_id)
+        self._room.set()
+        try:
+            await self.recorder.complete(completion, result)
+        finally:
+            self._closing.discard(completion.occurrence_id)
         self._open.pop(completion.occurrence_id, None)
 
     # -- leases -------------------------------------------------------------------------------
@@ -371,7 +385,7 @@ class Scheduler:
             if self._stopping:
                 break
             if more:
-                if len(self._inflight) >= self.settings.concurrency:
+                if self._room_left() <= 0:
                     self._room.clear()
                     await self.clock.wait(tick, self._room)  # stop() sets it too
                 continue
