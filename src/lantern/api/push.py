@@ -132,7 +132,8 @@ async def require_api_key(request: Request) -> ApiKey:
 def _outcome_answer(outcome: DeliveryOutcome) -> _Answer:
     if outcome.status == "delivered":
         # The id is "dlv_" + hex: no escaping needed, and no encoder on the hot path.
-        # ``"logged": false``: sent, but the delivery log has no row for it (PROTOCOL.md B4).
+        # ``"logged": false``: sent, but the delivery log has no row for it
+        # (docs/push-delivery-log.md).
         tail = b'"}' if outcome.logged else b'","logged":false}'
         return 200, b'{"id":"' + outcome.delivery_id.encode() + tail, []
     code, message = _OUTCOME_CODES[outcome.status]
