@@ -15,7 +15,7 @@ import itertools
 import sqlite3
 from collections.abc import Iterator, Sequence
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.dialects import sqlite
 
 # The historical default of SQLITE_MAX_VARIABLE_NUMBER, safe for every SQLite build.
@@ -70,13 +70,15 @@ def multirow_inserts(
 
 
 def insert_template(table: Table, columns: Sequence[str]) -> tuple[str, str]:
-    """``(head, row)`` for :func:`multirow_inserts`, compiled from the Core ``table``: the
-    INSERT of ``columns`` (in the table's column order, which ``columns`` must follow), so the
-    SQL text is never written by hand a second time."""
-    compiled = insert(table).compile(dialect=_DIALECT, column_keys=list(columns))
-    if list(compiled.positiontup or ()) != list(columns):
-        raise ValueError(f"{table.name}: give the columns in table order, not {columns}")
-    head, values, row = compiled.string.partition(" VALUES ")
-    if not values:
-        raise ValueError(f"{table.name}: not an INSERT … VALUES: {compiled.string}")
-    return head + values, row
+    """``(head, row)`` for :func:`multirow_inserts`, compiled once from the Core statement
+    ``insert(table)`` of ``columns`` (the SQL text is never written by hand). ``columns`` must
+    be in the table's order (the order of each row's values); anything else is refused."""
+    in_table_order = [c.name for c in table.columns if c.name in set(columns)]
+    if in_table_order != list(columns):
+        raise ValueError(f"columns of {table.name} must be its own, in its order: {in_table_order}")
+    statement = insert(table).values({name: bindparam(name) for name in columns})
+    sql = str(statement.compile(dialect=_DIALECT))
+    head, separator, row = sql.partition(" VALUES ")
+    if not separator or row.count("?") != len(columns):
+        raise ValueError(f"unexpected INSERT for {table.name}: {sql}")
+    return head + separator, row
