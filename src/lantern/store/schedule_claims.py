@@ -148,34 +148,7 @@ class OccurrenceClaims:
                     for r, p in plans
                 ],
             )
-            rows: list[dict[str, Any]] = []
-            for record, plan in plans:
-                rows.extend(
-                    {
-                        "schedule_id": record.id,
-                        "scheduled_at": at,
-                        "status": "missed",
-                        "claimed_by": None,
-                        "lease_until": None,
-                        "fired_at": None,
-                        "completed_at": now,
-                        "detail": detail[:256],
-                    }
-                    for at, detail in plan.missed
-                )
-                rows.extend(
-                    {
-                        "schedule_id": record.id,
-                        "scheduled_at": at,
-                        "status": "claimed",
-                        "claimed_by": owner,
-                        "lease_until": lease_until,
-                        "fired_at": now,
-                        "completed_at": None,
-                        "detail": None,
-                    }
-                    for at in plan.fire
-                )
+            rows = _occurrence_rows(plans, now=now, owner=owner, lease_until=lease_until)
             # executemany with RETURNING: SQLAlchemy sends it as multi-row INSERTs ("insert many
             # values") compiled once. A slot that exists already is not returned: it was
             # claimed once before.
@@ -428,3 +401,39 @@ class OccurrenceClaims:
                 ),
                 params,
             )
+
+
+def _occurrence_rows(
+    plans: list[tuple[ScheduleRecord, Advance]], *, now: float, owner: str, lease_until: float
+) -> list[dict[str, Any]]:
+    """The occurrence rows a claim inserts: each plan's missed slots (completed as ``missed``)
+    and the slots it fires (``claimed`` by ``owner`` until ``lease_until``)."""
+    rows: list[dict[str, Any]] = []
+    for record, plan in plans:
+        rows.extend(
+            {
+                "schedule_id": record.id,
+                "scheduled_at": at,
+                "status": "missed",
+                "claimed_by": None,
+                "lease_until": None,
+                "fired_at": None,
+                "completed_at": now,
+                "detail": detail[:256],
+            }
+            for at, detail in plan.missed
+        )
+        rows.extend(
+            {
+                "schedule_id": record.id,
+                "scheduled_at": at,
+                "status": "claimed",
+                "claimed_by": owner,
+                "lease_until": lease_until,
+                "fired_at": now,
+                "completed_at": None,
+                "detail": None,
+            }
+            for at in plan.fire
+        )
+    return rows
