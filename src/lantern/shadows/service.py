@@ -17,75 +17,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from lantern.gateway.router import Notifier
 from lantern.shadows import messages
-from lantern.shadows.document import (
-    CLASSIC,
-    Shadow,
-    UpdateRequest,
-    apply_update,
-    from_stored,
-    to_stored,
+from lantern.shadows.batch import (
+    Change,
+    Delete,
+    Deleted,
+    Update,
+    Updated,
+    apply_batch,
+    missing,
 )
-from lantern.shadows.errors import (
-    ShadowError,
-    conflict,
-    internal,
-    no_shadow,
-    thing_not_found,
-)
+from lantern.shadows.document import CLASSIC, Shadow, UpdateRequest, from_stored
+from lantern.shadows.errors import ShadowError, internal, thing_not_found
 from lantern.store.group_commit import CommitFailed, GroupCommit
-from lantern.store.shadows import ShadowRecord, ShadowUnitOfWork, ShadowUnits
+from lantern.store.shadows import ShadowUnitOfWork, ShadowUnits
 
-__all__ = ["CAS_ATTEMPTS", "Deleted", "ShadowService", "Updated", "topic_prefix"]
-
-CAS_ATTEMPTS = 8
+__all__ = ["Deleted", "ShadowService", "Updated", "topic_prefix"]
 
 
 def topic_prefix(thing: str, shadow: str) -> str:
     """``$aws/things/<thing>/shadow`` or ``.../shadow/name/<shadow>``."""
     base = f"$aws/things/{thing}/shadow"
     return base if shadow == CLASSIC else f"{base}/name/{shadow}"
-
-
-@dataclass(frozen=True, slots=True)
-class Updated:
-    """An accepted update: the shadow before (None if there was none) and after, and whether
-    the update sent a ``desired`` section (only such an update sends a delta, as AWS)."""
-
-    previous: Shadow | None
-    current: Shadow
-    sent_desired: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Deleted:
-    """An accepted delete: the version the shadow had."""
-
-    version: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Update:
-    thing: str
-    shadow: str
-    request: UpdateRequest
-
-
-@dataclass(frozen=True, slots=True)
-class _Delete:
-    thing: str
-    shadow: str
-    version: int | None
-
-
-_Change = _Update | _Delete
-
-
-def _missing(thing: str, shadow: str) -> ShadowError:
-    return no_shadow(thing if shadow == CLASSIC else shadow)
 
 
 class ShadowService:
@@ -104,7 +59,7 @@ class ShadowService:
         self._notifier = notifier
         self._clock = clock
         self._closing = False
-        self._writer: GroupCommit[_Change, Updated | Deleted] = GroupCommit(
+        self._writer: GroupCommit[Change, Updated | Deleted] = GroupCommit(
             self._commit, name="shadow-updates", batch_max=batch_max, queue_max=queue_max
         )
 
@@ -132,7 +87,7 @@ class ShadowService:
                 return from_stored(found.version, found.document)
             if found is None and not uow.thing_exists(thing):
                 return thing_not_found()
-            return _missing(thing, shadow)
+            return missing(thing, shadow)
 
         result = await self._units.read(read)
         if isinstance(result, ShadowError):
@@ -155,13 +110,13 @@ class ShadowService:
     # -- changes ---------------------------------------------------------------------------------
     async def update(self, thing: str, shadow: str, request: UpdateRequest) -> Updated:
         """Apply ``request``; returns once committed, raises :class:`ShadowError` otherwise."""
-        outcome = await self._submit(_Update(thing, shadow, request))
+        outcome = await self._submit(Update(thing, shadow, request))
         assert isinstance(outcome, Updated)
         return outcome
 
     async def delete(self, thing: str, shadow: str, version: int | None = None) -> Deleted:
         """Delete the shadow (409 if ``version`` is given and not current, 404 if none)."""
-        outcome = await self._submit(_Delete(thing, shadow, version))
+        outcome = await self._submit(Delete(thing, shadow, version))
         assert isinstance(outcome, Deleted)
         return outcome
 
@@ -193,7 +148,7 @@ class ShadowService:
         for topic, payload in messages_:
             self._notifier.publish(topic, payload, qos=1)
 
-    async def _submit(self, change: _Change) -> Updated | Deleted:
+    async def _submit(self, change: Change) -> Updated | Deleted:
         if self._closing:
             raise internal()
         try:
@@ -202,52 +157,6 @@ class ShadowService:
         except CommitFailed:
             raise internal() from None  # logged by the GroupCommit
 
-    async def _commit(self, batch: list[_Change]) -> Sequence[Updated | Deleted | BaseException]:
+    async def _commit(self, batch: list[Change]) -> Sequence[Updated | Deleted | BaseException]:
         now = self._clock()
-        return await self._units.write(lambda uow: [self._apply(uow, c, now) for c in batch])
-
-    def _apply(
-        self, uow: ShadowUnitOfWork, change: _Change, now: float
-    ) -> Updated | Deleted | ShadowError:
-        try:
-            for _ in range(CAS_ATTEMPTS):
-                if isinstance(change, _Update):
-                    done: Updated | Deleted | None = self._update(uow, change, now)
-                else:
-                    done = self._delete(uow, change, now)
-                if done is not None:
-                    return done
-                # Changed by another process since the read (PostgreSQL): re-check.
-            return internal()
-        except ShadowError as exc:
-            return exc
-
-    @staticmethod
-    def _update(uow: ShadowUnitOfWork, change: _Update, now: float) -> Updated | None:
-        thing, name = change.thing, change.shadow
-        row = uow.get(thing, name)
-        if row is None and not uow.thing_exists(thing):
-            raise thing_not_found()
-        current = None
-        if row is not None and row.document is not None:
-            current = from_stored(row.version, row.document)
-        base = row.version if row is not None else 0
-        new = apply_update(current, base, change.request, int(now))
-        record = ShadowRecord(thing, name, new.version, to_stored(new))
-        if row is None:
-            uow.insert(record, now)
-        elif not uow.replace(row, record, now):
-            return None
-        return Updated(current, new, change.request.sections.get("desired") is not None)
-
-    @staticmethod
-    def _delete(uow: ShadowUnitOfWork, change: _Delete, now: float) -> Deleted | None:
-        row = uow.get(change.thing, change.shadow)
-        if row is None or row.document is None:
-            raise _missing(change.thing, change.shadow)
-        if change.version is not None and change.version != row.version:
-            raise conflict()
-        tombstone = ShadowRecord(change.thing, change.shadow, row.version, None)
-        if not uow.replace(row, tombstone, now):
-            return None
-        return Deleted(row.version)
+        return await self._units.write(lambda uow: apply_batch(uow, batch, now))
