@@ -76,10 +76,10 @@ class ShadowDeviceAPI:
         in_flight = self._in_flight.get(client, 0)
         self._in_flight[client] = in_flight + 1
         try:
-            if in_flight >= self.max_in_flight:
-                raise too_many_requests()
             body = parse_body(request.payload)
             token = client_token(body)
+            if in_flight >= self.max_in_flight:
+                raise too_many_requests()
             check_names(thing, shadow)
             replies = await operation(thing, shadow, body, token)
         except ShadowError as exc:
