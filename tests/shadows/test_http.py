@@ -222,3 +222,16 @@ def test_boto3_iot_data_client(server: Server, device: Device) -> None:
     with pytest.raises(ClientError) as caught:
         client.get_thing_shadow(thingName=device.thing, shadowName="extra")
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_deleting_the_thing_deletes_its_shadows(server: Server) -> None:
+    thing, _certs = server.new_thing()
+    with server.rest() as rest:
+        path = f"/things/{thing}/shadow"
+        assert rest.post(path, json={"state": {"reported": {"a": 1}}}).status_code == 200
+        named = rest.post(path, params={"name": "n"}, json={"state": {"reported": {"a": 1}}})
+        assert named.status_code == 200
+        assert rest.delete(f"/v1/things/{thing}").status_code in (200, 204)
+        assert error_of(rest.get(path)) == (404, "ResourceNotFoundException", "Thing not found")
+        listed = rest.get(f"/api/things/shadow/ListNamedShadowsForThing/{thing}")
+        assert error_of(listed)[0] == 404
