@@ -24,7 +24,12 @@ class ShadowsComponent(Component):
 
     def __init__(self, platform: Platform, router: ReservedTopicRouter) -> None:
         super().__init__(platform)
-        self.service = ShadowService(ShadowsStore(platform.db.transactions), router)
+        # A SQLite file's writer thread commits batches in order: hand it the next one while
+        # one commits (the next starts right after the COMMIT).
+        pipeline = 2 if platform.db.sqlite_path is not None else 1
+        self.service = ShadowService(
+            ShadowsStore(platform.db.transactions), router, pipeline=pipeline
+        )
         self.device_api = ShadowDeviceAPI(self.service)
         self.device_api.register(router)
 

@@ -44,7 +44,11 @@ def topic_prefix(thing: str, shadow: str) -> str:
 
 
 class ShadowService:
-    """Shadows of things. Starts writing on first use; :meth:`close` at the end."""
+    """Shadows of things. Starts writing on first use; :meth:`close` at the end.
+
+    ``pipeline`` > 1 hands the next batch to the store while one commits: only for stores that
+    run units of work one after the other in the order given (a SQLite writer thread); with
+    concurrent transactions (PostgreSQL) two batches creating one shadow would collide."""
 
     def __init__(
         self,
@@ -54,13 +58,18 @@ class ShadowService:
         *,
         batch_max: int = 512,
         queue_max: int = 10_000,
+        pipeline: int = 1,
     ) -> None:
         self._units = units
         self._notifier = notifier
         self._clock = clock
         self._closing = False
         self._writer: GroupCommit[Change, Updated | Deleted] = GroupCommit(
-            self._commit, name="shadow-updates", batch_max=batch_max, queue_max=queue_max
+            self._commit,
+            name="shadow-updates",
+            batch_max=batch_max,
+            queue_max=queue_max,
+            pipeline=pipeline,
         )
 
     @property
