@@ -140,7 +140,8 @@ def test_section_null_clears_it() -> None:
 
 def test_messages_have_aws_shapes() -> None:
     request = update({"state": {"desired": {"color": "red", "gone": None}}, "clientToken": "t1"})
-    shadow = apply_update(Shadow(3, reported={"color": "blue"}), 0, request, T)
+    before = Shadow(3, reported={"color": "blue"}, reported_meta={"color": {"timestamp": 1}})
+    shadow = apply_update(before, 0, request, T)
     accepted = messages.update_accepted(request, shadow, "t1", T)
     assert accepted == {
         "state": {"desired": {"color": "red", "gone": None}},
@@ -155,7 +156,10 @@ def test_messages_have_aws_shapes() -> None:
         "reported": {"color": "blue"},
         "delta": {"color": "red"},
     }
-    assert got["metadata"] == {"desired": {"color": {"timestamp": T}}, "reported": {}}
+    assert got["metadata"] == {
+        "desired": {"color": {"timestamp": T}},
+        "reported": {"color": {"timestamp": 1}},
+    }
     assert got["version"] == 4 and got["timestamp"] == T + 5 and "clientToken" not in got
     assert messages.delta_message(shadow, "t1", T) == {
         "version": 4,
@@ -164,7 +168,7 @@ def test_messages_have_aws_shapes() -> None:
         "timestamp": T,
         "clientToken": "t1",
     }
-    docs = messages.documents_message(Shadow(3, reported={"color": "blue"}), shadow, None, T)
+    docs = messages.documents_message(before, shadow, None, T)
     assert docs["previous"]["version"] == 3 and docs["current"]["version"] == 4
     assert "previous" not in messages.documents_message(None, shadow, None, T)
 

@@ -220,3 +220,25 @@ async def test_two_writers_on_one_database_never_lose_an_update(
     versions = sorted(r.current.version for r in results)
     assert versions == list(range(2, 122))
     assert (await service.get("dev1", "")).version == 121
+
+
+class Unattached:
+    """A notifier whose MQTT server is gone (as the router before ``attach``)."""
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        from lantern.gateway.errors import GatewayError
+
+        raise GatewayError("the MQTT server is not attached")
+
+
+async def test_a_broadcast_that_cannot_be_sent_does_not_fail_the_committed_change(
+    db: Database,
+) -> None:
+    await add_things(db, "dev1")
+    service = ShadowService(ShadowsStore(db.transactions), Unattached())
+    try:
+        updated = await service.update("dev1", "", req({"state": {"desired": {"a": 1}}}))
+        service.publish(service.broadcasts("dev1", "", updated, None, 0))
+        assert (await service.get("dev1", "")).version == 1
+    finally:
+        await service.close()

@@ -15,9 +15,11 @@ change came over MQTT or HTTP.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 
+from lantern.errors import LanternError
 from lantern.gateway.router import Notifier
 from lantern.shadows import messages
 from lantern.shadows.batch import (
@@ -35,6 +37,8 @@ from lantern.store.group_commit import CommitFailed, GroupCommit
 from lantern.store.shadows import ShadowUnitOfWork, ShadowUnits
 
 __all__ = ["Deleted", "ShadowService", "Updated", "topic_prefix"]
+
+log = logging.getLogger(__name__)
 
 
 def topic_prefix(thing: str, shadow: str) -> str:
@@ -151,11 +155,15 @@ class ShadowService:
         return out
 
     def publish(self, messages_: Sequence[tuple[str, bytes]]) -> None:
-        """Send broadcasts to subscribers (nothing without a notifier)."""
+        """Send broadcasts to subscribers (nothing without a notifier). The change is committed
+        already: a broadcast that cannot be sent is logged, not raised."""
         if self._notifier is None:
             return
         for topic, payload in messages_:
-            self._notifier.publish(topic, payload, qos=1)
+            try:
+                self._notifier.publish(topic, payload, qos=1)
+            except LanternError as exc:
+                log.warning("shadow broadcast on %s not sent: %s", topic, exc)
 
     async def _submit(self, change: Change) -> Updated | Deleted:
         if self._closing:
