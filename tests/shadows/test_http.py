@@ -183,6 +183,15 @@ def test_cli(server: Server, device: Device) -> None:
     failed = server.cli("shadows", "get", device.thing, "--name", "cfg", check=False)
     assert failed.returncode == 1
     assert "404 ResourceNotFoundException: No shadow exists with name: 'cfg'" in failed.stderr
+    request = server.root / "request.json"
+    request.write_text('{"state": {"reported": {"mode": "auto"}}}')
+    from_file = json.loads(server.cli("shadows", "update", device.thing, f"@{request}").stdout)
+    assert from_file["state"] == {"reported": {"mode": "auto"}}
+    assert (
+        json.loads(server.cli("shadows", "get", device.thing).stdout)["state"].get("delta") is None
+    )
+    invalid = server.cli("shadows", "update", device.thing, "{nope", check=False)
+    assert invalid.returncode == 1 and "400 InvalidRequestException: Invalid JSON" in invalid.stderr
     stale = server.cli(
         "shadows", "update", device.thing, '{"state": {}, "version": 9}', check=False
     )
