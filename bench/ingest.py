@@ -19,27 +19,32 @@ observation (process CPU / observations): on this shared 2-core machine the wall
 with other load, CPU per observation much less.
 
     .venv/bin/python bench/ingest.py --mode both
+
+With ``--database-url postgresql+asyncpg://…`` every mode runs twice, on SQLite and then on a
+fresh database created on that PostgreSQL server (dropped afterwards), and prints both figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import secrets
 import socket
-import sqlite3
 import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
 from lantern.gateway.identity import ThingIdentity
 from lantern.gateway.router import DeviceRequest
@@ -49,7 +54,7 @@ from lantern.mqtt.reason_codes import ReasonCode
 from lantern.pki import CertificateAuthority, KeyType
 from lantern.store import Database
 from lantern.store import registry as reg
-from lantern.store.ingest import count_observations
+from lantern.store.ingest import count_observations, open_observation_sink
 
 TOPIC = "$aws/rules/FHIRIngest"
 PAYLOAD = json.dumps(
@@ -131,39 +136,75 @@ async def paced(
     return latencies
 
 
+@contextlib.asynccontextmanager
+async def database_urls(
+    args: argparse.Namespace, work: Path
+) -> AsyncIterator[list[tuple[str, str]]]:
+    """(label, URL) of the databases to measure: a SQLite file in ``work``, and with
+    ``--database-url`` a fresh database on that PostgreSQL server (dropped at the end)."""
+    urls = (
+        []
+        if args.only == "postgresql"
+        else [("sqlite", f"sqlite+aiosqlite:///{work / 'bench.db'}")]
+    )
+    if not args.database_url or args.only == "sqlite":
+        yield urls
+        return
+    import asyncpg
+
+    base = make_url(args.database_url)
+    admin_dsn = base.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    admin = await asyncpg.connect(admin_dsn)
+    name = f"lantern_bench_{secrets.token_hex(4)}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = base.set(database=name).render_as_string(hide_password=False)
+        yield [*urls, ("postgresql", url)]
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
 async def run_inprocess(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        url = args.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        db = await Database.open(url)
-        writer = GroupCommitWriter(db, batch_max=args.batch_max)
-        await writer.start()
-        service = ObservationService(writer, max_payload_bytes=16384)
-        await saturate(service, args.devices, args.inflight, 1.0)  # warm-up
-        before, batches_before = writer.committed, writer.batches
-        cpu0 = time.process_time()
-        t0 = time.perf_counter()
-        n = await saturate(service, args.devices, args.inflight, args.seconds)
-        elapsed = time.perf_counter() - t0
-        cpu = time.process_time() - cpu0
-        rate = n / elapsed
-        batches = writer.batches - batches_before
-        print(
-            f"[in-process] saturation: {rate:,.0f} durable observations/s "
-            f"({args.devices} devices x {args.inflight} in flight, {elapsed:.1f}s, "
-            f"avg batch {(writer.committed - before) / max(1, batches):.0f}; "
-            f"CPU {cpu / n * 1e6:.0f} us/observation, all threads)"
-        )
-        lat = await paced(service, args.devices, rate / 2, args.seconds)
-        p50, p99 = percentiles(lat)
-        print(
-            f"[in-process] half load ({rate / 2:,.0f}/s offered, {len(lat):,} sent): "
-            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms publish->ack"
-        )
-        await writer.stop()
-        async with db.connect() as conn:
-            total = await count_observations(conn)
-        print(f"[in-process] stored rows: {total:,} (every acknowledged observation)")
-        await db.close()
+        async with database_urls(args, Path(tmp)) as urls:
+            for label, url in urls:
+                await _run_inprocess(args, f"in-process {label}", url)
+
+
+async def _run_inprocess(args: argparse.Namespace, label: str, url: str) -> None:
+    db = await Database.open(url)
+    writer = GroupCommitWriter(open_observation_sink(db), batch_max=args.batch_max)
+    await writer.start()
+    service = ObservationService(writer, max_payload_bytes=16384)
+    await saturate(service, args.devices, args.inflight, 1.0)  # warm-up
+    before, batches_before = writer.committed, writer.batches
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    n = await saturate(service, args.devices, args.inflight, args.seconds)
+    elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    rate = n / elapsed
+    batches = writer.batches - batches_before
+    print(
+        f"[{label}] saturation: {rate:,.0f} durable observations/s "
+        f"({args.devices} devices x {args.inflight} in flight, {elapsed:.1f}s, "
+        f"avg batch {(writer.committed - before) / max(1, batches):.0f}; "
+        f"CPU {cpu / n * 1e6:.0f} us/observation, all threads)"
+    )
+    lat = await paced(service, args.devices, rate / 2, args.seconds)
+    p50, p99 = percentiles(lat)
+    print(
+        f"[{label}] half load ({rate / 2:,.0f}/s offered, {len(lat):,} sent): "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms publish->ack"
+    )
+    await writer.stop()
+    async with db.connect() as conn:
+        total = await count_observations(conn)
+    print(f"[{label}] stored rows: {total:,} (every acknowledged observation)")
+    await db.close()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -213,13 +254,16 @@ def cpu_seconds(pid: int) -> float:
 @dataclass
 class Server:
     data_dir: Path
+    database_url: str
     proc: subprocess.Popen[bytes]
     http_port: int
     mqtt_port: int
     log: Path
 
     @classmethod
-    def start(cls, work: Path, sqlite_writer: str | None = None) -> Server:
+    def start(
+        cls, work: Path, sqlite_writer: str | None = None, database_url: str | None = None
+    ) -> Server:
         data_dir, http_port, mqtt_port = work / "data", free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("LANTERN_")}
         env.update(
@@ -229,6 +273,8 @@ class Server:
         )
         if sqlite_writer:
             env["LANTERN_INGEST__SQLITE_WRITER"] = sqlite_writer
+        if database_url:
+            env["LANTERN_DATABASE_URL"] = database_url
         log = work / "serve.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -237,7 +283,8 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        server = cls(data_dir, proc, http_port, mqtt_port, log)
+        url = database_url or f"sqlite+aiosqlite:///{data_dir / 'lantern.db'}"
+        server = cls(data_dir, url, proc, http_port, mqtt_port, log)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -265,7 +312,7 @@ async def register_devices(server: Server, n: int, out: Path) -> list[tuple[str,
     """Issue N device certificates with the server's CA and register them as provisioning
     would: thing + ACTIVE device certificate attached to it."""
     ca, _ = CertificateAuthority.load_or_create(server.data_dir / "ca")
-    db = await Database.open(f"sqlite+aiosqlite:///{server.data_dir / 'lantern.db'}")
+    db = await Database.open(server.database_url)
     devices = []
     now = time.time()
     async with db.transaction() as conn:
@@ -363,15 +410,18 @@ class BenchDevice(asyncio.Protocol):
 
 async def run_mqtt(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        server = Server.start(work, args.sqlite_writer)
-        try:
-            await _run_mqtt(args, server, work)
-        finally:
-            server.stop()
+        async with database_urls(args, Path(tmp)) as urls:
+            for label, url in urls:
+                work = Path(tmp) / label
+                work.mkdir()
+                server = Server.start(work, args.sqlite_writer, None if label == "sqlite" else url)
+                try:
+                    await _run_mqtt(args, f"mqtt {label}", server, work)
+                finally:
+                    server.stop()
 
 
-async def _run_mqtt(args: argparse.Namespace, server: Server, work: Path) -> None:
+async def _run_mqtt(args: argparse.Namespace, label: str, server: Server, work: Path) -> None:
     certs = work / "certs"
     certs.mkdir()
     registered = await register_devices(server, args.mqtt_devices, certs)
@@ -424,7 +474,7 @@ async def _run_mqtt(args: argparse.Namespace, server: Server, work: Path) -> Non
     cpu = cpu_seconds(server.proc.pid) - cpu0
     rate = n / elapsed
     print(
-        f"[mqtt] saturation: {rate:,.0f} durable observations/s acknowledged "
+        f"[{label}] saturation: {rate:,.0f} durable observations/s acknowledged "
         f"({len(devices)} devices x {args.mqtt_inflight} in flight, {elapsed:.1f}s; "
         f"server CPU {cpu / max(1, n) * 1e6:.0f} us/observation)"
     )
@@ -447,17 +497,18 @@ async def _run_mqtt(args: argparse.Namespace, server: Server, work: Path) -> Non
     record[0] = False
     p50, p99 = percentiles(latencies)
     print(
-        f"[mqtt] half load ({half:,.0f}/s offered, {len(latencies):,} acknowledged): "
+        f"[{label}] half load ({half:,.0f}/s offered, {len(latencies):,} acknowledged): "
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms publish->PUBACK"
     )
     total_acked = sum(d.acked for d in devices)
     for d in devices:
         assert d.transport is not None
         d.transport.close()
-    conn = sqlite3.connect(f"file:{server.data_dir / 'lantern.db'}?mode=ro", uri=True)
-    stored = conn.execute("SELECT count(*) FROM observations").fetchone()[0]
-    conn.close()
-    print(f"[mqtt] PUBACKs {total_acked:,}, stored rows {stored:,} (stored >= acknowledged)")
+    db = await Database.open(server.database_url, migrate=False)
+    async with db.connect() as conn:
+        stored = await count_observations(conn)
+    await db.close()
+    print(f"[{label}] PUBACKs {total_acked:,}, stored rows {stored:,} (stored >= acknowledged)")
     assert stored >= total_acked
 
 
@@ -486,7 +537,16 @@ def main() -> None:
         help="mqtt: the server's ingest.sqlite_writer (default: the server's default)",
     )
     ap.add_argument(
-        "--database-url", default=None, help="in-process; default: SQLite in a temp dir"
+        "--database-url",
+        default=None,
+        help="also measure on a fresh database on this PostgreSQL server "
+        "(postgresql+asyncpg://user@host/any), beside SQLite",
+    )
+    ap.add_argument(
+        "--only",
+        choices=["sqlite", "postgresql"],
+        default=None,
+        help="with --database-url: measure only this database",
     )
     args = ap.parse_args()
     if args.mode in ("inprocess", "both"):

@@ -1,9 +1,13 @@
 """Fleet provisioning benchmark: complete provisioning flows per second, and mTLS connects per
 second beside ``openssl s_server``/``s_time`` as the handshake reference.
 
-Not a test. Run ``python bench/provisioning.py`` (1,000 devices per path) or ``--devices 200``.
+Not a test. Run ``python bench/provisioning.py`` (1,000 devices per path) or ``--devices 200``;
+``--database-url postgresql+asyncpg://user@host/db`` runs every path again on PostgreSQL (each
+server gets a database of its own on that server, dropped after) and prints the figures side by
+side.
 
-What it measures, against a ``lantern serve`` it starts on free loopback ports (SQLite):
+What it measures, against a ``lantern serve`` it starts on free loopback ports (SQLite, then
+PostgreSQL with ``--database-url``):
 
 - **flows/s**: a burst of N devices, each a complete flow as a device runs it with
   ``lantern.device.provision`` (paho-mqtt): new mTLS connection with the claim certificate,
@@ -33,17 +37,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import resource
+import secrets
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -69,10 +78,43 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def database_url_of(proc: LanternProcess) -> str:
+    return proc.env.get("LANTERN_DATABASE_URL") or (
+        f"sqlite+aiosqlite:///{proc.data_dir / 'lantern.db'}"
+    )
+
+
+@contextlib.contextmanager
+def server_database(server_url: str | None) -> Iterator[str | None]:
+    """None (SQLite in the data directory), or a new database on the PostgreSQL server at
+    ``server_url``, dropped after."""
+    if server_url is None:
+        yield None
+        return
+    import asyncpg
+
+    base = make_url(server_url)
+    admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"lantern_bench_{secrets.token_hex(4)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 def make_claim(proc: LanternProcess, out: Path) -> tuple[Path, Path, Path]:
     async def work() -> tuple[str, str]:
         ca, _ = CertificateAuthority.load_or_create(proc.data_dir / "ca")
-        db = await Database.open(f"sqlite+aiosqlite:///{proc.data_dir / 'lantern.db'}")
+        db = await Database.open(database_url_of(proc))
         try:
             _, issued = await create_claim(db, ca, ["DefaultProvisioningTemplate"])
         finally:
@@ -254,8 +296,12 @@ def stop_server(proc: LanternProcess, log_file: Path) -> int:
     return len(errors)
 
 
-def run_server(tmp: Path, name: str, key_type: str, pool: int | None = None) -> LanternProcess:
+def run_server(
+    tmp: Path, name: str, key_type: str, pool: int | None = None, database_url: str | None = None
+) -> LanternProcess:
     env = {"LANTERN_PROVISIONING__KEY_TYPE": key_type, "LANTERN_LOG_LEVEL": "warning"}
+    if database_url is not None:
+        env["LANTERN_DATABASE_URL"] = database_url
     if pool is not None:
         env["LANTERN_PROVISIONING__KEY_POOL_SIZE"] = str(pool)
     proc = LanternProcess(tmp / name, env=env)
@@ -287,6 +333,78 @@ def show(title: str, figures: dict[str, float]) -> None:
     )
 
 
+Results = dict[str, dict[str, float]]
+
+
+def run_paths(args: argparse.Namespace, tmp: Path, server_url: str | None) -> Results:
+    """Every path against fresh servers on one kind of database; the figures by path."""
+    out: Results = {}
+    phases: list[tuple[str, str, str, bool, int | None]] = [
+        ("server-key RSA-2048 (AWS default)", "rsa", "rsa-2048", False, None),
+        ("server-key RSA-2048, pool = burst", "rsa-pool", "rsa-2048", False, args.devices),
+        ("CSR (device P-256 key)", "csr", "rsa-2048", True, None),
+    ]
+    if args.ec:
+        phases.append(("server-key EC P-256", "ec", "ec-p256", False, None))
+    label = "sqlite" if server_url is None else "postgres"
+    for title, name, key_type, use_csr, pool in phases:
+        with server_database(server_url) as url:
+            proc = run_server(tmp, f"{label}-{name}", key_type, pool, url)
+            try:
+                # Startup work (and the key pool filling from startup) is not part of the burst.
+                waited, fill_cpu = wait_until_idle(proc)
+                if pool is not None:
+                    print(
+                        f"  (key pool of {pool} filled at startup: {waited:.0f} s, "
+                        f"{fill_cpu:.0f} CPU-s in background threads)"
+                    )
+                claim = make_claim(proc, tmp / f"claim-{label}-{name}")
+                _, figures = burst(proc, claim, args.devices, args.concurrency, use_csr)
+            finally:
+                errors = stop_server(proc, args.logs / f"provisioning-{label}-{name}.log")
+        out[title] = {**figures, "server_errors": errors}
+        show(title, out[title])
+    with server_database(server_url) as url:
+        proc = run_server(tmp, f"{label}-connects", "ec-p256", database_url=url)
+        try:
+            claim = make_claim(proc, tmp / f"claim-{label}-connects")
+            devices, _ = burst(proc, claim, 60, args.concurrency, True)
+            title = "MQTT connects (mTLS, device cert)"
+            out[title] = mqtt_connects(
+                proc, devices, proc.ca_file, tmp, args.connects, args.concurrency
+            )
+            show(title, out[title])
+            d = devices[0]
+            cert, key = tmp / f"hs-{label}.pem", tmp / f"hs-{label}.key"
+            cert.write_text(d.certificate_pem)
+            key.write_text(d.private_key_pem)
+            title = "TLS handshakes/s (s_time -new)"
+            out[title] = handshake_reference(proc, cert, key, args.seconds)
+            show(title, out[title])
+        finally:
+            stop_server(proc, args.logs / f"provisioning-{label}-connects.log")
+    return out
+
+
+_SUMMARY = ("flows_per_s", "p50_ms", "p99_ms", "server_ms", "failures", "connects_per_s")
+
+
+def side_by_side(results: dict[str, Results]) -> None:
+    labels = list(results)
+    first = results[labels[0]]
+    rows = [
+        (f"{title}: {key}", [results[label][title].get(key) for label in labels])
+        for title in first
+        for key in _SUMMARY
+        if key in first[title]
+    ]
+    width = max(len(name) for name, _ in rows)
+    print("\n" + " " * width + "".join(f"{label:>12}" for label in labels))
+    for name, values in rows:
+        cells = "".join(f"{'-' if v is None else f'{v:.1f}':>12}" for v in values)
+        print(f"{name:{width}}{cells}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=1000)
@@ -294,6 +412,11 @@ def main() -> None:
     parser.add_argument("--connects", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=5, help="s_time duration per run")
     parser.add_argument("--ec", action="store_true", help="also the server-key path with EC")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server (postgresql+asyncpg://user@host/db) to run every path on too",
+    )
     parser.add_argument(
         "--logs",
         type=Path,
@@ -308,47 +431,12 @@ def main() -> None:
         print(
             f"{args.devices} devices per path, {args.concurrency} at a time; {os.cpu_count()} CPUs"
         )
-        phases: list[tuple[str, str, str, bool, int | None]] = [
-            ("server-key RSA-2048 (AWS default)", "rsa", "rsa-2048", False, None),
-            ("server-key RSA-2048, pool = burst", "rsa-pool", "rsa-2048", False, args.devices),
-            ("CSR (device P-256 key)", "csr", "rsa-2048", True, None),
-        ]
-        if args.ec:
-            phases.append(("server-key EC P-256", "ec", "ec-p256", False, None))
-        devices: list[ProvisionResult] = []
-        for title, name, key_type, use_csr, pool in phases:
-            proc = run_server(tmp, name, key_type, pool)
-            try:
-                # Startup work (and the key pool filling from startup) is not part of the burst.
-                waited, fill_cpu = wait_until_idle(proc)
-                if pool is not None:
-                    print(
-                        f"  (key pool of {pool} filled at startup: {waited:.0f} s, "
-                        f"{fill_cpu:.0f} CPU-s in background threads)"
-                    )
-                claim = make_claim(proc, tmp / f"claim-{name}")
-                results, figures = burst(proc, claim, args.devices, args.concurrency, use_csr)
-                devices = devices or results
-            finally:
-                errors = stop_server(proc, args.logs / f"provisioning-{name}.log")
-            show(title, {**figures, "server_errors": errors})
-        proc = run_server(tmp, "connects", "ec-p256")
-        try:
-            claim = make_claim(proc, tmp / "claim-connects")
-            devices, _ = burst(proc, claim, 60, args.concurrency, True)
-            show(
-                "MQTT connects (mTLS, device cert)",
-                mqtt_connects(proc, devices, proc.ca_file, tmp, args.connects, args.concurrency),
-            )
-            d = devices[0]
-            cert, key = tmp / "hs.pem", tmp / "hs.key"
-            cert.write_text(d.certificate_pem)
-            key.write_text(d.private_key_pem)
-            show(
-                "TLS handshakes/s (s_time -new)", handshake_reference(proc, cert, key, args.seconds)
-            )
-        finally:
-            stop_server(proc, args.logs / "provisioning-connects.log")
+        results: dict[str, Results] = {}
+        for label, url in (("SQLite", None), ("PostgreSQL", args.database_url)):
+            if label == "SQLite" or url is not None:
+                print(f"{label}:")
+                results[label] = run_paths(args, tmp, url)
+        side_by_side(results)
         print(f"server logs: {args.logs}")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lantern.audit import Actor, acting_as
-from lantern.audit.query import entry_json, read_page
+from lantern.audit.queries import entry_json, read_page
 from lantern.gateway import accounts
 from lantern.ingest import tokens
 from lantern.jobs.catalog import FirmwareCatalog, ThingGroups

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from lantern.audit import Actor, AuditError, acting_as, audited
 from lantern.audit.auth_failures import AuthFailures
-from lantern.audit.query import AuditQueryError, read_page
+from lantern.audit.queries import AuditQueryError, read_page
 from lantern.store import Database
 from lantern.store import audit as repo
 from lantern.store.schema.audit import audit_log

@@ -7,8 +7,9 @@ import sqlite3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import Column, Integer, MetaData, String, Table
 
-from lantern.store.sqlite.rows import MAX_VARIABLES, multirow_inserts
+from lantern.store.sqlite.rows import MAX_VARIABLES, insert_template, multirow_inserts
 
 HEAD = "INSERT INTO t (a, b, c, state) VALUES "
 ROW = "(?, ?, ?, 'new')"
@@ -68,3 +69,17 @@ def test_a_row_of_the_wrong_width_is_refused_before_any_statement() -> None:
         next(statements)
     with pytest.raises(ValueError, match="at least one"):
         list(multirow_inserts(HEAD, "(1)", [()]))
+
+
+def test_a_template_compiled_from_a_core_table_inserts_its_columns() -> None:
+    table = Table("t2", MetaData(), Column("n", Integer, primary_key=True), Column("s", String))
+    head, row = insert_template(table, ("n", "s"))
+    assert (head, row) == ("INSERT INTO t2 (n, s) VALUES ", "(?, ?)")
+    for wrong in (("s", "n"), ("n", "nope")):  # values would land in the wrong columns
+        with pytest.raises(ValueError, match="in its order"):
+            insert_template(table, wrong)
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t2 (n INTEGER PRIMARY KEY, s TEXT)")
+    for sql, params in multirow_inserts(head, row, [(i, str(i)) for i in range(300)]):
+        conn.execute(sql, params)
+    assert conn.execute("SELECT count(*), sum(n) FROM t2").fetchone() == (300, sum(range(300)))

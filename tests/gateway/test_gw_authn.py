@@ -1,5 +1,6 @@
 """Authentication from the registry: claim and device certificates, client id binding, users,
-anonymous listeners; and the revocation watcher closing live connections."""
+anonymous listeners; and the revocation watcher closing live connections. On SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from lantern.pki import CertificateAuthority, IssuedCertificate, KeyType
 from lantern.provisioning.admin import create_claim, revoke_claim, set_certificate_status
 from lantern.store import Database
 from lantern.store import registry as reg
-from lantern.store import registry_access as acc
+from lantern.store.registry import access as acc
 
 
 @dataclass
@@ -42,13 +43,12 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
 
 
 @pytest.fixture
-async def env(tmp_path: Path, ca: CertificateAuthority) -> AsyncIterator[Env]:
-    db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
+async def env(db: Database, ca: CertificateAuthority) -> AsyncIterator[Env]:
+    """An authenticator on a fresh registry: SQLite, then PostgreSQL (the ``db`` fixture)."""
     authorizer = GatewayAuthorizer()
     yield Env(
         db, ca, authorizer, GatewayAuthenticator(db, ca, authorizer, anonymous_listeners=["ws"])
     )
-    await db.close()
 
 
 def der(issued: IssuedCertificate) -> bytes:

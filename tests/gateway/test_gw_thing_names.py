@@ -32,17 +32,17 @@ def test_first_level_of_names_and_filters() -> None:
     assert first_level("/dev1") == ""
 
 
-async def test_load_then_poll_with_slack(sqlite_db: Database) -> None:
+async def test_load_then_poll_with_slack(db: Database) -> None:
     now = [1000.0]
-    await _thing(sqlite_db, "old", 10.0)
-    names = ThingNames(sqlite_db, slack=60.0, clock=lambda: now[0])
+    await _thing(db, "old", 10.0)
+    names = ThingNames(db, slack=60.0, clock=lambda: now[0])
     assert not names.covers("old/x")  # nothing is known before the load
     await names.ensure_loaded()
     assert names.covers("old/x") and names.covers("$share/g/old/#")
     assert not names.covers("other/old") and not names.covers("#")
     # Created by another process, stamped a little before the load (a late commit): found.
-    await _thing(sqlite_db, "late", 990.0)
-    await _thing(sqlite_db, "new", 1001.0)
+    await _thing(db, "late", 990.0)
+    await _thing(db, "new", 1001.0)
     now[0] = 1002.0
     assert await names.poll_once() == 2
     assert "late" in names and "new" in names

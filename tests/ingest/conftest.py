@@ -24,6 +24,7 @@ from lantern.ingest.observations import ObservationService
 from lantern.ingest.writer import GroupCommitWriter
 from lantern.runtime.datadir import DataDir
 from lantern.store import Database
+from lantern.store.ingest import open_observation_sink
 from lantern.store.objects import LocalObjectStore
 from lantern.store.registry import ThingRecord, insert_thing
 from lantern.store.schema.ingest import files, observation_codes, observations, upload_links
@@ -89,8 +90,9 @@ async def add_project(db: Database, name: str) -> None:
 
 
 @pytest.fixture
-async def writer(sqlite_db: Database) -> AsyncIterator[GroupCommitWriter]:
-    w = GroupCommitWriter(sqlite_db, batch_max=256)
+async def writer(db: Database) -> AsyncIterator[GroupCommitWriter]:
+    """The observation writer over ``db`` (SQLite and PostgreSQL), as the runtime builds it."""
+    w = GroupCommitWriter(open_observation_sink(db), batch_max=256)
     await w.start()
     yield w
     await w.stop()
@@ -139,13 +141,13 @@ async def serve_http(app: object) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def http_app(sqlite_db: Database, data_dir: Path) -> AsyncIterator[HttpApp]:
+async def http_app(db: Database, data_dir: Path) -> AsyncIterator[HttpApp]:
     dd = DataDir(data_dir)
     dd.ensure()
     clock = [1_700_000_000.0]
     base: list[str] = [""]
     service = FileLinkService(
-        sqlite_db,
+        db,
         LocalObjectStore(dd.files_dir),
         UrlSigner(b"s" * 32),
         base_url=lambda: base[0],
@@ -157,13 +159,13 @@ async def http_app(sqlite_db: Database, data_dir: Path) -> AsyncIterator[HttpApp
     )
     app = create_app(
         routers=[
-            build_fhir_router(sqlite_db, admin_token=dd.admin_token, public_url=lambda: None),
+            build_fhir_router(db, admin_token=dd.admin_token, public_url=lambda: None),
             build_files_router(service, admin_token=dd.admin_token),
         ]
     )
     async with serve_http(app) as url:
         base[0] = url
-        yield HttpApp(url, dd.admin_token(), sqlite_db, service, data_dir, clock)
+        yield HttpApp(url, dd.admin_token(), db, service, data_dir, clock)
 
 
 __all__ = [

@@ -1,13 +1,17 @@
 """Helpers of the end-to-end ingest tests: provision a device against a real ``lantern serve``,
-read the server's SQLite database read-only, a paho client that records PUBACKs."""
+read what the server committed (its SQLite file read-only, or its PostgreSQL database), a paho
+client that records PUBACKs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from support.postgres import fresh_postgres_database
 from support.process import LanternProcess
 from support.provisioning_env import Claim, lantern_cli, provision_device
 
@@ -48,32 +53,116 @@ def new_device(server: LanternProcess, claim: Claim, certs_dir: Path, serial: st
     return Device(result.thing_name, files.cert, files.key, ca, certs_dir)
 
 
-def db_path(server: LanternProcess) -> Path:
-    return server.data_dir / "lantern.db"
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for a module-scoped (synchronous) fixture."""
+    urls: queue.Queue[str | BaseException] = queue.Queue()
+    release = threading.Event()
 
+    async def hold() -> None:
+        try:
+            async with fresh_postgres_database() as url:
+                urls.put(url)
+                await asyncio.to_thread(release.wait)
+        except BaseException as exc:  # e.g. pytest's skip when no server answers
+            urls.put(exc)
 
-def stored_patient_ids(path: Path, thing: str) -> set[str]:
-    """Patient ids of the observations the server has committed for ``thing`` (read-only)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    holder = threading.Thread(target=asyncio.run, args=(hold(),))
+    holder.start()
     try:
-        rows = conn.execute(
-            "SELECT patient_id FROM observations WHERE thing_name = ?", (thing,)
-        ).fetchall()
+        url = urls.get(timeout=30)
+        if isinstance(url, BaseException):
+            raise url
+        yield url
     finally:
-        conn.close()
+        release.set()
+        holder.join(60)
+
+
+def stored_db(server: LanternProcess) -> Path | str:
+    """Where ``server`` stores: its PostgreSQL URL (``LANTERN_DATABASE_URL``) or SQLite file."""
+    return server.env.get("LANTERN_DATABASE_URL") or server.data_dir / "lantern.db"
+
+
+def _query(db: Path | str, sql: str, thing: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` (one parameter: the thing name) on committed data, read-only."""
+    if isinstance(db, Path):
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute(sql.replace("$1", "?"), (thing,)).fetchall()
+        finally:
+            conn.close()
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        import asyncpg
+        from sqlalchemy.engine import make_url
+
+        dsn = make_url(db).set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            return [tuple(r) for r in await conn.fetch(sql, thing)]
+        finally:
+            await conn.close()
+
+    # Called from test code and from paho's callback thread: a loop of its own either way.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, fetch()).result()
+
+
+def _execute(db: Path | str, sql: str) -> None:
+    """Run one statement (DDL) on the server's database beside the running server."""
+    if isinstance(db, Path):
+        conn = sqlite3.connect(db, timeout=10)
+        try:
+            conn.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+        return
+
+    async def run() -> None:
+        import asyncpg
+        from sqlalchemy.engine import make_url
+
+        dsn = make_url(db).set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, run()).result()
+
+
+@contextlib.contextmanager
+def observations_refused(db: Path | str) -> Iterator[None]:
+    """While inside, every INSERT into ``observations`` fails (a trigger on SQLite, a CHECK
+    constraint on PostgreSQL): each transaction of the server's observation writer fails."""
+    if isinstance(db, Path):
+        _execute(
+            db,
+            "CREATE TRIGGER test_refuse BEFORE INSERT ON observations "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        undo = "DROP TRIGGER test_refuse"
+    else:
+        _execute(db, "ALTER TABLE observations ADD CONSTRAINT test_refuse CHECK (false) NOT VALID")
+        undo = "ALTER TABLE observations DROP CONSTRAINT test_refuse"
+    try:
+        yield
+    finally:
+        _execute(db, undo)
+
+
+def stored_patient_ids(db: Path | str, thing: str) -> set[str]:
+    """Patient ids of the observations the server has committed for ``thing``."""
+    rows = _query(db, "SELECT patient_id FROM observations WHERE thing_name = $1", thing)
     return {r[0] for r in rows if r[0] is not None}
 
 
-def count_for_thing(path: Path, thing: str) -> int:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(
-            conn.execute(
-                "SELECT count(*) FROM observations WHERE thing_name = ?", (thing,)
-            ).fetchone()[0]
-        )
-    finally:
-        conn.close()
+def count_for_thing(db: Path | str, thing: str) -> int:
+    return int(_query(db, "SELECT count(*) FROM observations WHERE thing_name = $1", thing)[0][0])
 
 
 def observation(value: object = "98", patient: str | None = None) -> bytes:

@@ -17,9 +17,9 @@ from .mqtt_kit import (
     DeviceConnection,
     count_for_thing,
     create_claim,
-    db_path,
     new_device,
     observation,
+    stored_db,
     stored_patient_ids,
 )
 
@@ -94,7 +94,7 @@ def test_every_acknowledged_observation_survives_kill_9(tmp_path: Path) -> None:
             sent_total += publisher.sent
         acked |= publisher.acknowledged()
         proc = start(data_dir)
-        stored = stored_patient_ids(db_path(proc), device.name)
+        stored = stored_patient_ids(stored_db(proc), device.name)
         lost = acked - stored
         assert not lost, f"cycle {cycle}: {len(lost)} acknowledged observations lost"
         # Stored rows are whole: the FHIR API counts the same rows.
@@ -104,8 +104,8 @@ def test_every_acknowledged_observation_survives_kill_9(tmp_path: Path) -> None:
             params={"device": device.name, "_count": "1"},
             headers={"Authorization": f"Bearer {admin}"},
         ).json()
-        assert bundle["total"] == count_for_thing(db_path(proc), device.name) >= len(acked)
-    stored_total = count_for_thing(db_path(proc), device.name)
+        assert bundle["total"] == count_for_thing(stored_db(proc), device.name) >= len(acked)
+    stored_total = count_for_thing(stored_db(proc), device.name)
     proc.stop()
     elapsed = time.monotonic() - t0
     print(

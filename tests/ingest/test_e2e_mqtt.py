@@ -31,21 +31,36 @@ from .mqtt_kit import (
     DeviceConnection,
     count_for_thing,
     create_claim,
-    db_path,
     new_device,
     observation,
+    observations_refused,
+    postgres_database,
+    stored_db,
     stored_patient_ids,
 )
 
 INGEST = "$aws/rules/FHIRIngest"
 LINK = "$aws/rules/CreateFileUploadLink"
 PAYLOAD_FORMAT_INVALID = 0x99
+UNSPECIFIED_ERROR = 0x80
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanternProcess]:
-    proc = LanternProcess(tmp_path_factory.mktemp("lantern") / "data")
-    with proc:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LanternProcess]:
+    """``lantern serve`` on its SQLite file, and once more on a fresh PostgreSQL database."""
+    data_dir = tmp_path_factory.mktemp("lantern") / "data"
+    if request.param == "sqlite":
+        with LanternProcess(data_dir) as proc:
+            yield proc
+        return
+    with (
+        postgres_database() as url,
+        LanternProcess(data_dir, {"LANTERN_DATABASE_URL": url}) as proc,
+    ):
         yield proc
 
 
@@ -74,7 +89,7 @@ def fhir_get(server: LanternProcess, path: str) -> dict[str, Any]:
 def test_paho_observations_are_committed_before_their_puback(
     server: LanternProcess, device: Device, version: int
 ) -> None:
-    db = db_path(server)
+    db = stored_db(server)
     stored_at_puback: dict[int, set[str]] = {}
 
     def on_puback(mid: int, reason: int) -> None:
@@ -159,6 +174,30 @@ BAD_PAYLOADS = [
 ]
 
 
+def test_a_batch_that_cannot_commit_fails_every_publish_in_it_and_stores_none(
+    server: LanternProcess, device: Device
+) -> None:
+    """While the database refuses observations, every QoS 1 PUBLISH gets PUBACK 0x80 and a
+    rejected reply (statusCode 500), and nothing is stored; then the server stores again."""
+    db = stored_db(server)
+    rejected = f"{device.name}/FHIRIngest/rejected"
+    accepted = f"{device.name}/FHIRIngest/accepted"
+    with DeviceConnection(server.mqtt_port, device, 5) as conn:
+        conn.subscribe(accepted)
+        conn.subscribe(rejected)
+        with observations_refused(db):
+            mids = [conn.publish(INGEST, observation("97", f"refused-{i}")) for i in range(20)]
+            assert [conn.puback(m) for m in mids] == [UNSPECIFIED_ERROR] * 20
+            for _ in mids:
+                topic, body = conn.expect((rejected, accepted))
+                assert topic == rejected
+                assert body["statusCode"] == 500 and body["errorCode"] == "InternalFailure"
+            assert count_for_thing(db, device.name) == 0
+        assert conn.puback(conn.publish(INGEST, observation("98", "after"))) == 0
+        assert conn.expect((rejected, accepted))[0] == accepted
+    assert stored_patient_ids(db, device.name) == {"after"}
+
+
 def test_bad_payloads_get_0x99_and_a_rejected_reply_naming_the_field(
     server: LanternProcess, device: Device
 ) -> None:
@@ -175,7 +214,7 @@ def test_bad_payloads_get_0x99_and_a_rejected_reply_naming_the_field(
             assert field in body["errorMessage"], (field, body)
             if code is not None:
                 assert body["errorCode"] == code
-    assert count_for_thing(db_path(server), device.name) == 0
+    assert count_for_thing(stored_db(server), device.name) == 0
 
 
 def test_mqtt311_bad_payload_gets_a_rejected_reply(server: LanternProcess, device: Device) -> None:
@@ -186,7 +225,7 @@ def test_mqtt311_bad_payload_gets_a_rejected_reply(server: LanternProcess, devic
         assert conn.puback(mid) == 0  # 3.1.1 PUBACKs carry no reason
         _, body = conn.expect((rejected,))
     assert "value" in body["errorMessage"]
-    assert count_for_thing(db_path(server), device.name) == 0
+    assert count_for_thing(stored_db(server), device.name) == 0
 
 
 class SdkDevice:
@@ -247,7 +286,7 @@ def test_awsiotsdk_mqtt5_client_records_observations(
 ) -> None:
     accepted = f"{device.name}/FHIRIngest/accepted"
     rejected = f"{device.name}/FHIRIngest/rejected"
-    db = db_path(server)
+    db = stored_db(server)
     with SdkDevice(server, device) as sdk:
         sdk.subscribe(accepted, rejected)
         for i in range(5):
@@ -333,7 +372,7 @@ def test_device_commands_upload_an_observation_and_a_file(
     )  # fmt: skip
     assert refused.returncode == 1
     assert "rejected" in refused.stderr and "value" in refused.stderr
-    assert count_for_thing(db_path(server), device.name) == 1
+    assert count_for_thing(stored_db(server), device.name) == 1
 
     picture = tmp_path / "pic.png"
     picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200_000))

@@ -21,8 +21,9 @@ from lantern.ingest.observation import (
     parse_observation,
 )
 from lantern.store import Database
-from lantern.store.ingest import ObservationRow, SqliteObservationWriter
-from lantern.store.ingest_process import ProcessObservationWriter
+from lantern.store.ingest import EngineObservationSink, ObservationRow, open_observation_sink
+from lantern.store.sqlite.ingest_process import ProcessObservationWriter
+from lantern.store.sqlite.observations import SqliteObservationWriter
 
 RECEIVED = datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -125,7 +126,7 @@ def counts(path: str) -> tuple[int, int, int]:
 async def test_sqlite_writer_stores_a_batch_whole_or_not_at_all(
     sqlite_db: Database, kind: type[ProcessObservationWriter | SqliteObservationWriter]
 ) -> None:
-    path = SqliteObservationWriter.path_of(sqlite_db)
+    path = sqlite_db.sqlite_path
     assert path is not None
     writer = kind(path)
     try:
@@ -172,7 +173,7 @@ async def test_sqlite_writer_stores_every_value_exactly(
 ) -> None:
     """Batches of any size (split into multi-row statements): floats, text and NULLs come back
     unchanged, every code at its position, outbox rows only when asked for."""
-    path = SqliteObservationWriter.path_of(sqlite_db)
+    path = sqlite_db.sqlite_path
     assert path is not None
     writer = SqliteObservationWriter(path)
     conn = sqlite3.connect(path)
@@ -212,7 +213,8 @@ async def test_sqlite_writer_stores_every_value_exactly(
 async def test_in_memory_database_has_no_sqlite_writer() -> None:
     db = await Database.open("sqlite+aiosqlite:///:memory:")
     try:
-        assert SqliteObservationWriter.path_of(db) is None
+        assert db.sqlite_path is None
+        assert isinstance(open_observation_sink(db), EngineObservationSink)
     finally:
         await db.close()
 
@@ -254,3 +256,18 @@ def test_bad_or_huge_string_values_are_rejected(text: str) -> None:
     with pytest.raises(PayloadRejected) as exc:
         parse_observation(json.dumps(body).encode(), max_bytes=16384)
     assert exc.value.field == "value"
+
+
+async def test_the_store_picks_the_sink_for_the_database(db: Database) -> None:
+    """A SQLite file gets its writer process (default) or thread, two batches in flight; any
+    other database the engine (PostgreSQL: two batches at once on connections of their own)."""
+    if db.sqlite_path is not None:
+        process = open_observation_sink(db)
+        thread = open_observation_sink(db, writer="thread")
+        assert isinstance(process, ProcessObservationWriter)
+        assert isinstance(thread, SqliteObservationWriter)
+        assert process.pipeline == thread.pipeline == 2
+    else:
+        sink = open_observation_sink(db, writer="thread")  # no SQLite writer off SQLite
+        assert isinstance(sink, EngineObservationSink)
+        assert sink.pipeline == 2

@@ -18,6 +18,7 @@ from lantern.ingest.errors import TokenError
 from lantern.ingest.observations import ObservationService
 from lantern.ingest.writer import GroupCommitWriter
 from lantern.store import ingest as repo
+from lantern.store.ingest import open_observation_sink
 
 from .conftest import HttpApp, add_project, add_thing, request, thing
 
@@ -50,7 +51,7 @@ async def record(
 
 @pytest.fixture
 async def populated(http_app: HttpApp) -> dict[str, str]:
-    writer = GroupCommitWriter(http_app.db)
+    writer = GroupCommitWriter(open_observation_sink(http_app.db))
     await writer.start()
     service = ObservationService(writer, max_payload_bytes=4096)
     await add_project(http_app.db, "clinic")

@@ -9,6 +9,7 @@ from lantern.ingest.observations import ObservationService
 from lantern.ingest.writer import GroupCommitWriter
 from lantern.store import Database
 from lantern.store import ingest as repo
+from lantern.store.ingest import open_observation_sink
 
 from .conftest import request, serve_http, thing
 from .fhir_standin import FhirStandIn
@@ -18,19 +19,19 @@ PAYLOAD = json.dumps(
 ).encode()
 
 
-async def test_forwarding_retries_then_delivers_and_gives_up_on_4xx(sqlite_db: Database) -> None:
+async def test_forwarding_retries_then_delivers_and_gives_up_on_4xx(db: Database) -> None:
     standin = FhirStandIn(fail_next=[503, 429])
     clock = [1000.0]
     async with serve_http(standin.app()) as url:
         forwarder = FhirForwarder(
-            sqlite_db,
+            db,
             base_url=url + "/fhir",
             token="fwd-secret",
             max_attempts=5,
             retry_seconds=2.0,
             clock=lambda: clock[0],
         )
-        writer = GroupCommitWriter(sqlite_db, outbox=True, clock=lambda: clock[0])
+        writer = GroupCommitWriter(open_observation_sink(db), outbox=True, clock=lambda: clock[0])
         await writer.start()
         service = ObservationService(writer, max_payload_bytes=4096)
         result = await service.handle(request("$aws/rules/FHIRIngest", PAYLOAD, thing("dev1")))
@@ -45,47 +46,47 @@ async def test_forwarding_retries_then_delivers_and_gives_up_on_4xx(sqlite_db: D
         assert await forwarder.run_once() == 1
         assert standin.stored[oid]["id"] == oid
         assert standin.auth_seen == ["Bearer fwd-secret"] * 3
-        async with sqlite_db.connect() as conn:
+        async with db.connect() as conn:
             assert await repo.outbox_states(conn) == {"delivered": 1}
 
         # a permanent 4xx is given up at once and kept as failed
         standin.fail_next = [422]
-        writer = GroupCommitWriter(sqlite_db, outbox=True, clock=lambda: clock[0])
+        writer = GroupCommitWriter(open_observation_sink(db), outbox=True, clock=lambda: clock[0])
         await writer.start()
         service = ObservationService(writer, max_payload_bytes=4096)
         await service.handle(request("$aws/rules/FHIRIngest", PAYLOAD, thing("dev1")))
         await writer.stop()
         assert await forwarder.run_once() == 0
-        async with sqlite_db.connect() as conn:
+        async with db.connect() as conn:
             assert await repo.outbox_states(conn) == {"delivered": 1, "failed": 1}
         await forwarder.stop()
 
 
-async def test_unreachable_server_keeps_entry_pending(sqlite_db: Database) -> None:
+async def test_unreachable_server_keeps_entry_pending(db: Database) -> None:
     from support.net import free_port
 
     clock = [1000.0]
     forwarder = FhirForwarder(
-        sqlite_db,
+        db,
         base_url=f"http://127.0.0.1:{free_port()}",
         token=None,
         max_attempts=3,
         retry_seconds=1.0,
         clock=lambda: clock[0],
     )
-    writer = GroupCommitWriter(sqlite_db, outbox=True, clock=lambda: clock[0])
+    writer = GroupCommitWriter(open_observation_sink(db), outbox=True, clock=lambda: clock[0])
     await writer.start()
     await ObservationService(writer, max_payload_bytes=4096).handle(
         request("$aws/rules/FHIRIngest", PAYLOAD, thing("dev1"))
     )
     await writer.stop()
     assert await forwarder.run_once() == 0
-    async with sqlite_db.connect() as conn:
+    async with db.connect() as conn:
         assert await repo.outbox_states(conn) == {"pending": 1}
     clock[0] += 1
     await forwarder.run_once()
     clock[0] += 2
     await forwarder.run_once()
-    async with sqlite_db.connect() as conn:
+    async with db.connect() as conn:
         assert await repo.outbox_states(conn) == {"failed": 1}
     await forwarder.stop()

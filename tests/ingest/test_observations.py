@@ -33,7 +33,7 @@ SEED = {
 
 
 async def test_seed_payload_is_stored_as_fhir_observation(
-    observation_service: ObservationService, sqlite_db: Database
+    observation_service: ObservationService, db: Database
 ) -> None:
     result = await observation_service.handle(
         request(TOPIC, json.dumps(SEED).encode(), thing("dev1"))
@@ -43,7 +43,7 @@ async def test_seed_payload_is_stored_as_fhir_observation(
     assert reply.topic == "dev1/FHIRIngest/accepted" and reply.to == "subscribers"
     body = json.loads(reply.payload)
     assert isinstance(body["timestamp"], int)
-    async with sqlite_db.connect() as conn:
+    async with db.connect() as conn:
         stored = await get_observation(conn, body["observationId"], "default")
     assert stored is not None
     obs = Observation.model_validate(stored)
@@ -57,7 +57,7 @@ async def test_seed_payload_is_stored_as_fhir_observation(
 
 
 async def test_without_patient_subject_is_device_and_effective_time_kept(
-    observation_service: ObservationService, sqlite_db: Database
+    observation_service: ObservationService, db: Database
 ) -> None:
     payload = {
         "value": 72.5,
@@ -69,7 +69,7 @@ async def test_without_patient_subject_is_device_and_effective_time_kept(
         request(TOPIC, json.dumps(payload).encode(), thing("dev2"))
     )
     oid = json.loads(result.replies[0].payload)["observationId"]
-    async with sqlite_db.connect() as conn:
+    async with db.connect() as conn:
         stored = await get_observation(conn, oid, None)
     assert stored is not None
     assert stored["subject"] == {"reference": "Device/dev2"}
@@ -151,7 +151,7 @@ BAD_PAYLOADS = [
 @pytest.mark.parametrize(("payload", "field", "code"), BAD_PAYLOADS)
 async def test_bad_payload_rejected_naming_field_and_nothing_stored(
     observation_service: ObservationService,
-    sqlite_db: Database,
+    db: Database,
     payload: bytes,
     field: str,
     code: str,
@@ -164,20 +164,20 @@ async def test_bad_payload_rejected_naming_field_and_nothing_stored(
     assert body["statusCode"] == 400
     assert body["errorCode"] == code
     assert body["errorMessage"].startswith(field)
-    assert await stored_counts(sqlite_db) == (0, 0, 0)
+    assert await stored_counts(db) == (0, 0, 0)
 
 
 async def test_claim_identity_is_not_authorized(
-    observation_service: ObservationService, sqlite_db: Database
+    observation_service: ObservationService, db: Database
 ) -> None:
     result = await observation_service.handle(request(TOPIC, json.dumps(SEED).encode(), CLAIM))
     assert result.puback == ReasonCode.NOT_AUTHORIZED
     assert result.replies == ()
-    assert await stored_counts(sqlite_db) == (0, 0, 0)
+    assert await stored_counts(db) == (0, 0, 0)
 
 
 async def test_many_concurrent_handlers_group_commit_and_resolve_after_commit(
-    writer: GroupCommitWriter, observation_service: ObservationService, sqlite_db: Database
+    writer: GroupCommitWriter, observation_service: ObservationService, db: Database
 ) -> None:
     n = 400
     payload = json.dumps(SEED).encode()
@@ -187,44 +187,47 @@ async def test_many_concurrent_handlers_group_commit_and_resolve_after_commit(
     assert all(r.puback == ReasonCode.SUCCESS for r in results)
     ids = {json.loads(r.replies[0].payload)["observationId"] for r in results}
     assert len(ids) == n
-    assert (await stored_counts(sqlite_db))[:2] == (n, n)
+    assert (await stored_counts(db))[:2] == (n, n)
     assert writer.committed == n
     assert writer.batches < n / 4  # grouped, not one transaction per message
     # Each resolved waiter's row is readable: resolution happened after its commit.
-    async with sqlite_db.connect() as conn:
+    async with db.connect() as conn:
         for oid in list(ids)[:20]:
             assert await get_observation(conn, oid, "default") is not None
 
 
 async def test_failed_commit_fails_every_waiter_and_stores_nothing(
-    writer: GroupCommitWriter, observation_service: ObservationService, sqlite_db: Database
+    writer: GroupCommitWriter, observation_service: ObservationService, db: Database
 ) -> None:
-    # A thing in a project that does not exist: the foreign key fails the whole transaction.
+    """A batch that cannot commit (one row of an unknown project breaks the foreign key, so the
+    transaction fails) fails EVERY publish in it with PUBACK 0x80 and a rejected reply, and
+    stores nothing of it, not even the good rows: on SQLite and PostgreSQL alike."""
     payload = json.dumps(SEED).encode()
     good = [request(TOPIC, payload, thing(f"ok{i}")) for i in range(30)]
     bad = request(TOPIC, payload, thing("ghost", project="no-such-project"))
+    # All submitted before the writer takes its first batch: one batch, one transaction.
     results = await asyncio.gather(*(observation_service.handle(r) for r in [*good, bad]))
-    failed = [r for r in results if r.puback == ReasonCode.UNSPECIFIED_ERROR]
-    assert failed, "the batch with the bad row must fail"
-    for r in failed:
-        body = json.loads(r.replies[0].payload)
-        assert r.replies[0].topic.endswith("/FHIRIngest/rejected")
-        assert body["statusCode"] == 500
-    stored = (await stored_counts(sqlite_db))[0]
-    assert stored == len(results) - len(failed)
+    assert [r.puback for r in results] == [ReasonCode.UNSPECIFIED_ERROR] * len(results)
+    for r, sent in zip(results, [*good, bad], strict=True):
+        thing_name = sent.identity.thing_name  # type: ignore[union-attr]
+        [reply] = r.replies
+        assert reply.topic == f"{thing_name}/FHIRIngest/rejected"
+        body = json.loads(reply.payload)
+        assert body["statusCode"] == 500 and body["errorCode"] == "InternalFailure"
+    assert await stored_counts(db) == (0, 0, 0)
+    assert writer.committed == 0
     # The writer keeps working after a failed batch.
     ok = await observation_service.handle(request(TOPIC, payload, thing("after")))
     assert ok.puback == ReasonCode.SUCCESS
 
 
 async def test_the_next_batch_is_handed_over_while_one_commits_in_order_two_at_most(
-    writer: GroupCommitWriter, sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+    writer: GroupCommitWriter, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A SQLite writer gets the next batch while the previous one commits (so it starts the
-    moment that COMMIT returns), never more than two, committed in the order handed over."""
-    sqlite = writer._sqlite
-    assert sqlite is not None
-    real_write = sqlite.write
+    """The sink gets the next batch while the previous one commits (a SQLite writer starts it
+    the moment that COMMIT returns), never more than two, handed over in submission order."""
+    sink = writer._sink
+    real_write = sink.write
     started: list[list[str]] = []
     in_flight = 0
     most = 0
@@ -240,7 +243,7 @@ async def test_the_next_batch_is_handed_over_while_one_commits_in_order_two_at_m
         finally:
             in_flight -= 1
 
-    monkeypatch.setattr(sqlite, "write", slow_write)
+    monkeypatch.setattr(sink, "write", slow_write)
 
     def make(i: int) -> ObservationRow:
         return ObservationRow(
@@ -265,4 +268,4 @@ async def test_the_next_batch_is_handed_over_while_one_commits_in_order_two_at_m
     assert most == 2
     handed = [oid for batch in started for oid in batch]
     assert handed == sorted(handed)  # batches leave in submission order
-    assert (await stored_counts(sqlite_db))[0] == 60
+    assert (await stored_counts(db))[0] == 60

@@ -44,13 +44,13 @@ async def link(svc: FileLinkService, name: str, ctype: str = "image/png") -> dic
 
 
 async def test_direct_presigned_put_is_recorded_and_oversize_deleted(
-    sqlite_db: Database, moto_s3: MotoS3
+    db: Database, moto_s3: MotoS3
 ) -> None:
     import time
 
     clock = [time.time()]
     async with S3ObjectStore(moto_s3.config("direct")) as store:
-        svc = service(sqlite_db, store, direct=True, clock=clock)
+        svc = service(db, store, direct=True, clock=clock)
         good = await link(svc, "pic.png")
         assert "X-Amz-Signature" in good["uploadUrl"] or "Signature" in good["uploadUrl"]
         big = await link(svc, "big.png")
@@ -65,7 +65,7 @@ async def test_direct_presigned_put_is_recorded_and_oversize_deleted(
             )
             assert r.status_code == 200
         assert await svc.reconcile_s3() == 1
-        async with sqlite_db.connect() as conn:
+        async with db.connect() as conn:
             [record] = await repo.list_files(conn, thing_name="dev1")
             big_link = await repo.get_link(conn, big["fileId"])
         assert record.id == good["fileId"] and record.size == 9
@@ -74,18 +74,18 @@ async def test_direct_presigned_put_is_recorded_and_oversize_deleted(
         assert await store.stat(f"uploads/{big['fileId']}") is None
         clock[0] += 2000
         await svc.reconcile_s3()
-        async with sqlite_db.connect() as conn:
+        async with db.connect() as conn:
             never_link = await repo.get_link(conn, never["fileId"])
         assert never_link is not None and never_link.state == "expired"
-        assert await count_rows(sqlite_db, files) == 1
+        assert await count_rows(db, files) == 1
 
 
-async def test_proxy_mode_streams_to_s3_with_checks(sqlite_db: Database, moto_s3: MotoS3) -> None:
+async def test_proxy_mode_streams_to_s3_with_checks(db: Database, moto_s3: MotoS3) -> None:
     from urllib.parse import parse_qsl, urlsplit
 
     clock = [1_700_000_000.0]
     async with S3ObjectStore(moto_s3.config("proxy")) as store:
-        svc = service(sqlite_db, store, direct=False, clock=clock)
+        svc = service(db, store, direct=False, clock=clock)
         issued = await link(svc, "notes.txt", "text/plain")
         parts = urlsplit(issued["uploadUrl"])
         file_id = parts.path.rsplit("/", 1)[1]
@@ -100,7 +100,7 @@ async def test_proxy_mode_streams_to_s3_with_checks(sqlite_db: Database, moto_s3
             await svc.receive_upload(file_id, query, "text/plain", None, body(b"y" * 1001))
             raise AssertionError("oversize accepted")
         except UploadRefused as exc:
-            assert exc.status == 413
+            assert exc.http_status == 413
         assert await store.stat(f"uploads/{file_id}") is None
         record = await svc.receive_upload(file_id, query, "text/plain", None, body(b"hello"))
         assert record.size == 5 and record.backend == "s3"

@@ -15,8 +15,8 @@ import time
 import pytest
 
 from lantern.store import Database
-from lantern.store.ingest import ObservationRow, SqliteObservationWriter
-from lantern.store.ingest_process import ProcessObservationWriter, WriterProcessGone
+from lantern.store.ingest import ObservationRow
+from lantern.store.sqlite.ingest_process import ProcessObservationWriter, WriterProcessGone
 
 from .test_fast_paths import counts, row
 
@@ -28,7 +28,7 @@ def child_pid(writer: ProcessObservationWriter) -> int:
 
 @pytest.fixture
 def path(sqlite_db: Database) -> str:
-    found = SqliteObservationWriter.path_of(sqlite_db)
+    found = sqlite_db.sqlite_path
     assert found is not None
     return found
 
@@ -100,7 +100,7 @@ async def test_ctrl_c_to_the_process_group_does_not_stop_the_child(path: str) ->
 def test_the_child_leaves_when_its_parent_is_gone(path: str) -> None:
     """The server killed with -9 closes the pipe: the child sees end of file and exits."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "lantern.store.ingest_process", path],
+        [sys.executable, "-m", "lantern.store.sqlite.ingest_process", path],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )

@@ -1,9 +1,9 @@
-"""Fixtures for the provisioning service tests: a CA, a migrated database, a claim, a clock."""
+"""Fixtures for the provisioning service tests: a CA, a migrated database (SQLite and
+PostgreSQL), a claim, a clock."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +23,9 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
 
 
 @pytest.fixture
-async def env(tmp_path: Path, ca: CertificateAuthority) -> AsyncIterator[Env]:
-    db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'prov.db'}")
+async def env(db: Database, ca: CertificateAuthority) -> AsyncIterator[Env]:
+    """The Identity API service on a fresh database: SQLite, then PostgreSQL (the ``db``
+    fixture), with a claim for DefaultProvisioningTemplate."""
     clock = FakeClock()
     hook = PreProvisioningHook.open(timeout=0.5)
     service = ProvisioningService(
@@ -37,8 +38,8 @@ async def env(tmp_path: Path, ca: CertificateAuthority) -> AsyncIterator[Env]:
     e = Env(db, ca, clock, service, claim=None)  # type: ignore[arg-type]
     e.claim = await e.new_claim()
     yield e
+    await service.close()
     await hook.close()
-    await db.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """The Identity API handlers, called directly (no sockets): CreateKeysAndCertificate,
-CreateCertificateFromCsr, RegisterThing, and every refusal."""
+CreateCertificateFromCsr, RegisterThing, and every refusal; on SQLite and PostgreSQL (the ``env``
+fixture runs each test on both)."""
 
 from __future__ import annotations
 
@@ -134,7 +135,12 @@ async def test_default_key_type_is_rsa_2048(env: Env) -> None:
     from lantern.settings.provisioning import ProvisioningSettings
 
     service = ProvisioningService(env.db, env.ca, ProvisioningSettings(), clock=env.clock)
-    result = await call(service.create_keys_and_certificate, CREATE, b"{}", env.claim, fmt="json")
+    try:
+        result = await call(
+            service.create_keys_and_certificate, CREATE, b"{}", env.claim, fmt="json"
+        )
+    finally:
+        await service.close()
     cert = load_certificate(only_reply(result)[1]["certificatePem"])
     public = cert.public_key()
     assert isinstance(public, rsa.RSAPublicKey) and public.key_size == 2048
@@ -361,7 +367,7 @@ async def test_a_custom_template_with_defaults_attributes_configuration_and_poli
     env: Env,
 ) -> None:
     from lantern.provisioning.admin import TemplateSpec, create_template
-    from lantern.store import registry_access as acc
+    from lantern.store.registry import access as acc
 
     body = {
         "Parameters": {

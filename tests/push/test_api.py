@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from conftest import DEVICE, FakeClock, apns_settings, make_dispatcher
 from lantern.api.app import create_app
@@ -16,8 +17,8 @@ from lantern.api.push import push_router
 from lantern.push.dispatch import PushDispatcher
 from lantern.push.keys import KeyService
 from lantern.push.providers.apns import APNsProvider
+from lantern.push.queries import PushQueries
 from lantern.store import Database
-from lantern.store.push import DeliveryStore
 from support.apns_standin import APNsStandIn, Reply
 
 SEED_BODY = {
@@ -165,7 +166,7 @@ async def test_external_keys_may_not_use_internal_schemes(
     body = {"api_key": gateway.external, "device_token": token, "payload": payload}
     response = await gateway.http.post("/push", json=body)
     assert response.status_code == 403 and response.json()["code"] == "scope_denied"
-    assert await DeliveryStore(sqlite_db).recent() == []
+    assert await PushQueries(sqlite_db).deliveries() == []
 
 
 async def test_internal_key_reaching_an_unconfigured_provider_gets_503(gateway: Gateway) -> None:
@@ -222,6 +223,33 @@ async def test_metrics_count_per_provider_and_outcome(gateway: Gateway) -> None:
     assert 'lantern_push_notifications_total{outcome="delivered",provider="apns"} 1.0' in text
     assert 'lantern_push_notifications_total{outcome="dead_token",provider="apns"} 1.0' in text
     assert 'lantern_push_latency_seconds_count{outcome="delivered",provider="apns"} 1.0' in text
+
+
+async def rename_table(db: Database, old: str, new: str) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+
+async def test_a_push_whose_log_row_cannot_be_stored_says_so_and_is_counted(
+    gateway: Gateway, sqlite_db: Database
+) -> None:
+    await rename_table(sqlite_db, "push_deliveries", "push_deliveries_gone")  # the log "fails"
+    body = {"api_key": gateway.external, **SEED_BODY}
+    response = await gateway.http.post("/push", json=body)
+    # The provider accepted it: still a success, marked as not logged.
+    assert response.status_code == 200
+    assert response.json()["logged"] is False and response.json()["id"].startswith("dlv_")
+    assert gateway.standin.count_for(DEVICE) == 1
+    gateway.standin.answer(DEVICE, Reply(410, "Unregistered"))
+    response = await gateway.http.post("/push", json=body)
+    assert response.status_code == 410 and response.json()["logged"] is False
+    text_metrics = (await gateway.http.get("/metrics")).text
+    assert "lantern_push_delivery_log_failures_total 2.0" in text_metrics
+    await rename_table(sqlite_db, "push_deliveries_gone", "push_deliveries")
+    response = await gateway.http.post("/push", json=body)
+    assert response.status_code == 200 and "logged" not in response.json()
+    stored = await PushQueries(sqlite_db).deliveries()
+    assert [r.id for r in stored] == [response.json()["id"]]  # only what was logged
 
 
 async def test_payload_marker_never_reaches_logs_or_the_database(

@@ -9,6 +9,7 @@ import httpx
 from typer.testing import CliRunner
 
 from conftest import DEVICE
+from lantern.audit import acting_as, current_actor
 from lantern.cli.main import app
 from support.apns_standin import APNsStandIn
 from support.process import LanternProcess
@@ -21,9 +22,10 @@ class _Result:
 
 def lantern(data_dir: Path, *args: str) -> _Result:
     """Run the real CLI in-process (the server runs as a separate process)."""
-    result = CliRunner().invoke(
-        app, [*args], env={"LANTERN_DATA_DIR": str(data_dir), "COLUMNS": "200"}
-    )
+    with acting_as(current_actor()):  # the command's actor must not outlive it here
+        result = CliRunner().invoke(
+            app, [*args], env={"LANTERN_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+        )
     return _Result(result.exit_code, result.stdout, result.stderr)
 
 

@@ -1,4 +1,5 @@
-"""Fixtures of the schedule tests: a manual clock, a recording deliverer, SQLite and PostgreSQL."""
+"""Fixtures of the schedule tests: a manual clock, a recording deliverer, SQLite and PostgreSQL
+(the shared ``db`` fixture)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,16 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
-from sqlalchemy import delete
 
 from lantern.schedule import ManualClock, Scheduler, ScheduleService
 from lantern.schedule.payloads import DeliveryJob
 from lantern.settings.schedule import ScheduleSettings
 from lantern.store import Database
 from lantern.store.schedule import ScheduleStore
-from lantern.store.schema.schedule import (
-    schedule_deliveries,
-    schedule_destinations,
-    schedule_occurrences,
-    schedules,
-)
 from support.postgres import postgres_url
 
 ALL = frozenset({"apns", "gcm", "mailto", "sms", "slack"})
@@ -97,23 +90,6 @@ def pg_url() -> Iterator[str]:
         asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def any_db(
-    request: pytest.FixtureRequest, tmp_path: Path, pg_url: str
-) -> AsyncIterator[Database]:
-    """The schedule tables on SQLite, then on PostgreSQL (emptied first)."""
-    if request.param == "sqlite":
-        db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'sched.db'}")
-    else:
-        db = await Database.open(pg_url)
-        async with db.transaction() as conn:
-            for table in (schedule_deliveries, schedule_occurrences, schedule_destinations):
-                await conn.execute(delete(table))
-            await conn.execute(delete(schedules))
-    yield db
-    await db.close()
-
-
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(at("UTC", 2025, 1, 6, 12, 0))
@@ -147,11 +123,12 @@ class Harness:
 
 @pytest.fixture
 async def harness(
-    sqlite_db: Database, clock: ManualClock, deliverer: FakeDeliverer, settings: ScheduleSettings
+    db: Database, clock: ManualClock, deliverer: FakeDeliverer, settings: ScheduleSettings
 ) -> AsyncIterator[Harness]:
-    store = ScheduleStore(sqlite_db)
+    """The service and schedulers on SQLite, then on PostgreSQL (the ``db`` fixture)."""
+    store = ScheduleStore(db)
     h = Harness(
-        sqlite_db, store, ScheduleService(store, clock, schemes_allowed), clock, deliverer, settings
+        db, store, ScheduleService(store, clock, schemes_allowed), clock, deliverer, settings
     )
     yield h
     for s in h.schedulers:

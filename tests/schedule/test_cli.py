@@ -7,6 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from lantern.audit import acting_as, current_actor
 from lantern.cli.main import app
 from lantern.push.keys import KeyService
 from lantern.store import Database
@@ -28,7 +29,10 @@ def make_key(data_dir: Path, scope: str = "external") -> str:
 
 
 def cli(data_dir: Path, *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, [*args, "--data-dir", str(data_dir)])
+    # In this process the command's actor (set for "the rest of the context", as a CLI run is)
+    # must not leak into the tests that follow.
+    with acting_as(current_actor()):
+        result = runner.invoke(app, [*args, "--data-dir", str(data_dir)])
     return result.exit_code, result.output
 
 

@@ -113,7 +113,6 @@ async def test_restart_in_the_middle_of_firing_neither_duplicates_nor_loses(h: H
     run = asyncio.create_task(a.run_once())
     first.entered[APNS2] = asyncio.Event()
     await asyncio.wait_for(first.entered[APNS2].wait(), 5)  # APNS sent, APNS2 in flight
-    await a.recorder.flush()
     await a.abort()  # killed: APNS2's send never completed, GCM never started
     run.cancel()
     await asyncio.gather(run, return_exceptions=True)
@@ -193,9 +192,9 @@ async def test_once_schedule_fires_once_then_finishes(h: Harness) -> None:
     assert (await h.service.get(KEY, sid))["state"] == "finished"
 
 
-async def test_two_schedulers_in_one_loop_share_work_without_duplicates(any_db: Database) -> None:
+async def test_two_schedulers_in_one_loop_share_work_without_duplicates(db: Database) -> None:
     clock = ManualClock(at(NY, 2025, 1, 6, 8, 0))
-    store = ScheduleStore(any_db)
+    store = ScheduleStore(db)
     service = ScheduleService(store, clock, schemes_allowed)
     for i in range(60):
         await service.create(KEY, body(participant_id=f"p{i}"))

@@ -1,7 +1,7 @@
-"""What the admin routes share: the admin bearer-token check and their JSON error shape.
+"""What the admin routes share: the admin bearer-token check and reading a request body.
 
 A router whose routes are all for admins takes ``dependencies=[Depends(require_admin(token))]``;
-:func:`lantern.api.app.create_app` answers :class:`NotAdmin` with :func:`unauthorized`. Routers
+:class:`NotAdmin` is answered 401 by the app's error handler (:mod:`lantern.api.errors`). Routers
 that mix admin and device routes (firmware, files) put the admin ones on such a sub-router.
 
 Audit: a request that passes acts as ``admin-token`` (with its client address) for the audit log
@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from lantern import jsonlimits
@@ -27,34 +26,6 @@ from lantern.security import tokens_equal
 Body = TypeVar("Body", bound=BaseModel)
 
 AUTH_HINT = "send Authorization: Bearer <admin token> (the file admin-token in the data directory)"
-
-
-def error_json(status: int, code: str, message: str) -> JSONResponse:
-    """``{"errorCode", "errorMessage"}`` with ``status``."""
-    return JSONResponse({"errorCode": code, "errorMessage": message}, status_code=status)
-
-
-def invalid_body(exc: ValidationError) -> JSONResponse:
-    """400 ``InvalidRequest`` naming the first field the request body got wrong."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return error_json(400, "InvalidRequest", f"{where}: {first['msg']}")
-
-
-def too_deep(exc: jsonlimits.JSONTooDeep) -> JSONResponse:
-    """400 ``InvalidRequest`` for a body nested deeper than the JSON depth limit."""
-    return error_json(400, "InvalidRequest", f"body: {exc}")
-
-
-def parse_body(model: type[Body], raw: bytes) -> Body | JSONResponse:
-    """``raw`` validated as ``model``, or the 400 to send (too deep, or the first wrong field)."""
-    try:
-        jsonlimits.check_depth(raw)
-        return model.model_validate_json(raw)
-    except jsonlimits.JSONTooDeep as exc:
-        return too_deep(exc)
-    except ValidationError as exc:
-        return invalid_body(exc)
 
 
 def read_body(model: type[Body], raw: bytes) -> Body:
@@ -97,8 +68,3 @@ def require_admin(
         set_actor(Actor(ADMIN_TOKEN, remote=remote))
 
     return dependency
-
-
-def unauthorized() -> JSONResponse:
-    """401 saying how to authenticate."""
-    return error_json(401, "Unauthorized", AUTH_HINT)

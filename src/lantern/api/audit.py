@@ -4,7 +4,7 @@ Query parameters (all optional): ``since`` (ISO 8601 time, UTC without an offset
 duration back such as ``1h``), ``actor`` (exact), ``action`` (prefix, e.g. ``claim``),
 ``limit`` (1-1000, default 100), ``cursor`` (``nextCursor`` of the previous page).
 Answer: ``{"entries": [...], "nextCursor": "..." | null}``, newest first; each entry is
-:func:`lantern.audit.query.entry_json`. Errors are ``{"errorCode", "errorMessage"}`` (400 names
+:func:`lantern.audit.queries.entry_json`. Errors are ``{"errorCode", "errorMessage"}`` (400 names
 the parameter, 401 without the admin token).
 """
 
@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from lantern.api.admin_auth import require_admin
 from lantern.audit.auth_failures import AuthFailures
-from lantern.audit.query import entry_json, parse_since, read_page
+from lantern.audit.queries import entry_json, parse_since, read_page
 from lantern.errors import InvalidRequest
 from lantern.store import Database
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from lantern.errors import LanternError, Unauthorized
+from lantern.errors import LanternError
 from lantern.ingest.fhir import operation_outcome
 
 __all__ = ["Family", "error_response", "family_of", "install_error_handler"]
@@ -53,7 +53,7 @@ def error_response(exc: LanternError, family: Family) -> JSONResponse:
     internal = status >= 500
     message = "the server failed; try again later" if internal else _message(exc)
     code = _INTERNAL_CODE[family] if internal else exc.code
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if family == "fhir":
         issue = "exception" if internal else _FHIR_ISSUE.get(status, "processing")
         return JSONResponse(

@@ -5,47 +5,51 @@ project only). Errors are OperationOutcomes: 400 bad parameter, 401 no/bad token
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 import lantern
-from lantern.ingest import tokens
-from lantern.ingest.errors import TokenError
+from lantern.errors import NotFound, Unauthorized
+from lantern.ingest import queries, tokens
 from lantern.ingest.fhir import (
-    SearchError,
     capability_statement,
     device_fhir_id,
     device_resource,
-    operation_outcome,
     parse_device_search,
     parse_observation_search,
     parse_paging,
     searchset,
 )
+from lantern.ingest.queries import ThingRecord
 from lantern.security import tokens_equal
-from lantern.store import Database, registry
-from lantern.store import ingest as repo
-from lantern.store.registry import ThingRecord
+from lantern.store import Database
 
 FHIR_JSON = "application/fhir+json"
+Caller = Callable[[Request], Awaitable[str | None]]
+"""Authenticates a request: its project (None for the admin: every project)."""
 
 
-def _fhir(doc: dict[str, Any], status: int = 200) -> JSONResponse:
-    return JSONResponse(doc, status_code=status, media_type=FHIR_JSON)
+def _fhir(doc: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(doc, media_type=FHIR_JSON)
 
 
-def _outcome(status: int, code: str, message: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(
-        operation_outcome(code, message), status_code=status, media_type=FHIR_JSON, headers=headers
-    )
+def fhir_caller(db: Database, admin_token: Callable[[], str]) -> Caller:
+    """The admin token (every project) or a ``fhir:read`` token (its project); 401 otherwise."""
 
+    async def project_of(request: Request) -> str | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("send Authorization: Bearer <admin token or fhir:read token>")
+        token = token.strip()
+        if tokens_equal(token, admin_token()):
+            return None
+        record = await tokens.authenticate(db, token, "fhir:read")
+        return record.project
 
-class _Denied(Exception):
-    pass
+    return project_of
 
 
 def build_fhir_router(
@@ -59,76 +63,43 @@ def build_fhir_router(
     def base_url(request: Request) -> str:
         return (public_url() or str(request.base_url)).rstrip("/")
 
-    async def project_of(request: Request) -> str | None:
-        """None = admin (all projects); raises _Denied."""
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise _Denied("send Authorization: Bearer <admin token or fhir:read token>")
-        token = token.strip()
-        if tokens_equal(token, admin_token()):
-            return None
-        try:
-            record = await tokens.authenticate(db, token, "fhir:read")
-        except TokenError as exc:
-            raise _Denied(str(exc)) from None
-        return record.project
-
-    async def things_by_fhir_id(project: str | None) -> dict[str, str]:
-        # Only things whose names are not FHIR ids need mapping; load lazily and rarely.
-        async with db.connect() as conn:
-            things = await registry.list_things(conn, project, limit=100_000)
-        return {device_fhir_id(t.name): t.name for t in things if device_fhir_id(t.name) != t.name}
-
-    async def find_thing(fhir_id: str, project: str | None) -> ThingRecord | None:
-        async with db.connect() as conn:
-            thing = await registry.get_thing(conn, fhir_id)
-        if thing is None and fhir_id.startswith("thing-"):
-            name = (await things_by_fhir_id(project)).get(fhir_id)
-            if name is not None:
-                async with db.connect() as conn:
-                    thing = await registry.get_thing(conn, name)
-        if thing is None or (project is not None and thing.project != project):
-            return None
-        return thing
-
     @router.get("/metadata")
     async def metadata(request: Request) -> JSONResponse:
         return _fhir(capability_statement(base_url(request), lantern.__version__))
 
+    caller = Depends(fhir_caller(db, admin_token))
+    _observation_routes(router, db, base_url, caller)
+    _device_routes(router, db, base_url, caller)
+    return router
+
+
+async def _things_by_fhir_id(db: Database, project: str | None) -> dict[str, str]:
+    # Only things whose names are not FHIR ids need mapping; load lazily and rarely.
+    things = await queries.list_things(db, project, limit=100_000)
+    return {device_fhir_id(t.name): t.name for t in things if device_fhir_id(t.name) != t.name}
+
+
+def _observation_routes(
+    router: APIRouter, db: Database, base_url: Callable[[Request], str], caller: Any
+) -> None:
     @router.get("/Observation/{observation_id}")
-    async def read_observation(observation_id: str, request: Request) -> JSONResponse:
-        try:
-            project = await project_of(request)
-        except _Denied as exc:
-            return _outcome(401, "login", str(exc))
-        async with db.connect() as conn:
-            resource = await repo.get_observation(conn, observation_id, project)
+    async def read_observation(observation_id: str, project: str | None = caller) -> JSONResponse:
+        resource = await queries.get_observation(db, observation_id, project)
         if resource is None:
-            return _outcome(404, "not-found", f"Observation/{observation_id} is not known")
+            raise NotFound(f"Observation/{observation_id} is not known")
         return _fhir(resource)
 
     @router.get("/Observation")
-    async def search_observations(request: Request) -> JSONResponse:
-        try:
-            project = await project_of(request)
-        except _Denied as exc:
-            return _outcome(401, "login", str(exc))
+    async def search_observations(request: Request, project: str | None = caller) -> JSONResponse:
         params = list(request.query_params.multi_items())
-        try:
-            paging = parse_paging(params)
-            mapping: dict[str, str] = {}
-            if any(
-                k in ("device", "subject") and "thing-" in v for k, v in params
-            ):  # a digest Device id: map it back to the thing name
-                mapping = await things_by_fhir_id(project)
-            query = parse_observation_search(params, project, mapping)
-        except SearchError as exc:
-            return _outcome(400, "invalid", str(exc))
-        async with db.connect() as conn:
-            resources, total = await repo.search_observations(
-                conn, query, limit=paging.count, offset=paging.offset
-            )
+        paging = parse_paging(params)
+        mapping: dict[str, str] = {}
+        if any(k in ("device", "subject") and "thing-" in v for k, v in params):
+            mapping = await _things_by_fhir_id(db, project)  # a digest Device id: map it back
+        query = parse_observation_search(params, project, mapping)
+        resources, total = await queries.search_observations(
+            db, query, limit=paging.count, offset=paging.offset
+        )
         return _fhir(
             searchset(
                 base_url=base_url(request),
@@ -140,47 +111,46 @@ def build_fhir_router(
             )
         )
 
+
+def _device_routes(
+    router: APIRouter, db: Database, base_url: Callable[[Request], str], caller: Any
+) -> None:
+    async def find_thing(fhir_id: str, project: str | None) -> ThingRecord | None:
+        thing = await queries.get_thing(db, fhir_id)
+        if thing is None and fhir_id.startswith("thing-"):
+            name = (await _things_by_fhir_id(db, project)).get(fhir_id)
+            if name is not None:
+                thing = await queries.get_thing(db, name)
+        if thing is None or (project is not None and thing.project != project):
+            return None
+        return thing
+
     @router.get("/Device/{device_id}")
-    async def read_device(device_id: str, request: Request) -> JSONResponse:
-        try:
-            project = await project_of(request)
-        except _Denied as exc:
-            return _outcome(401, "login", str(exc))
+    async def read_device(device_id: str, project: str | None = caller) -> JSONResponse:
         thing = await find_thing(device_id, project)
         if thing is None:
-            return _outcome(404, "not-found", f"Device/{device_id} is not known")
+            raise NotFound(f"Device/{device_id} is not known")
         return _fhir(device_resource(thing))
 
     @router.get("/Device")
-    async def search_devices(request: Request) -> JSONResponse:
-        try:
-            project = await project_of(request)
-        except _Denied as exc:
-            return _outcome(401, "login", str(exc))
+    async def search_devices(request: Request, project: str | None = caller) -> JSONResponse:
         params = list(request.query_params.multi_items())
-        try:
-            paging = parse_paging(params)
-            name = parse_device_search(params)
-        except SearchError as exc:
-            return _outcome(400, "invalid", str(exc))
-        async with db.connect() as conn:
-            if name is not None:
-                thing = await registry.get_thing(conn, name)
-                found = [thing] if thing and (project is None or thing.project == project) else []
-                total = len(found)
-                found = found[paging.offset : paging.offset + paging.count]
-            else:
-                # Things are few compared with observations; page over the ordered list.
-                every = await registry.list_things(
-                    conn, project, limit=paging.offset + paging.count + 1
-                )
-                found = every[paging.offset : paging.offset + paging.count]
-                total = len(every)  # > offset + count exactly when a next page exists
-        resources = [device_resource(t) for t in found]
+        paging = parse_paging(params)
+        name = parse_device_search(params)
+        if name is not None:
+            thing = await queries.get_thing(db, name)
+            found = [thing] if thing and (project is None or thing.project == project) else []
+            total = len(found)
+            found = found[paging.offset : paging.offset + paging.count]
+        else:
+            # Things are few compared with observations; page over the ordered list.
+            every = await queries.list_things(db, project, limit=paging.offset + paging.count + 1)
+            found = every[paging.offset : paging.offset + paging.count]
+            total = len(every)  # > offset + count exactly when a next page exists
         bundle = searchset(
             base_url=base_url(request),
             resource_type="Device",
-            resources=resources,
+            resources=[device_resource(t) for t in found],
             total=total,
             params=params,
             paging=paging,
@@ -189,5 +159,3 @@ def build_fhir_router(
             # The exact total would need a count query per page; FHIR allows omitting it.
             del bundle["total"]
         return _fhir(bundle)
-
-    return router

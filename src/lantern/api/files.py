@@ -14,15 +14,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from lantern.api.admin_auth import error_json as _error
 from lantern.api.admin_auth import require_admin
 from lantern.audit.auth_failures import AuthFailures
+from lantern.errors import NotFound
+from lantern.ingest import queries
 from lantern.ingest.errors import UploadRefused
 from lantern.ingest.files import FileLinkService
-from lantern.store import ingest as repo
 
 
-def file_json(record: repo.FileRecord) -> dict[str, Any]:
+def file_json(record: queries.FileRecord) -> dict[str, Any]:
     doc = asdict(record)
     doc.pop("object_key")
     return {
@@ -52,23 +52,20 @@ def build_files_router(
         try:
             length = int(raw_length) if raw_length is not None else None
         except ValueError:
-            return _error(400, "BadRequest", "Content-Length is not a number")
+            raise UploadRefused(400, "BadRequest", "Content-Length is not a number") from None
 
         async def body() -> AsyncIterator[bytes]:
             async for chunk in request.stream():
                 if chunk:
                     yield chunk
 
-        try:
-            record = await service.receive_upload(
-                file_id,
-                dict(request.query_params),
-                request.headers.get("content-type"),
-                length,
-                body(),
-            )
-        except UploadRefused as exc:
-            return _error(exc.http_status, exc.code, exc.message)
+        record = await service.receive_upload(
+            file_id,
+            dict(request.query_params),
+            request.headers.get("content-type"),
+            length,
+            body(),
+        )
         return JSONResponse(file_json(record), status_code=201)
 
     # Listing and reading files is for admins: one dependency checks every such route.
@@ -78,24 +75,21 @@ def build_files_router(
     @admin.get("/files")
     async def list_files(request: Request, thing: str | None = None) -> JSONResponse:
         await service.reconcile_s3()
-        async with service.db.connect() as conn:
-            records = await repo.list_files(conn, thing_name=thing)
+        records = await queries.list_files(service.db, thing_name=thing)
         return JSONResponse({"files": [file_json(r) for r in records]})
 
     @admin.get("/files/{file_id}")
     async def get_file(file_id: str, request: Request) -> JSONResponse:
-        async with service.db.connect() as conn:
-            record = await repo.get_file(conn, file_id)
+        record = await queries.get_file(service.db, file_id)
         if record is None:
-            return _error(404, "NotFound", f"no file {file_id}")
+            raise NotFound(f"no file {file_id}")
         return JSONResponse(file_json(record))
 
     @admin.get("/files/{file_id}/content", response_model=None)
-    async def get_content(file_id: str, request: Request) -> StreamingResponse | JSONResponse:
-        async with service.db.connect() as conn:
-            record = await repo.get_file(conn, file_id)
+    async def get_content(file_id: str, request: Request) -> StreamingResponse:
+        record = await queries.get_file(service.db, file_id)
         if record is None:
-            return _error(404, "NotFound", f"no file {file_id}")
+            raise NotFound(f"no file {file_id}")
         return StreamingResponse(
             service.store.open_range(record.object_key),
             media_type=record.content_type,

@@ -26,8 +26,8 @@ Deactivated or revoked certificates (``PUT``, claim revocation, thing deletion) 
 MQTT connections within a second: the gateway's revocation watcher polls the registry.
 Errors are JSON ``{"errorCode", "errorMessage"}``: 400 invalid input (the message names the
 field), 401 without the admin token, 404 unknown, 409 conflicts with the current state.
-The logic is :mod:`lantern.provisioning.admin`'s and :mod:`lantern.store.registry`'s; these
-routes only translate.
+The logic is :mod:`lantern.provisioning.admin`'s (changes) and
+:mod:`lantern.provisioning.queries`' (reads); these routes only translate.
 """
 
 from __future__ import annotations
@@ -40,31 +40,30 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from lantern import jsonlimits
-from lantern.api.admin_auth import error_json as _error
-from lantern.api.admin_auth import parse_body, require_admin, too_deep
+from lantern.api.admin_auth import read_body, require_admin
 from lantern.audit.auth_failures import AuthFailures
+from lantern.errors import InvalidRequest, NotFound
 from lantern.pki import CertificateAuthority, KeyType
 from lantern.provisioning import admin
+from lantern.provisioning.queries import (
+    CERTIFICATE_STATUSES,
+    CertificateRecord,
+    ClaimSummary,
+    RegistryQueries,
+    TemplateRecord,
+    ThingRecord,
+)
 from lantern.store import Database
-from lantern.store import registry as reg
-from lantern.store import registry_access as acc
 
 __all__ = ["build_provisioning_router"]
-
-
-def _admin_error(exc: admin.AdminError) -> JSONResponse:
-    if isinstance(exc, admin.AdminNotFound):
-        return _error(404, "NotFound", str(exc))
-    if isinstance(exc, admin.AdminConflict):
-        return _error(409, "Conflict", str(exc))
-    return _error(400, "InvalidRequest", str(exc))
 
 
 def _ts(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def claim_json(claim: reg.ClaimRecord, devices: int) -> dict[str, Any]:
+def claim_json(summary: ClaimSummary) -> dict[str, Any]:
+    claim, devices = summary.claim, summary.devices
     return {
         "claimId": claim.id,
         "certificateId": claim.certificate_id,
@@ -77,7 +76,7 @@ def claim_json(claim: reg.ClaimRecord, devices: int) -> dict[str, Any]:
     }
 
 
-def template_json(t: reg.TemplateRecord) -> dict[str, Any]:
+def template_json(t: TemplateRecord) -> dict[str, Any]:
     return {
         "templateName": t.name,
         "description": t.description,
@@ -88,7 +87,7 @@ def template_json(t: reg.TemplateRecord) -> dict[str, Any]:
     }
 
 
-def thing_json(t: reg.ThingRecord) -> dict[str, Any]:
+def thing_json(t: ThingRecord) -> dict[str, Any]:
     return {
         "thingName": t.name,
         "serialNumber": t.serial_number,
@@ -101,7 +100,7 @@ def thing_json(t: reg.ThingRecord) -> dict[str, Any]:
     }
 
 
-def certificate_json(c: reg.CertificateRecord) -> dict[str, Any]:
+def certificate_json(c: CertificateRecord) -> dict[str, Any]:
     return {
         "certificateId": c.id,
         "kind": c.kind,
@@ -125,16 +124,16 @@ class _SetStatus(BaseModel):
     status: Literal["ACTIVE", "INACTIVE", "REVOKED"]
 
 
-def _json_object(raw: bytes) -> dict[str, Any] | JSONResponse:
-    """The request body as a JSON object, or the 400 to send."""
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; :class:`InvalidRequest` otherwise."""
     try:
         data = jsonlimits.loads(raw)
     except jsonlimits.JSONTooDeep as exc:
-        return too_deep(exc)
+        raise InvalidRequest(f"body: {exc}") from None
     except ValueError as exc:
-        return _error(400, "InvalidRequest", f"body: invalid JSON: {exc}")
+        raise InvalidRequest(f"body: invalid JSON: {exc}") from None
     if not isinstance(data, dict):
-        return _error(400, "InvalidRequest", "body: must be a JSON object")
+        raise InvalidRequest("body: must be a JSON object")
     return data
 
 
@@ -145,47 +144,36 @@ def build_provisioning_router(
     admin_token: Callable[[], str],
     auth_failures: AuthFailures | None = None,
 ) -> APIRouter:
+    """The fleet-provisioning admin routes (claims, templates, things, certificates)."""
     admin_only = Depends(require_admin(admin_token, auth_failures))
     router = APIRouter(tags=["provisioning"], dependencies=[admin_only])
+    queries = RegistryQueries(db)
+    _claim_routes(router, db, ca, queries)
+    _template_routes(router, db, queries)
+    _thing_routes(router, db, queries)
+    _certificate_routes(router, db, queries)
+    return router
 
-    async def claim_out(claim_id: str) -> dict[str, Any] | None:
-        async with db.connect() as conn:
-            claim = await reg.get_claim(conn, claim_id)
-            if claim is None:
-                return None
-            return claim_json(claim, await reg.count_claim_devices(conn, claim.id))
 
-    async def certificate_out(cert: reg.CertificateRecord) -> dict[str, Any]:
-        async with db.connect() as conn:
-            policies = await acc.certificate_policy_names(conn, cert.id)
-        return {**certificate_json(cert), "certificatePem": cert.pem, "policyNames": policies}
-
-    # -- claims --------------------------------------------------------------------------------
+def _claim_routes(
+    router: APIRouter, db: Database, ca: CertificateAuthority, queries: RegistryQueries
+) -> None:
     @router.get("/v1/claims")
     async def list_claims() -> JSONResponse:
-        async with db.connect() as conn:
-            claims = [
-                claim_json(c, await reg.count_claim_devices(conn, c.id))
-                for c in await reg.list_claims(conn, None)
-            ]
+        claims = [claim_json(c) for c in await queries.claims()]
         return JSONResponse({"claims": claims})
 
     @router.post("/v1/claims")
     async def create_claim(request: Request) -> JSONResponse:
-        body = parse_body(_CreateClaim, await request.body())
-        if isinstance(body, JSONResponse):
-            return body
-        try:
-            claim, issued = await admin.create_claim(
-                db,
-                ca,
-                body.templates,
-                description=body.description,
-                device_limit=body.deviceLimit,
-                key_type=KeyType(body.keyType),
-            )
-        except admin.AdminError as exc:
-            return _admin_error(exc)
+        body = read_body(_CreateClaim, await request.body())
+        claim, issued = await admin.create_claim(
+            db,
+            ca,
+            body.templates,
+            description=body.description,
+            device_limit=body.deviceLimit,
+            key_type=KeyType(body.keyType),
+        )
         return JSONResponse(
             {
                 "claimId": claim.id,
@@ -201,121 +189,94 @@ def build_provisioning_router(
 
     @router.post("/v1/claims/{claim_id}/revoke")
     async def revoke_claim(claim_id: str) -> JSONResponse:
-        try:
-            await admin.revoke_claim(db, claim_id)
-        except admin.AdminError as exc:
-            return _admin_error(exc)
-        out = await claim_out(claim_id)
-        if out is None:  # deleted meanwhile
-            return _error(404, "NotFound", f"claim {claim_id} does not exist")
-        return JSONResponse(out)
+        await admin.revoke_claim(db, claim_id)
+        summary = await queries.claim(claim_id)
+        if summary is None:  # deleted meanwhile
+            raise NotFound(f"claim {claim_id} does not exist")
+        return JSONResponse(claim_json(summary))
 
-    # -- templates -----------------------------------------------------------------------------
+
+def _template_routes(router: APIRouter, db: Database, queries: RegistryQueries) -> None:
     @router.get("/v1/templates")
     async def list_templates() -> JSONResponse:
-        async with db.connect() as conn:
-            templates = await reg.list_templates(conn, None)
+        templates = await queries.templates()
         return JSONResponse({"templates": [template_json(t) for t in templates]})
 
     @router.get("/v1/templates/{name}")
     async def get_template(name: str) -> JSONResponse:
-        async with db.connect() as conn:
-            template = await reg.get_template(conn, name)
+        template = await queries.template(name)
         if template is None:
-            return _error(404, "NotFound", f"template {name} does not exist")
+            raise NotFound(f"template {name} does not exist")
         return JSONResponse(template_json(template))
 
     @router.post("/v1/templates")
     async def create_template(request: Request) -> JSONResponse:
         data = _json_object(await request.body())
-        if isinstance(data, JSONResponse):
-            return data
         name = data.pop("templateName", None)
         if not isinstance(name, str):
-            return _error(400, "InvalidRequest", "templateName: a string is required")
+            raise InvalidRequest("templateName: a string is required")
         if data.get("templateBody") is None:
-            return _error(400, "InvalidRequest", "templateBody: an object is required")
-        try:
-            spec = admin.parse_template_spec(data, "body")
-            template = await admin.create_template(db, name, spec)
-        except admin.AdminError as exc:
-            return _admin_error(exc)
+            raise InvalidRequest("templateBody: an object is required")
+        spec = admin.parse_template_spec(data, "body")
+        template = await admin.create_template(db, name, spec)
         return JSONResponse(template_json(template), status_code=201)
 
     @router.patch("/v1/templates/{name}")
     async def update_template(name: str, request: Request) -> JSONResponse:
         data = _json_object(await request.body())
-        if isinstance(data, JSONResponse):
-            return data
         if not data:
-            fields = ", ".join(admin.TEMPLATE_FIELDS)
-            return _error(400, "InvalidRequest", f"body: give at least one of {fields}")
+            raise InvalidRequest(f"body: give at least one of {', '.join(admin.TEMPLATE_FIELDS)}")
         clear_hook = "preProvisioningHookUrl" in data and data["preProvisioningHookUrl"] is None
-        try:
-            spec = admin.parse_template_spec(data, "body")
-            template = await admin.update_template(db, name, spec, clear_hook=clear_hook)
-        except admin.AdminError as exc:
-            return _admin_error(exc)
+        spec = admin.parse_template_spec(data, "body")
+        template = await admin.update_template(db, name, spec, clear_hook=clear_hook)
         return JSONResponse(template_json(template))
 
-    # -- things --------------------------------------------------------------------------------
+
+def _thing_routes(router: APIRouter, db: Database, queries: RegistryQueries) -> None:
     @router.get("/v1/things")
     async def list_things() -> JSONResponse:
-        async with db.connect() as conn:
-            things = await reg.list_things(conn, None)
+        things = await queries.things()
         return JSONResponse({"things": [thing_json(t) for t in things]})
 
     @router.get("/v1/things/{name}")
     async def get_thing(name: str) -> JSONResponse:
-        async with db.connect() as conn:
-            thing = await reg.get_thing(conn, name)
-            certs = await reg.list_certificates(conn, None, thing_name=name)
-        if thing is None:
-            return _error(404, "NotFound", f"thing {name} does not exist")
+        detail = await queries.thing(name)
+        if detail is None:
+            raise NotFound(f"thing {name} does not exist")
+        certs = detail.certificates
         return JSONResponse(
             {
-                **thing_json(thing),
+                **thing_json(detail.thing),
                 "certificates": [{"certificateId": c.id, "status": c.status} for c in certs],
             }
         )
 
     @router.delete("/v1/things/{name}")
     async def delete_thing(name: str) -> JSONResponse:
-        try:
-            deactivated = await admin.delete_thing(db, name)
-        except admin.AdminError as exc:
-            return _admin_error(exc)
+        deactivated = await admin.delete_thing(db, name)
         return JSONResponse({"deactivatedCertificates": deactivated})
 
-    # -- certificates --------------------------------------------------------------------------
+
+def _certificate_routes(router: APIRouter, db: Database, queries: RegistryQueries) -> None:
+    async def certificate_out(cert: CertificateRecord) -> dict[str, Any]:
+        policies = await queries.certificate_policy_names(cert.id)
+        return {**certificate_json(cert), "certificatePem": cert.pem, "policyNames": policies}
+
     @router.get("/v1/certificates")
     async def list_certificates(
         thing: str | None = None, status: str | None = None
     ) -> JSONResponse:
-        if status is not None and status not in reg.CERTIFICATE_STATUSES:
-            allowed = ", ".join(reg.CERTIFICATE_STATUSES)
-            return _error(400, "InvalidRequest", f"status: must be one of {allowed}")
-        async with db.connect() as conn:
-            certs = await reg.list_certificates(conn, None, thing_name=thing, status=status)
+        if status is not None and status not in CERTIFICATE_STATUSES:
+            raise InvalidRequest(f"status: must be one of {', '.join(CERTIFICATE_STATUSES)}")
+        certs = await queries.certificates(thing=thing, status=status)
         return JSONResponse({"certificates": [certificate_json(c) for c in certs]})
 
     @router.get("/v1/certificates/{id_or_prefix}")
     async def get_certificate(id_or_prefix: str) -> JSONResponse:
-        try:
-            cert = await admin.find_certificate(db, id_or_prefix)
-        except admin.AdminError as exc:
-            return _admin_error(exc)
-        return JSONResponse(await certificate_out(cert))
+        return JSONResponse(await certificate_out(await admin.find_certificate(db, id_or_prefix)))
 
     @router.put("/v1/certificates/{id_or_prefix}")
     async def set_certificate_status(id_or_prefix: str, request: Request) -> JSONResponse:
-        body = parse_body(_SetStatus, await request.body())
-        if isinstance(body, JSONResponse):
-            return body
-        try:
-            cert = await admin.set_certificate_status(db, id_or_prefix, body.status)
-        except admin.AdminError as exc:
-            return _admin_error(exc)
+        body = read_body(_SetStatus, await request.body())
+        cert = await admin.set_certificate_status(db, id_or_prefix, body.status)
         return JSONResponse(await certificate_out(cert))
-
-    return router

@@ -135,9 +135,14 @@ def api_key_dependency(keys: KeyService) -> Callable[[Request], Awaitable[ApiKey
 def _outcome_answer(outcome: DeliveryOutcome) -> _Answer:
     if outcome.status == "delivered":
         # The id is "dlv_" + hex: no escaping needed, and no encoder on the hot path.
-        return 200, b'{"id":"' + outcome.delivery_id.encode() + b'"}', []
+        # ``"logged": false``: sent, but the delivery log has no row for it
+        # (docs/push-delivery-log.md).
+        tail = b'"}' if outcome.logged else b'","logged":false}'
+        return 200, b'{"id":"' + outcome.delivery_id.encode() + tail, []
     code, message = _OUTCOME_CODES[outcome.status]
     extra: dict[str, Any] = {"reason": outcome.reason, "retry_after": outcome.retry_after}
+    if not outcome.logged:
+        extra["logged"] = False
     if outcome.status != "rate_limited":
         extra["id"] = outcome.delivery_id
     if outcome.token_invalid_since is not None:

@@ -5,7 +5,7 @@ Layer: on :mod:`lantern.store` only, so every service (gateway accounts, provisi
 keys, schedules, firmware, FHIR tokens) records through it. Who acts comes from
 :mod:`lantern.audit.context` (set once by the CLI and by the HTTP admin check); how an action is
 recorded is in :mod:`lantern.audit.recorder`; failed admin logins in
-:mod:`lantern.audit.auth_failures`; reading in :mod:`lantern.audit.query`.
+:mod:`lantern.audit.auth_failures`; reading in :mod:`lantern.audit.queries`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,14 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from lantern.audit.query import MAX_LIMIT, AuditQueryError, entry_json, parse_since, read_page
+from lantern.audit.queries import (
+    MAX_LIMIT,
+    AuditQueryError,
+    AuditRow,
+    entry_json,
+    parse_since,
+    read_page,
+)
 from lantern.cli.common import (
     ConfigOption,
     DataDirOption,
@@ -22,7 +29,6 @@ from lantern.cli.common import (
     when,
     with_store,
 )
-from lantern.store.audit import AuditRow
 
 app = typer.Typer(help="The audit log of administrative actions.", no_args_is_help=True)
 

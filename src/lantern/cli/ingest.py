@@ -16,16 +16,14 @@ from lantern.cli.common import (
     DataDirOption,
     console,
     fail,
-    query,
     run_async,
     settings_from,
     when,
     with_store,
 )
-from lantern.ingest import tokens
+from lantern.ingest import queries, tokens
 from lantern.runtime.datadir import DataDir
 from lantern.store import Database
-from lantern.store import ingest as repo
 from lantern.store.objects import ObjectStoreError, object_store_from_settings
 
 tokens_app = typer.Typer(help="FHIR API read tokens (project-scoped).", no_args_is_help=True)
@@ -71,7 +69,7 @@ def tokens_list(
 ) -> None:
     """List tokens (never their secrets)."""
     settings = settings_from(data_dir, config)
-    records = query(settings, lambda conn: repo.list_tokens(conn, project))
+    records = run_async(with_store(settings, lambda db: queries.list_tokens(db, project)))
     if not records:
         console.print("No tokens. Create one with `lantern tokens create --project default`.")
         return
@@ -102,7 +100,9 @@ def files_list(
 ) -> None:
     """List uploaded files, newest first."""
     settings = settings_from(data_dir, config)
-    records = query(settings, lambda conn: repo.list_files(conn, project=project, thing_name=thing))
+    records = run_async(
+        with_store(settings, lambda db: queries.list_files(db, project=project, thing_name=thing))
+    )
     if not records:
         console.print("No files yet. Devices upload with `lantern device upload-file`.")
         return
@@ -132,9 +132,8 @@ def files_get(
     settings = settings_from(data_dir, config)
     cfg = settings.ingest
 
-    async def go(db: Database) -> repo.FileRecord | None:
-        async with db.connect() as conn:
-            record = await repo.get_file(conn, file_id)
+    async def go(db: Database) -> queries.FileRecord | None:
+        record = await queries.get_file(db, file_id)
         if record is None or output is None:
             return record
         files_dir = DataDir(settings.data_dir.resolve()).files_dir

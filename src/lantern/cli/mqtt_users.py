@@ -16,14 +16,12 @@ from lantern.cli.common import (
     console,
     fail,
     id_table,
-    query,
     run_async,
     settings_from,
     with_store,
 )
 from lantern.gateway import accounts
 from lantern.store import Database
-from lantern.store import registry_access as acc
 
 app = typer.Typer(
     help="MQTT user accounts for the plain TCP and WebSocket listeners.", no_args_is_help=True
@@ -89,7 +87,7 @@ def users_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> N
     """List users."""
     settings = settings_from(data_dir, config)
     table = id_table("user", "project", "policy")
-    for u in query(settings, lambda conn: acc.list_mqtt_users(conn, None)):
+    for u in run_async(with_store(settings, accounts.list_mqtt_users)):
         table.add_row(u.username, u.project, u.policy_name or "[dim](none: no access)[/]")
     console.print(table)
 
@@ -147,7 +145,7 @@ def policies_list(data_dir: DataDirOption = None, config: ConfigOption = None) -
     """List policies."""
     settings = settings_from(data_dir, config)
     table = id_table("policy", "project", "project-wide", "statements")
-    for p in query(settings, lambda conn: acc.list_policies(conn, None)):
+    for p in run_async(with_store(settings, accounts.list_policies)):
         table.add_row(
             p.name,
             p.project,
@@ -161,7 +159,7 @@ def policies_list(data_dir: DataDirOption = None, config: ConfigOption = None) -
 def policies_show(name: str, data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
     """Print a policy document."""
     settings = settings_from(data_dir, config)
-    policy = query(settings, lambda conn: acc.get_policy(conn, name))
+    policy = run_async(with_store(settings, lambda db: accounts.get_policy(db, name)))
     if policy is None:
         raise fail(f"policy {name} does not exist", "see `lantern policies list`")
     console.print_json(json.dumps(policy.document))

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lantern.cli.common import (
     ConfigOption,
@@ -22,7 +21,6 @@ from lantern.cli.common import (
     fail,
     id_table,
     load_ca,
-    query,
     run_async,
     settings_from,
     when,
@@ -30,9 +28,8 @@ from lantern.cli.common import (
 )
 from lantern.pki import KeyType
 from lantern.provisioning import admin
+from lantern.provisioning.queries import CertificateRecord, ClaimRecord, RegistryQueries
 from lantern.store import Database
-from lantern.store import registry as reg
-from lantern.store import registry_access as acc
 
 claims_app = typer.Typer(
     help="Claim certificates (shared by devices to provision).", no_args_is_help=True
@@ -72,7 +69,7 @@ def claims_create(
         raise fail(f"unknown key type {key_type!r}", "use rsa-2048 or ec-p256") from None
     ca = load_ca(settings)
 
-    async def work(db: Database) -> tuple[reg.ClaimRecord, str, str]:
+    async def work(db: Database) -> tuple[ClaimRecord, str, str]:
         claim, issued = await admin.create_claim(
             db, ca, template, description=description, device_limit=device_limit, key_type=kind
         )
@@ -101,14 +98,9 @@ def claims_create(
 def claims_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
     """List claim certificates."""
     settings = settings_from(data_dir, config)
-
-    async def work(conn: AsyncConnection) -> list[tuple[reg.ClaimRecord, int]]:
-        claims = await reg.list_claims(conn, None)
-        return [(c, await reg.count_claim_devices(conn, c.id)) for c in claims]
-
-    rows = query(settings, work)
+    rows = run_async(with_store(settings, lambda db: RegistryQueries(db).claims()))
     table = id_table("claim", "templates", "devices", "status", "certificate", "created")
-    for claim, used in rows:
+    for claim, used in ((r.claim, r.devices) for r in rows):
         limit = f"{used}/{claim.device_limit}" if claim.device_limit else str(used)
         status = (
             f"[red]revoked {when(claim.revoked_at)}[/]" if claim.revoked_at else "[green]active[/]"
@@ -150,7 +142,7 @@ def templates_list(data_dir: DataDirOption = None, config: ConfigOption = None) 
     """List provisioning templates."""
     settings = settings_from(data_dir, config)
     table = id_table("name", "enabled", "parameters", "hook", "version", "description")
-    for t in query(settings, lambda conn: reg.list_templates(conn, None)):
+    for t in run_async(with_store(settings, lambda db: RegistryQueries(db).templates())):
         params = ", ".join(p for p in t.body.get("Parameters", {}) if "::" not in p)
         table.add_row(
             t.name,
@@ -167,7 +159,7 @@ def templates_list(data_dir: DataDirOption = None, config: ConfigOption = None) 
 def templates_show(name: str, data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
     """Print a template as JSON (a file `templates update` accepts)."""
     settings = settings_from(data_dir, config)
-    t = query(settings, lambda conn: reg.get_template(conn, name))
+    t = run_async(with_store(settings, lambda db: RegistryQueries(db).template(name)))
     if t is None:
         raise fail(f"template {name} does not exist", "see `lantern templates list`")
     doc: dict[str, object] = {
@@ -242,7 +234,7 @@ def _load(path: Path) -> admin.TemplateSpec:
 def things_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
     """List things."""
     settings = settings_from(data_dir, config)
-    rows = query(settings, lambda conn: reg.list_things(conn, None))
+    rows = run_async(with_store(settings, lambda db: RegistryQueries(db).things()))
     table = id_table("thing", "serial", "manufacturer", "model", "name", "template", "created")
     for t in rows:
         table.add_row(
@@ -261,17 +253,10 @@ def things_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> 
 def things_show(name: str, data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
     """Show a thing, its attributes and certificates."""
     settings = settings_from(data_dir, config)
-
-    async def work(
-        conn: AsyncConnection,
-    ) -> tuple[reg.ThingRecord | None, list[reg.CertificateRecord]]:
-        return await reg.get_thing(conn, name), await reg.list_certificates(
-            conn, None, thing_name=name
-        )
-
-    thing, certs = query(settings, work)
-    if thing is None:
+    detail = run_async(with_store(settings, lambda db: RegistryQueries(db).thing(name)))
+    if detail is None:
         raise fail(f"thing {name} does not exist", "see `lantern things list`")
+    thing, certs = detail.thing, detail.certificates
     console.print(
         f"[bold]{thing.name}[/]  project {thing.project}  template "
         f"{thing.template_name or '-'}  created {when(thing.created_at)}"
@@ -303,11 +288,11 @@ def certs_list(
 ) -> None:
     """List certificates."""
     settings = settings_from(data_dir, config)
-    certs = query(
-        settings,
-        lambda conn: reg.list_certificates(
-            conn, None, thing_name=thing, status=status.upper() if status else None
-        ),
+    wanted = status.upper() if status else None
+    certs = run_async(
+        with_store(
+            settings, lambda db: RegistryQueries(db).certificates(thing=thing, status=wanted)
+        )
     )
     table = id_table("certificate", "kind", "status", "thing", "created")
     for c in certs:
@@ -324,10 +309,9 @@ def certs_show(
     """Show a certificate (id or unique prefix) with its PEM and policies."""
     settings = settings_from(data_dir, config)
 
-    async def work(db: Database) -> tuple[reg.CertificateRecord, list[str]]:
+    async def work(db: Database) -> tuple[CertificateRecord, list[str]]:
         cert = await admin.find_certificate(db, certificate)
-        async with db.connect() as conn:
-            return cert, await acc.certificate_policy_names(conn, cert.id)
+        return cert, await RegistryQueries(db).certificate_policy_names(cert.id)
 
     cert, policies = run_async(with_store(settings, work))
     console.print(

@@ -23,9 +23,9 @@ from lantern.cli.common import (
 )
 from lantern.push.client import PushClient, PushFailed
 from lantern.push.keys import KeyService
+from lantern.push.queries import ApiKeyRow, PushQueries
 from lantern.push.scopes import parse_scope
 from lantern.store import Database
-from lantern.store.push import ApiKeyRow, DeliveryStore
 
 keys_app = typer.Typer(help="API keys of the app gateway (/push).", no_args_is_help=True)
 deliveries_app = typer.Typer(help="The app gateway's delivery log.", no_args_is_help=True)
@@ -194,7 +194,7 @@ def list_deliveries(
     settings = settings_from(data_dir, config)
 
     async def go(db: Database) -> Any:
-        return await DeliveryStore(db).recent(limit=limit, key_id=key, status=status)
+        return await PushQueries(db).deliveries(limit=limit, key_id=key, status=status)
 
     rows = run_async(with_store(settings, go))
     if not rows:

@@ -25,8 +25,8 @@ from lantern.push.keys import KeyNotFound, KeyService
 from lantern.push.scopes import schemes_allowed
 from lantern.schedule import ScheduleError, ScheduleService, SystemClock
 from lantern.schedule.model import mask
+from lantern.schedule.queries import ScheduleQueries
 from lantern.store import Database
-from lantern.store.schedule import ScheduleStore
 
 app = typer.Typer(help="Scheduled notifications (reminders sent through the push gateway).")
 
@@ -38,7 +38,7 @@ class _Owner:
 
 
 def _service(db: Database) -> ScheduleService:
-    return ScheduleService(ScheduleStore(db), SystemClock(), schemes_allowed)
+    return ScheduleService.on(db, SystemClock(), schemes_allowed)
 
 
 def _rule(view: dict[str, Any]) -> str:
@@ -132,9 +132,8 @@ def list_(
     """List schedules with their next fire time."""
 
     async def go(db: Database) -> list[dict[str, Any]]:
-        owner = None if key is None else _Owner(key, "internal")
-        return await _service(db).list_schedules(
-            owner, activity_id=activity, participant_id=participant, limit=limit
+        return await ScheduleQueries(db).schedules(
+            key_id=key, activity_id=activity, participant_id=participant, limit=limit
         )
 
     views = _run(data_dir, config, go)
@@ -170,9 +169,9 @@ def show(
     """Show one schedule, its next fire times and its recent history."""
 
     async def go(db: Database) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        service = _service(db)
-        view = await service.get(None, schedule_id)
-        return view, (await service.history(None, schedule_id, history) if history else [])
+        queries = ScheduleQueries(db)
+        view = await queries.schedule(schedule_id)
+        return view, (await queries.history(schedule_id, history) if history else [])
 
     view, occurrences = _run(data_dir, config, go)
     _print_schedule(view)

@@ -4,7 +4,10 @@ with a message that says how to fix it.
 
 Each change is recorded in the audit log in its own transaction (``policy.put``,
 ``mqtt_user.create``, ``mqtt_user.update_password``, ``mqtt_user.delete``); passwords and their
-hashes never are."""
+hashes never are.
+
+The read side (:func:`list_mqtt_users`, :func:`list_policies`, :func:`get_policy`) is shared by
+the command line and anything else that shows accounts: one statement each."""
 
 from __future__ import annotations
 
@@ -17,12 +20,18 @@ from lantern.gateway.errors import GatewayError, PolicyError
 from lantern.gateway.passwords import hash_password
 from lantern.gateway.policy import validate_policy_document
 from lantern.store import Database
-from lantern.store import registry_access as acc
+from lantern.store.registry import MqttUserRecord, PolicyRecord
+from lantern.store.registry import access as acc
 
 __all__ = [
     "AccountError",
+    "MqttUserRecord",
+    "PolicyRecord",
     "create_mqtt_user",
     "delete_mqtt_user",
+    "get_policy",
+    "list_mqtt_users",
+    "list_policies",
     "put_policy",
     "set_mqtt_user_password",
 ]
@@ -36,6 +45,23 @@ class AccountError(GatewayError):
     """An operator request on policies or users cannot be done; the message says why."""
 
 
+async def list_mqtt_users(db: Database, project: str | None = None) -> list[MqttUserRecord]:
+    """MQTT users by name (``project=None``: every project)."""
+    async with db.connect() as conn:
+        return await acc.list_mqtt_users(conn, project)
+
+
+async def list_policies(db: Database, project: str | None = None) -> list[PolicyRecord]:
+    """Policies by name (``project=None``: every project)."""
+    async with db.connect() as conn:
+        return await acc.list_policies(conn, project)
+
+
+async def get_policy(db: Database, name: str) -> PolicyRecord | None:
+    async with db.connect() as conn:
+        return await acc.get_policy(conn, name)
+
+
 async def put_policy(
     db: Database,
     name: str,
@@ -43,7 +69,7 @@ async def put_policy(
     *,
     project: str = "default",
     project_wide: bool = False,
-) -> acc.PolicyRecord:
+) -> PolicyRecord:
     """Create or replace a policy. A project-wide policy applies to every device of the project
     (on their next connection)."""
     async with audited(db, "policy.put", name, project_wide=project_wide) as act:
@@ -54,7 +80,7 @@ async def put_policy(
         except PolicyError as exc:
             raise AccountError(f"invalid policy {name}: {exc}") from None
         now = time.time()
-        record = acc.PolicyRecord(name, project, document, project_wide, now, now)
+        record = PolicyRecord(name, project, document, project_wide, now, now)
         async with db.transaction() as conn:
             existed = await acc.get_policy(conn, name) is not None
             await acc.upsert_policy(conn, record)
@@ -74,13 +100,13 @@ async def create_mqtt_user(
     *,
     policy_name: str | None = None,
     project: str = "default",
-) -> acc.MqttUserRecord:
+) -> MqttUserRecord:
     """Create a user with ``policy_name`` attached (none: the user may do nothing)."""
     async with audited(db, "mqtt_user.create", username, policy=policy_name) as act:
         if not USERNAME_RE.match(username):
             raise AccountError(f"username {username!r} is invalid (1-128 of A-Z a-z 0-9 _.@-)")
         _check_password(password)
-        record = acc.MqttUserRecord(
+        record = MqttUserRecord(
             username, project, hash_password(password), policy_name, time.time(), None
         )
         async with db.transaction() as conn:

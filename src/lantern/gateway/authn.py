@@ -33,8 +33,9 @@ per user name (mTLS: per certificate); a throttled attempt is refused at once wi
 (3.1.1: 3). Outcomes are counted in :class:`AuthStats` (exported as metrics).
 
 Cost per CONNECT: the registry is read on every CONNECT (so a revoked or deactivated certificate
-is refused at once, whichever process changed it) but as ONE job on the registry worker's
-thread (a few cheap synchronous statements, one thread hop). The CA signature check of a
+is refused at once, whichever process changed it) but as ONE unit of work of the registry port
+(:class:`~lantern.store.registry.RegistryUnits`: on a SQLite file, a few prepared statements on
+the database's writer thread, one thread hop). The CA signature check of a
 certificate is done once per certificate id and remembered (a certificate's signature never
 changes; its validity period is still checked on every CONNECT).
 """
@@ -47,8 +48,6 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any
-
-from sqlalchemy.engine import Connection
 
 from lantern.gateway.authorizer import GatewayAuthorizer, builtin_policy
 from lantern.gateway.identity import (
@@ -65,9 +64,15 @@ from lantern.mqtt.hooks import AuthResult, ConnectInfo
 from lantern.mqtt.reason_codes import ReasonCode
 from lantern.pki import CertificateAuthority, PKIError, certificate_id, load_certificate
 from lantern.store import Database
-from lantern.store import registry as reg
-from lantern.store import registry_access as acc
-from lantern.store.registry_worker import RegistryWorker
+from lantern.store.registry import (
+    CertificateRecord,
+    ClaimRecord,
+    MqttUserRecord,
+    PolicyRecord,
+    RegistryStore,
+    RegistryUnitOfWork,
+    RegistryUnits,
+)
 
 __all__ = ["AuthStats", "GatewayAuthenticator"]
 
@@ -80,32 +85,42 @@ _VERIFIED_MAX = 100_000
 
 @dataclass(frozen=True)
 class _Lookup:
-    """What the registry says about a certificate, read in one worker job."""
+    """What the registry says about a certificate, read in one unit of work."""
 
-    record: reg.CertificateRecord | None
-    claim: reg.ClaimRecord | None = None
+    record: CertificateRecord | None
+    claim: ClaimRecord | None = None
     documents: tuple[dict[str, Any], ...] = ()
     client_id_is_thing: bool = False  # (claims) the client id is a registered thing name
 
 
-def _lookup(conn: Connection, cert_id: str, client_id: str) -> _Lookup:
-    record = reg.get_certificate_sync(conn, cert_id)
+def _lookup(uow: RegistryUnitOfWork, cert_id: str, client_id: str) -> _Lookup:
+    record = uow.certificate(cert_id)
     if record is None:
         return _Lookup(None)
     if record.kind == "claim":
         return _Lookup(
             record,
-            claim=reg.get_claim_by_certificate_sync(conn, cert_id),
-            client_id_is_thing=bool(client_id) and reg.get_thing_sync(conn, client_id) is not None,
+            claim=uow.claim_of_certificate(cert_id),
+            client_id_is_thing=bool(client_id) and uow.thing(client_id) is not None,
         )
     if record.status != "ACTIVE" or record.thing_name is None:
         return _Lookup(record)
-    policies = reg.connection_policies_sync(conn, record.project, cert_id)
+    policies = uow.connection_policies(record.project, cert_id)
     return _Lookup(record, documents=tuple(p.document for p in policies))
 
 
+def _user_and_policy(
+    uow: RegistryUnitOfWork, username: str
+) -> tuple[MqttUserRecord | None, PolicyRecord | None]:
+    user = uow.mqtt_user(username)
+    if user is None or not user.policy_name:
+        return user, None
+    return user, uow.policy(user.policy_name)
+
+
 class GatewayAuthenticator:
-    """Decides who a connecting client is, from the registry."""
+    """Decides who a connecting client is, from the registry (``units``; by default the
+    database's :class:`~lantern.store.registry.RegistryStore`)."""
 
     def __init__(
         self,
@@ -118,8 +133,10 @@ class GatewayAuthenticator:
         thing_names: ThingNames | None = None,
         throttle: AuthThrottle | None = None,
         passwords: PasswordChecker | None = None,
+        units: RegistryUnits | None = None,
     ) -> None:
         self.db = db
+        self.units = units if units is not None else RegistryStore(db.transactions)
         self.ca = ca
         self.authorizer = authorizer
         self.anonymous_listeners = frozenset(anonymous_listeners)
@@ -127,14 +144,13 @@ class GatewayAuthenticator:
         # One set for both hooks (the authorizer's default anonymous access reads it too).
         names = thing_names if thing_names is not None else authorizer.thing_names
         if names is None:
-            names = ThingNames(db)
+            names = ThingNames(db, units=self.units)
         self.thing_names = names
         if authorizer.thing_names is None:
             authorizer.thing_names = names
         self.throttle = throttle if throttle is not None else AuthThrottle()
         self.passwords = passwords if passwords is not None else PasswordChecker()
         self.stats = AuthStats()
-        self.worker = RegistryWorker.for_database(db)
         # certificate id -> validity period, for certificates whose CA signature checked out
         self._verified: dict[str, tuple[dt.datetime, dt.datetime]] = {}
         self._claim_policies: dict[frozenset[str], PolicySet] = {}
@@ -191,7 +207,7 @@ class GatewayAuthenticator:
         end = period[1] if period is not None else load_certificate(der).not_valid_after_utc
         return min(end, self.ca.certificate.not_valid_after_utc).timestamp()
 
-    def _claim_policy(self, claim: reg.ClaimRecord) -> PolicySet:
+    def _claim_policy(self, claim: ClaimRecord) -> PolicySet:
         """The built-in policy of a claim connection: it depends only on the claim's templates
         (not on the client id), so it is compiled once per set of templates."""
         templates = frozenset(claim.allowed_templates)
@@ -224,7 +240,7 @@ class GatewayAuthenticator:
             log.info("refused %r: certificate not issued by the platform CA", info.client_id)
             return _REFUSED
         client_id = info.client_id
-        found = await self.worker.read(lambda conn: _lookup(conn, cert_id, client_id))
+        found = await self.units.read(lambda uow: _lookup(uow, cert_id, client_id))
         record = found.record
         if record is None:
             log.info("refused %r: certificate %s is not registered", info.client_id, cert_id)
@@ -302,8 +318,8 @@ class GatewayAuthenticator:
         principal = ("anonymous", info.listener)
         if self.anonymous_policy is None:
             return AuthResult(identity=identity, principal=principal)
-        async with self.db.connect() as conn:
-            policy = await acc.get_policy(conn, self.anonymous_policy)
+        name = self.anonymous_policy
+        policy = await self.units.read(lambda uow: uow.policy(name))
         if policy is None:
             log.error(
                 "refused an anonymous client on %s: provisioning.anonymous_policy %r no longer "
@@ -330,13 +346,8 @@ class GatewayAuthenticator:
             if await self._reserved_client_id(info):
                 return _REFUSED
             return await self._anonymous(info)
-        async with self.db.connect() as conn:
-            user = await acc.get_mqtt_user(conn, info.username)
-            policy = (
-                await acc.get_policy(conn, user.policy_name)
-                if user is not None and user.policy_name
-                else None
-            )
+        username = info.username
+        user, policy = await self.units.read(lambda uow: _user_and_policy(uow, username))
         password = (info.password or b"").decode("utf-8", "replace")
         stored = user.password_hash if user is not None else _DUMMY_HASH
         # Verify even for unknown users so timing does not reveal which usernames exist.

@@ -16,13 +16,11 @@ import time
 from collections.abc import Callable, Collection
 from typing import Protocol
 
-import sqlalchemy as sa
-
 from lantern.gateway.identity import ClaimIdentity, ThingIdentity
 from lantern.mqtt.hooks import ClientHandle
 from lantern.mqtt.reason_codes import ReasonCode
 from lantern.store import Database
-from lantern.store.schema.registry import certificates
+from lantern.store.registry import RegistryStore, RegistryUnits
 
 __all__ = ["ClientDisconnector", "RevocationWatcher"]
 
@@ -46,7 +44,9 @@ def _certificate_of(client: ClientHandle) -> str | None:
 
 
 class RevocationWatcher:
-    """Polls the registry and kicks connections of deactivated/revoked certificates."""
+    """Polls the registry (``units``; by default the database's
+    :class:`~lantern.store.registry.RegistryStore`) and kicks connections of deactivated/revoked
+    certificates."""
 
     def __init__(
         self,
@@ -55,8 +55,10 @@ class RevocationWatcher:
         *,
         interval: float = 0.5,
         clock: Callable[[], float] = time.time,
+        units: RegistryUnits | None = None,
     ) -> None:
         self.db = db
+        self.units = units if units is not None else RegistryStore(db.transactions)
         self.server = server
         self.interval = interval
         self.clock = clock
@@ -76,13 +78,7 @@ class RevocationWatcher:
 
     async def poll_once(self) -> int:
         since = self.clock() - _WINDOW
-        query = (
-            sa.select(certificates.c.id)
-            .where(certificates.c.updated_at >= since)
-            .where(certificates.c.status.in_(("INACTIVE", "REVOKED")))
-        )
-        async with self.db.connect() as conn:
-            ids = [r.id for r in (await conn.execute(query)).all()]
+        ids = await self.units.read(lambda uow: uow.disabled_certificates_since(since))
         return self.kick(ids)
 
     async def _run(self) -> None:

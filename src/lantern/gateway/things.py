@@ -28,10 +28,8 @@ import logging
 import time
 from collections.abc import Callable
 
-import sqlalchemy as sa
-
 from lantern.store import Database
-from lantern.store.schema.registry import things
+from lantern.store.registry import RegistryStore, RegistryUnits
 
 __all__ = ["ThingNames"]
 
@@ -48,12 +46,20 @@ def first_level(topic: str) -> str:
 
 
 class ThingNames:
-    """The set of registered thing names (see the module docstring for how it stays correct)."""
+    """The set of registered thing names (see the module docstring for how it stays correct),
+    read from the registry (``units``; by default the database's
+    :class:`~lantern.store.registry.RegistryStore`)."""
 
     def __init__(
-        self, db: Database, *, slack: float = 60.0, clock: Callable[[], float] = time.time
+        self,
+        db: Database,
+        *,
+        slack: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        units: RegistryUnits | None = None,
     ) -> None:
         self.db = db
+        self.units = units if units is not None else RegistryStore(db.transactions)
         self.slack = slack
         self.clock = clock
         self._names: set[str] = set()
@@ -87,9 +93,7 @@ class ThingNames:
             if self._loaded:
                 return
             started = self.clock()
-            async with self.db.connect() as conn:
-                rows = await conn.execute(sa.select(things.c.name))
-                self._names.update(r.name for r in rows)
+            self._names.update(await self.units.read(lambda uow: uow.thing_names()))
             self._since = started - self.slack
             self._loaded = True
             log.info("%d thing names loaded for access checks", len(self._names))
@@ -99,9 +103,8 @@ class ThingNames:
         new to the set."""
         await self.ensure_loaded()
         started = self.clock()
-        query = sa.select(things.c.name).where(things.c.created_at >= self._since)
-        async with self.db.connect() as conn:
-            names = {r.name for r in await conn.execute(query)}
+        since = self._since
+        names = await self.units.read(lambda uow: uow.thing_names(since))
         fresh = names - self._names
         self._names.update(fresh)
         self._since = started - self.slack

@@ -3,15 +3,19 @@
 - :class:`IngestError` (a :class:`~lantern.errors.LanternError`): root.
   - :class:`PayloadRejected`: a device request is invalid; carries the field, an error code and a
     message for the ``…/rejected`` reply (statusCode 400).
-  - :class:`CommitFailed`: the group commit holding an observation failed; nothing of that batch
-    was stored.
   - :class:`UploadRefused`: an upload request is refused; carries the HTTP status and error code.
   - :class:`TokenError`: a FHIR read token is unknown, revoked or lacks the scope.
+
+:class:`CommitFailed` is the store's (:mod:`lantern.store.group_commit`, a ``StoreError``):
+the group commit holding an observation failed; nothing of that batch was stored.
 """
 
 from __future__ import annotations
 
 from lantern.errors import LanternError
+from lantern.store.group_commit import CommitFailed
+
+__all__ = ["CommitFailed", "IngestError", "PayloadRejected", "TokenError", "UploadRefused"]
 
 
 class IngestError(LanternError):
@@ -28,10 +32,6 @@ class PayloadRejected(IngestError):
         self.message = message
 
 
-class CommitFailed(IngestError):
-    """The transaction of a batch failed; no observation of the batch is stored."""
-
-
 class UploadRefused(IngestError):
     """An upload is refused with ``status`` (4xx) and a stable ``error_code``."""
 
@@ -44,3 +44,6 @@ class UploadRefused(IngestError):
 
 class TokenError(IngestError):
     """A FHIR read token is unknown, revoked or not allowed."""
+
+    http_status = 401
+    code = "Unauthorized"

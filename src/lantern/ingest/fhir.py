@@ -32,6 +32,9 @@ _FORMATS = {"json", "application/json", "application/fhir+json"}
 class SearchError(IngestError):
     """A search parameter is invalid; rendered as a 400 OperationOutcome."""
 
+    http_status = 400
+    code = "InvalidRequest"
+
 
 def device_fhir_id(thing_name: str) -> str:
     """The FHIR ``Device`` id of a thing: its name when that is a valid FHIR id, otherwise a

@@ -24,7 +24,7 @@ from lantern.ingest.observation import (
 )
 from lantern.ingest.writer import GroupCommitWriter
 from lantern.mqtt.reason_codes import ReasonCode
-from lantern.store.ingest import ObservationRow
+from lantern.store.ingest.records import ObservationRow
 
 log = logging.getLogger(__name__)
 

@@ -45,18 +45,11 @@ async def _create_token(
 ) -> IssuedToken:
     if scope not in SCOPES:
         raise TokenError(f"unknown scope {scope!r}; known scopes: {', '.join(SCOPES)}")
-    from sqlalchemy import select
-
-    from lantern.store.schema.core import projects
-
     token_id = secrets.token_hex(8)
     token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
     now = time.time()
     async with db.transaction() as conn:
-        exists = (
-            await conn.execute(select(projects.c.name).where(projects.c.name == project))
-        ).first()
-        if exists is None:
+        if not await repo.project_exists(conn, project):
             raise TokenError(f"there is no project {project!r}")
         await repo.insert_token(
             conn,

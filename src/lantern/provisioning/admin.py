@@ -310,15 +310,12 @@ async def find_certificate(db: Database, id_or_prefix: str) -> reg.CertificateRe
             return exact
         if len(key) < 8:
             raise AdminError("give the certificate id or at least its first 8 characters")
-        matches = [
-            c
-            for c in await reg.list_certificates(conn, None, limit=1_000_000)
-            if c.id.startswith(key)
-        ]
+        matches = await conn.run_sync(lambda c: reg.certificates_with_prefix(c, key, 101))
     if not matches:
         raise AdminNotFound(f"no certificate {id_or_prefix}; see `lantern certs list`")
     if len(matches) > 1:
-        raise AdminError(f"{id_or_prefix} matches {len(matches)} certificates; give more digits")
+        count = "more than 100" if len(matches) > 100 else str(len(matches))
+        raise AdminError(f"{id_or_prefix} matches {count} certificates; give more digits")
     return matches[0]
 
 

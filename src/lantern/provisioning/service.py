@@ -8,10 +8,11 @@ CreateKeysAndCertificate exists only in the reply.
 
 Cost per flow (the goal is >= 100 provisionings/s): CPU-bound crypto (key generation, CSR
 verification, signing) runs off the event loop, RSA key pairs come from a :class:`KeyPool`
-refilled in the background, and each request's registry work (checks and writes) is ONE job of
-the :class:`RegistryWorker` (one transaction shared with concurrent requests: group commit).
-Checks run inside that transaction, so they are exact: a claim revoked or a token used a moment
-ago is seen.
+refilled in the background, and each request's registry work (checks and writes) is ONE request
+of the :class:`~lantern.provisioning.writer.RegistryWriter` (a savepoint in a transaction shared
+with concurrent requests: group commit). Checks run inside that transaction, so they are exact:
+a claim revoked or a token used a moment ago is seen. A batch that cannot commit fails each of
+its requests with ``InternalFailure`` (the device retries).
 """
 
 from __future__ import annotations
@@ -23,9 +24,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from lantern.gateway import ClaimIdentity, DeviceRequest, HandlerResult, Reply, ReservedTopicRouter
 from lantern.gateway.errors import PolicyError
@@ -46,11 +44,21 @@ from lantern.provisioning.hook import PreProvisioningHook
 from lantern.provisioning.keypool import KeyPool
 from lantern.provisioning.template import TEMPLATE_NAME_RE, ProvisioningPlan, evaluate_template
 from lantern.provisioning.tokens import hash_token, new_token
+from lantern.provisioning.writer import RegistryWriter
 from lantern.settings.provisioning import ProvisioningSettings
 from lantern.store import Database
-from lantern.store import registry as reg
-from lantern.store.registry_access import PolicyRecord
-from lantern.store.registry_worker import RegistryWorker
+from lantern.store.group_commit import CommitFailed
+from lantern.store.registry import (
+    CertificateRecord,
+    ClaimRecord,
+    OwnershipTokenRecord,
+    PolicyRecord,
+    RegistryConflict,
+    RegistryStore,
+    RegistryUnitOfWork,
+    RegistryUnits,
+    ThingRecord,
+)
 
 __all__ = ["ProvisioningService"]
 
@@ -88,7 +96,8 @@ class ProvisioningService:
     ``clock`` returns epoch seconds (tests pass a fake one). ``hook`` calls pre-provisioning
     hooks; without one, a template that names a hook URL denies every request. ``on_thing`` is
     told the name of every thing RegisterThing committed, before the reply goes out (the
-    gateway's :class:`~lantern.gateway.things.ThingNames`).
+    gateway's :class:`~lantern.gateway.things.ThingNames`). ``units``: the registry (by
+    default the database's :class:`~lantern.store.registry.RegistryStore`).
     """
 
     def __init__(
@@ -100,14 +109,16 @@ class ProvisioningService:
         hook: PreProvisioningHook | None = None,
         clock: Callable[[], float] = time.time,
         on_thing: Callable[[str], None] | None = None,
+        units: RegistryUnits | None = None,
     ) -> None:
         self.db = db
+        self.units = units if units is not None else RegistryStore(db.transactions)
+        self.writer = RegistryWriter(self.units)
         self.on_thing = on_thing
         self.ca = ca
         self.settings = settings
         self.hook = hook
         self.clock = clock
-        self.worker = RegistryWorker.for_database(db)
         # RSA keys made ahead (settings.key_pool_size); EC keys take microseconds.
         self._key_pool: KeyPool[PrivateKey] | None = None
         if KeyType(settings.key_type) is KeyType.RSA_2048:
@@ -133,11 +144,13 @@ class ProvisioningService:
         """RSA keys ready in the pool (0 without one)."""
         return 0 if self._key_pool is None else self._key_pool.ready
 
-    def close(self) -> None:
-        """Stop the key pool's threads (the pooled keys are forgotten)."""
+    async def close(self) -> None:
+        """Stop the key pool's threads (the pooled keys are forgotten), then commit the queued
+        registry writes and stop the writer."""
         if self._key_pool is not None:
             self._key_pool.close()
             self._key_pool = None
+        await self.writer.close()
 
     # -- handlers ------------------------------------------------------------------------------
     async def create_keys_and_certificate(self, request: DeviceRequest) -> HandlerResult:
@@ -166,7 +179,7 @@ class ProvisioningService:
                 )
             body = decode_request(fmt, request.payload)
             answer: dict[str, Any] = await work(request, identity, body)
-            topic, code = f"{request.topic}/accepted", ReasonCode.SUCCESS
+            topic = f"{request.topic}/accepted"
         except ProvisioningRejected as exc:
             log.info(
                 "provisioning request on %s from %s rejected: %s %s",
@@ -175,20 +188,23 @@ class ProvisioningService:
                 exc.error_code,
                 exc.message,
             )
-            answer, topic, code = exc.payload(), f"{request.topic}/rejected", ReasonCode.SUCCESS
-        except Exception:
-            log.exception("provisioning request on %s failed", request.topic)
+            answer, topic = exc.payload(), f"{request.topic}/rejected"
+        except Exception as exc:
+            # A batch that could not commit is logged by the group commit (nothing was stored).
+            if not isinstance(exc, CommitFailed):
+                log.exception("provisioning request on %s failed", request.topic)
             answer = ProvisioningRejected(
                 500, "InternalFailure", "Lantern failed to process the request; try again"
             ).payload()
-            topic, code = f"{request.topic}/rejected", ReasonCode.SUCCESS
-        return HandlerResult(replies=(Reply(topic, encode_reply(fmt, answer)),), puback=code)
+            topic = f"{request.topic}/rejected"
+        reply = Reply(topic, encode_reply(fmt, answer))
+        return HandlerResult(replies=(reply,), puback=ReasonCode.SUCCESS)
 
-    # -- claim checks (inside a worker job) ----------------------------------------------------
+    # -- claim checks (inside a registry request) ----------------------------------------------
     @staticmethod
-    def _live_claim(conn: Connection, identity: ClaimIdentity) -> reg.ClaimRecord:
+    def _live_claim(uow: RegistryUnitOfWork, identity: ClaimIdentity) -> ClaimRecord:
         """The claim as it is now (it may have been revoked since the device connected)."""
-        claim = reg.live_claim_sync(conn, identity.claim_id, identity.certificate_id)
+        claim = uow.live_claim(identity.claim_id, identity.certificate_id)
         if claim is None:
             raise ProvisioningRejected(403, "AccessDenied", "the claim certificate is revoked")
         return claim
@@ -233,7 +249,7 @@ class ProvisioningService:
     ) -> str:
         now = self.clock()
         token = new_token()
-        certificate = reg.CertificateRecord(
+        certificate = CertificateRecord(
             id=issued.certificate_id,
             pem=issued.certificate_pem,
             kind="device",
@@ -243,7 +259,7 @@ class ProvisioningService:
             created_at=now,
             updated_at=now,
         )
-        ownership = reg.OwnershipTokenRecord(
+        ownership = OwnershipTokenRecord(
             token_hash=hash_token(token),
             certificate_id=issued.certificate_id,
             claim_id=identity.claim_id,
@@ -253,12 +269,12 @@ class ProvisioningService:
             thing_name=None,
         )
 
-        def job(conn: Connection) -> None:
-            self._live_claim(conn, identity)
-            reg.insert_certificate_sync(conn, certificate)
-            reg.insert_token_sync(conn, ownership)
+        def store(uow: RegistryUnitOfWork) -> None:
+            self._live_claim(uow, identity)
+            uow.insert_certificate(certificate)
+            uow.insert_token(ownership)
 
-        await self.worker.write(job)
+        await self.writer.write(store)
         log.info(
             "issued certificate %s (pending) to claim %s", issued.certificate_id, identity.claim_id
         )
@@ -286,17 +302,17 @@ class ProvisioningService:
             )
         token_hash, now = hash_token(token), self.clock()
 
-        def job(merged: dict[str, str] | None) -> Callable[[Connection], Any]:
-            return lambda conn: self._register_job(
-                conn, identity, template_name, token_hash, parameters, merged, now
+        def job(merged: dict[str, str] | None) -> Callable[[RegistryUnitOfWork], Any]:
+            return lambda uow: self._register_job(
+                uow, identity, template_name, token_hash, parameters, merged, now
             )
 
         try:
-            outcome = await self.worker.write(job(None))
+            outcome = await self.writer.write(job(None))
             if isinstance(outcome, _HookNeeded):
                 merged = {**parameters, **await self._call_hook(outcome, request, parameters)}
-                outcome = await self.worker.write(job(merged))
-        except IntegrityError:
+                outcome = await self.writer.write(job(merged))
+        except RegistryConflict:
             raise ProvisioningRejected(
                 409, "ResourceConflict", "the thing was created concurrently; try again"
             ) from None
@@ -332,7 +348,7 @@ class ProvisioningService:
 
     def _register_job(
         self,
-        conn: Connection,
+        uow: RegistryUnitOfWork,
         identity: ClaimIdentity,
         template_name: str,
         token_hash: str,
@@ -342,8 +358,8 @@ class ProvisioningService:
     ) -> dict[str, Any] | _HookNeeded:
         """Every check, then (when no hook must answer first) every write, in one transaction.
         ``merged``: the parameters with the hook's overrides, once it allowed the request."""
-        claim = self._live_claim(conn, identity)
-        template = reg.get_template_sync(conn, template_name)
+        claim = self._live_claim(uow, identity)
+        template = uow.template(template_name)
         if template is None or template.project != claim.project:
             raise ProvisioningRejected(
                 404, "ResourceNotFound", f"provisioning template {template_name} does not exist"
@@ -359,7 +375,7 @@ class ProvisioningService:
                 f"this claim certificate may not use template {template_name} "
                 f"(allowed: {', '.join(claim.allowed_templates) or 'none'})",
             )
-        record = reg.get_token_sync(conn, token_hash)
+        record = uow.token(token_hash)
         if record is None:
             raise _token_error("certificate ownership token is unknown")
         if record.claim_id != identity.claim_id:
@@ -368,11 +384,11 @@ class ProvisioningService:
             raise _token_error("certificate ownership token was already used")
         if record.expires_at <= now:
             raise _token_error("certificate ownership token has expired; create a new one")
-        cert = reg.get_certificate_sync(conn, record.certificate_id)
+        cert = uow.certificate(record.certificate_id)
         if cert is None or cert.status != "PENDING_ACTIVATION":
             raise _token_error("the certificate of this ownership token cannot be registered")
         limit = claim.device_limit
-        if limit is not None and reg.count_claim_devices_sync(conn, claim.id) >= limit:
+        if limit is not None and uow.claim_devices(claim.id) >= limit:
             raise ProvisioningRejected(
                 403, "LimitExceeded", f"this claim certificate reached its limit of {limit} devices"
             )
@@ -386,25 +402,25 @@ class ProvisioningService:
                 raise ProvisioningRejected(
                     400, "InvalidParameters", f"template policy: {exc}"
                 ) from None
-        self._apply(conn, plan, claim, template_name, cert.id, record, now)
+        self._apply(uow, plan, claim, template_name, cert.id, record, now)
         return {"deviceConfiguration": plan.device_configuration, "thingName": plan.thing_name}
 
     def _apply(
         self,
-        conn: Connection,
+        uow: RegistryUnitOfWork,
         plan: ProvisioningPlan,
-        claim: reg.ClaimRecord,
+        claim: ClaimRecord,
         template_name: str,
         certificate_id: str,
-        token: reg.OwnershipTokenRecord,
+        token: OwnershipTokenRecord,
         now: float,
     ) -> None:
-        if not reg.mark_token_used_sync(conn, token.token_hash, now, plan.thing_name):
+        if not uow.use_token(token.token_hash, now, plan.thing_name):
             raise _token_error("certificate ownership token was already used")
         # Checked again after consuming the token: concurrent registrations (another process on
         # the same database) must not overshoot.
         limit = claim.device_limit
-        if limit is not None and reg.count_claim_devices_sync(conn, claim.id) > limit:
+        if limit is not None and uow.claim_devices(claim.id) > limit:
             raise ProvisioningRejected(
                 403, "LimitExceeded", f"this claim certificate reached its limit of {limit} devices"
             )
@@ -415,11 +431,10 @@ class ProvisioningService:
             "model": params.get("Model"),
             "device_name": params.get("Name"),
         }
-        existing = reg.get_thing_sync(conn, plan.thing_name)
+        existing = uow.thing(plan.thing_name)
         if existing is None:
-            reg.insert_thing_sync(
-                conn,
-                reg.ThingRecord(
+            uow.insert_thing(
+                ThingRecord(
                     name=plan.thing_name,
                     project=claim.project,
                     attributes=plan.attributes,
@@ -440,23 +455,20 @@ class ProvisioningService:
             elif plan.attributes_override == "MERGE":
                 attributes = {**existing.attributes, **plan.attributes}
             values = {k: v for k, v in device.items() if v is not None}
-            reg.update_thing_sync(
-                conn, plan.thing_name, attributes=attributes, updated_at=now, **values
-            )
-        reg.set_certificate_status_sync(
-            conn, certificate_id, plan.certificate_status, now, thing_name=plan.thing_name
+            uow.update_thing(plan.thing_name, attributes=attributes, updated_at=now, **values)
+        uow.set_certificate_status(
+            certificate_id, plan.certificate_status, now, thing_name=plan.thing_name
         )
         for name in plan.policy_names:
-            policy = reg.get_policy_sync(conn, name)
+            policy = uow.policy(name)
             if policy is None or policy.project != claim.project:
                 raise ProvisioningRejected(
                     400, "ResourceNotFound", f"policy {name} named by the template does not exist"
                 )
-            reg.attach_policy_sync(conn, certificate_id, name)
+            uow.attach_policy(certificate_id, name)
         for logical, document in plan.inline_policies:
             name = f"{template_name}-{logical}"
-            reg.upsert_policy_sync(
-                conn,
+            uow.upsert_policy(
                 PolicyRecord(
                     name=name,
                     project=claim.project,
@@ -466,14 +478,15 @@ class ProvisioningService:
                     updated_at=now,
                 ),
             )
-            reg.attach_policy_sync(conn, certificate_id, name)
+            uow.attach_policy(certificate_id, name)
 
     # -- housekeeping --------------------------------------------------------------------------
     async def sweep(self) -> int:
         """Delete certificates whose ownership token expired unused (AWS does the same)."""
-        async with self.db.transaction() as conn:
-            stale = await reg.stale_pending_certificates(conn, self.clock())
-            deleted = await reg.delete_certificates(conn, stale)
+        now = self.clock()
+        deleted = await self.units.write(
+            lambda uow: uow.delete_certificates(uow.stale_pending_certificates(now))
+        )
         if deleted:
             log.info("deleted %d certificates never registered before their token expired", deleted)
         return deleted

@@ -1,27 +1,35 @@
 """The delivery log: one row per push (no payload), written with group commit.
 
-Concurrent pushes share one transaction: :meth:`DeliveryLog.record` queues the row and waits for
-the batch it joined to commit, so under load one fsync covers many rows instead of one each.
+:class:`DeliveryLog` is a :class:`~lantern.store.group_commit.GroupCommit` of delivery rows:
+concurrent pushes share one transaction (up to :data:`BATCH_MAX` rows), so under load one fsync
+covers many rows instead of one each, and a lone push waits for its own commit only. The queue
+is bounded: when the store falls behind, pushes wait for room instead of growing memory.
 
-No timer: while one batch commits (on SQLite, one hop to the store's writer thread, which
-inserts and fsyncs without holding the event loop), the rows of the pushes finishing meanwhile
-queue up and form the next batch. A lone push waits for its own commit only; under load a batch
-grows to match the commit latency. ``linger`` (default 0) adds a wait before each batch, for
-deployments that prefer fewer, larger transactions to the lowest latency.
+:meth:`DeliveryLog.record` returns once the row is committed and raises
+:class:`DeliveryNotLogged` when the transaction holding it failed (none of its batch is
+stored). The push was already handed to the provider by then, so the dispatcher still answers
+with the provider's outcome and says the push was not logged (see
+:class:`lantern.push.dispatch.DeliveryOutcome`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
 
+from lantern.push.errors import PushError
+from lantern.store.group_commit import CommitFailed, GroupCommit
 from lantern.store.push import DeliveryRow, DeliveryStore
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 1000
+BATCH_MAX = 1000
+QUEUE_MAX = 20_000
+
+
+class DeliveryNotLogged(PushError):
+    """The delivery-log row of a push could not be committed (the push itself went out)."""
 
 
 def address_hash(key: bytes, scheme: str, address: str) -> str:
@@ -31,39 +39,27 @@ def address_hash(key: bytes, scheme: str, address: str) -> str:
 
 
 class DeliveryLog:
-    """Appends :class:`DeliveryRow` s to the store in batches; :meth:`close` drains."""
+    """Appends :class:`DeliveryRow` s to the store in group-committed batches."""
 
-    def __init__(self, store: DeliveryStore, *, linger: float = 0.0) -> None:
+    def __init__(
+        self, store: DeliveryStore, *, batch_max: int = BATCH_MAX, queue_max: int = QUEUE_MAX
+    ) -> None:
         self.store = store
-        self.linger = linger
-        self._pending: list[tuple[DeliveryRow, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self.writer: GroupCommit[DeliveryRow, None] = GroupCommit(
+            self._commit, name="push-delivery-log", batch_max=batch_max, queue_max=queue_max
+        )
+
+    async def _commit(self, rows: list[DeliveryRow]) -> list[None]:
+        await self.store.insert_many(rows)
+        return [None] * len(rows)
 
     async def record(self, row: DeliveryRow) -> None:
-        """Return once ``row`` is committed. A failing write is logged, not raised: the
-        notification was already handed to the provider and the caller must learn that."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((row, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_all(), name="push-delivery-log")
-        await asyncio.shield(future)
-
-    async def _write_all(self) -> None:
-        while self._pending:
-            # sleep(0) still lets the pushes that are ready in this loop turn join the batch.
-            await asyncio.sleep(self.linger)
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            try:
-                await self.store.insert_many([row for row, _ in batch])
-            except Exception:
-                # Only ids and counts: rows carry no payload, but keep the message minimal.
-                log.exception("could not write %d delivery-log rows", len(batch))
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+        """Return once ``row`` is committed; raise :class:`DeliveryNotLogged` if it is not."""
+        try:
+            await self.writer.submit(row)
+        except CommitFailed as exc:
+            raise DeliveryNotLogged(f"delivery {row.id} could not be logged") from exc
 
     async def close(self) -> None:
-        """Wait until every queued row is written."""
-        while self._writer is not None and not self._writer.done():
-            await self._writer
-        await self.store.close()
+        """Commit every queued row, then stop (later rows are refused: not logged)."""
+        await self.writer.stop()

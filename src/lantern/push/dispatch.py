@@ -13,10 +13,10 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from lantern.push.deliverylog import DeliveryLog, address_hash
+from lantern.push.deliverylog import DeliveryLog, DeliveryNotLogged, address_hash
 from lantern.push.errors import PushRequestInvalid, ScopeDenied
 from lantern.push.keys import ApiKey
 from lantern.push.metrics import PushMetrics
@@ -54,6 +54,8 @@ class DeliveryOutcome:
     attempts: int = 0
     # APNs 410: when the device token stopped being valid (epoch seconds).
     token_invalid_since: float | None = None
+    # False: the delivery-log row could not be committed (the outcome stands; /push says so).
+    logged: bool = True
 
 
 def new_delivery_id() -> str:
@@ -116,8 +118,7 @@ class PushDispatcher:
         provider = self.providers.get(scheme)
         if provider is None:
             outcome = DeliveryOutcome(new_delivery_id(), "config_error", 503, "NotConfigured")
-            await self._record(key, scheme, address, outcome, 0.0)
-            return outcome
+            return await self._record(key, scheme, address, outcome, 0.0)
         message = provider.prepare(address, payload)
         rate = key.rate_per_minute or self.default_rate_per_minute
         wait = self.limiter.acquire(key.id, rate)
@@ -196,8 +197,7 @@ class PushDispatcher:
                 outcome.reason,
                 attempts,
             )
-        await self._record(key, scheme, address, outcome, latency)
-        return outcome
+        return await self._record(key, scheme, address, outcome, latency)
 
     @staticmethod
     def _final(delivery_id: str, failure: ProviderFailure) -> DeliveryOutcome:
@@ -218,21 +218,28 @@ class PushDispatcher:
 
     async def _record(
         self, key: ApiKey, scheme: str, address: str, outcome: DeliveryOutcome, latency: float
-    ) -> None:
-        await self.deliveries.record(
-            DeliveryRow(
-                id=outcome.delivery_id,
-                key_id=key.id,
-                scheme=scheme,
-                address_hash=address_hash(self._address_key, scheme, address),
-                status=outcome.status,
-                http_status=outcome.http_status,
-                reason=outcome.reason,
-                attempts=outcome.attempts,
-                latency_ms=round(latency * 1000.0, 3),
-                created_at=self._wall_clock(),
-            )
+    ) -> DeliveryOutcome:
+        """Log ``outcome``; the same outcome, marked ``logged=False`` if the row could not be
+        committed (counted in ``lantern_push_delivery_log_failures_total``)."""
+        row = DeliveryRow(
+            id=outcome.delivery_id,
+            key_id=key.id,
+            scheme=scheme,
+            address_hash=address_hash(self._address_key, scheme, address),
+            status=outcome.status,
+            http_status=outcome.http_status,
+            reason=outcome.reason,
+            attempts=outcome.attempts,
+            latency_ms=round(latency * 1000.0, 3),
+            created_at=self._wall_clock(),
         )
+        try:
+            await self.deliveries.record(row)
+        except DeliveryNotLogged:
+            self.metrics.delivery_log_failures.inc()
+            log.warning("push %s: %s, but its delivery-log row was not stored", row.id, row.status)
+            return replace(outcome, logged=False)
+        return outcome
 
     async def start(self) -> None:
         for provider in self.providers.values():

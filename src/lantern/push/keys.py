@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from lantern.audit import AuditedAction, audited
 from lantern.push.errors import PushError
 from lantern.push.scopes import Scope, parse_scope, schemes_allowed
-from lantern.store.db import Database
+from lantern.store import Database
 from lantern.store.push import ApiKeyRow, ApiKeyStore
 
 KEY_PREFIX = "lk_"

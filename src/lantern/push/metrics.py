@@ -47,6 +47,11 @@ class PushMetrics:
             ["code"],
             registry=self.registry,
         )
+        self.delivery_log_failures = Counter(
+            "lantern_push_delivery_log_failures",
+            "Pushes whose delivery-log row could not be stored (the push itself went out).",
+            registry=self.registry,
+        )
         # Label children resolved once: ``labels()`` takes a lock and builds a key every call,
         # a visible share of a push's CPU.
         self._attempts: dict[tuple[str, str], Counter] = {}

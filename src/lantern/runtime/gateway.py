@@ -36,7 +36,7 @@ from lantern.provisioning.service import ProvisioningService
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.metrics import AuthCollector
 from lantern.runtime.mqtt import ServerHooks
-from lantern.store import registry_access as acc
+from lantern.store.registry import RegistryStore
 
 __all__ = ["GatewayComponent"]
 
@@ -52,7 +52,9 @@ class GatewayComponent(Component):
         super().__init__(platform)
         settings = platform.settings.provisioning
         self.settings = settings
-        self.thing_names = ThingNames(platform.db)
+        # The registry port every part of the gateway and provisioning reads and writes through.
+        self.registry = RegistryStore(platform.db.transactions)
+        self.thing_names = ThingNames(platform.db, units=self.registry)
         self.authorizer = GatewayAuthorizer(
             self.thing_names, anonymous_policy=settings.anonymous_policy is not None
         )
@@ -73,12 +75,18 @@ class GatewayComponent(Component):
                 threads=settings.password_check_threads,
                 max_pending=settings.password_check_queue,
             ),
+            units=self.registry,
         )
         platform.metrics.register(AuthCollector(self.authenticator.stats))
         self.router = ReservedTopicRouter()
         self.hook = PreProvisioningHook.open(settings.hook_timeout_seconds)
         self.provisioning = ProvisioningService(
-            platform.db, platform.ca, settings, hook=self.hook, on_thing=self.thing_names.add
+            platform.db,
+            platform.ca,
+            settings,
+            hook=self.hook,
+            on_thing=self.thing_names.add,
+            units=self.registry,
         )
         self.provisioning.register(self.router)
         self.hooks = ServerHooks(self.authenticator, self.authorizer, self.router)
@@ -89,7 +97,10 @@ class GatewayComponent(Component):
         """Reply through ``server`` and kick its connections whose certificate is revoked."""
         self.router.attach(server)
         self.watcher = RevocationWatcher(
-            self.platform.db, server, interval=self.settings.revocation_poll_seconds
+            self.platform.db,
+            server,
+            interval=self.settings.revocation_poll_seconds,
+            units=self.registry,
         )
 
     def routers(self) -> Sequence[APIRouter]:
@@ -106,8 +117,7 @@ class GatewayComponent(Component):
         name = self.settings.anonymous_policy
         if name is None:
             return
-        async with self.platform.db.connect() as conn:
-            policy = await acc.get_policy(conn, name)
+        policy = await self.registry.read(lambda uow: uow.policy(name))
         if policy is None:
             raise ConfigError(
                 f"provisioning.anonymous_policy: there is no policy {name!r}; create it with "
@@ -158,7 +168,7 @@ class GatewayComponent(Component):
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        self.provisioning.close()
+        await self.provisioning.close()
         self.authenticator.close()
         await self.hook.close()
 

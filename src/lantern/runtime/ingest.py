@@ -21,6 +21,7 @@ from lantern.ingest.forwarder import FhirForwarder
 from lantern.ingest.observations import FHIR_INGEST_TOPIC, ObservationService
 from lantern.ingest.writer import GroupCommitWriter
 from lantern.runtime.component import Component, Platform
+from lantern.store.ingest import open_observation_sink
 from lantern.store.objects import S3ObjectStore
 from lantern.store.signing import UrlSigner, load_or_create_signing_key
 
@@ -46,10 +47,9 @@ class IngestComponent(Component):
                 retry_seconds=cfg.fhir_forward_retry_seconds,
             )
         self.writer = GroupCommitWriter(
-            platform.db,
+            open_observation_sink(platform.db, writer=cfg.sqlite_writer),
             batch_max=cfg.batch_max,
             outbox=self.forwarder is not None,
-            sqlite_writer=cfg.sqlite_writer,
             on_commit=self.forwarder.poke if self.forwarder else None,
         )
         self.observations = ObservationService(

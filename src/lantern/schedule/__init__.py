@@ -4,6 +4,8 @@
 * :mod:`model` — request validation and JSON views
 * :mod:`service` — create/list/get/pause/resume/delete/history for an API key
 * :mod:`scheduler` — the loop that claims, delivers and records occurrences exactly once
+* :mod:`recorder` — the scheduler's group-committed results writer
+* :mod:`queries` — the read side shared by the HTTP API and the command line
 * :mod:`payloads` — the push payload per destination scheme
 * :mod:`clock` — injectable clocks
 """
@@ -16,7 +18,7 @@ from lantern.schedule.errors import (
     ScheduleError,
     ScheduleInvalid,
     ScheduleNotFound,
-    ScopeDenied,
+    ScheduleScopeDenied,
 )
 from lantern.schedule.payloads import DeliveryJob, build_payload
 from lantern.schedule.rules import REPEATS, Rule
@@ -36,9 +38,9 @@ __all__ = [
     "ScheduleError",
     "ScheduleInvalid",
     "ScheduleNotFound",
+    "ScheduleScopeDenied",
     "ScheduleService",
     "Scheduler",
-    "ScopeDenied",
     "SystemClock",
     "build_payload",
 ]

@@ -3,7 +3,7 @@
 ``ScheduleError`` (root, a :class:`LanternError`)
   ├── ``ScheduleInvalid``  a field of a request is wrong: carries the field name and a machine code
   ├── ``ScheduleNotFound`` no schedule with that id is visible to the caller
-  ├── ``ScopeDenied``      a destination's scheme is outside the owning key's scope
+  ├── ``ScheduleScopeDenied`` a destination's scheme is outside the owning key's scope
   └── ``ScheduleConflict`` the request does not fit the schedule's state (resume a stopped one)
 """
 
@@ -38,7 +38,7 @@ class ScheduleNotFound(ScheduleError):
     code = "schedule_not_found"
 
 
-class ScopeDenied(ScheduleError):
+class ScheduleScopeDenied(ScheduleError):
     http_status = 403
     code = "scope_denied"
 

@@ -14,8 +14,13 @@ Guarantees (any number of scheduler processes on one SQLite or PostgreSQL databa
   dies leaves its claims to be taken over when their lease expires. The successor sends only to
   destinations without a recorded result.
 * **Duplicates only in the unavoidable window** between a provider accepting a notification and
-  its result being committed (results are group-committed every few milliseconds). APNs
-  notifications carry a collapse id per occurrence, so even then the phone shows one.
+  its result being committed (results are group-committed, :mod:`lantern.schedule.recorder`;
+  each send waits for its result's commit before the occurrence moves on). APNs notifications
+  carry a collapse id per occurrence, so even then the phone shows one.
+* **Results that cannot be recorded** (the database fails the batch): the occurrence is not
+  reported done. It stays claimed, this scheduler drops it and stops renewing its lease, and
+  once the lease expires it is taken over (here or elsewhere) and sent to the destinations
+  without a recorded result; a send whose result was lost is repeated then.
 * **Misfires.** An occurrence found late by at most ``misfire_grace_seconds`` (the process was
   down, or busy) fires; later ones are recorded as ``missed`` and not sent.
 * **Rate limits.** Sends go through the deliverer as the owning API key, so they count against
@@ -43,6 +48,7 @@ from typing import Protocol
 from lantern.schedule.clock import Clock
 from lantern.schedule.model import rule_of
 from lantern.schedule.payloads import DeliveryJob
+from lantern.schedule.recorder import Recorder, ResultNotRecorded
 from lantern.schedule.rules import iso_utc
 from lantern.settings.schedule import ScheduleSettings
 from lantern.store.schedule import ScheduleRecord, ScheduleStore
@@ -80,62 +86,6 @@ class TickStats:
     more_due: bool
 
 
-class _Recorder:
-    """Group commit of delivery results and completions (one transaction per batch)."""
-
-    def __init__(self, claims: OccurrenceClaims, write_lock: asyncio.Lock) -> None:
-        self.claims = claims
-        self.write_lock = write_lock
-        self.results: list[DeliveryResult] = []
-        self.completions: list[Completion] = []
-        self._pending = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="schedule-recorder")
-
-    def add(self, result: DeliveryResult | None = None, done: Completion | None = None) -> None:
-        if result is not None:
-            self.results.append(result)
-        if done is not None:
-            self.completions.append(done)
-        self._pending.set()
-
-    async def _run(self) -> None:
-        while True:
-            await self._pending.wait()
-            self._pending.clear()
-            try:
-                await self.flush()
-            except Exception as exc:
-                log.error("recording schedule results failed (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(0.5)
-                self._pending.set()
-
-    async def flush(self) -> None:
-        """Write everything added so far; on error the items stay queued."""
-        async with self._lock:
-            while self.results or self.completions:
-                results, completions = self.results, self.completions
-                self.results, self.completions = [], []
-                try:
-                    async with self.write_lock:
-                        await self.claims.record(results, completions)
-                except BaseException:
-                    self.results[:0], self.completions[:0] = results, completions
-                    raise
-
-    async def close(self, *, flush: bool) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if flush:
-            await self.flush()
-
-
 class Scheduler:
     """Runs due occurrences of every schedule in the store. See the module docstring."""
 
@@ -154,21 +104,23 @@ class Scheduler:
         self.clock = clock
         self.settings = settings or ScheduleSettings()
         self.instance_id = instance_id or "sched-" + secrets.token_hex(6)
-        # One writer at a time from this process: on SQLite, two of our own connections
-        # contending for the write lock would busy-wait each other.
+        # One claims transaction at a time from this process (claim, renew, release, record):
+        # on a SQLite file they run on the database's one writer thread anyway; on PostgreSQL
+        # our own transactions then never wait on each other's row locks.
         self._write_lock = asyncio.Lock()
-        self.recorder = _Recorder(self.claims, self._write_lock)
+        self.recorder = Recorder(self.claims, self._write_lock)
         self._wake = asyncio.Event()  # look for due occurrences now
         self._room = asyncio.Event()  # a delivery finished: there may be room for more
         self._stop = asyncio.Event()  # stop() was called: every wait of ours returns
         self._slots = asyncio.Semaphore(self.settings.concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
+        # Occurrences sent to the end, waiting only for their last commit (see _room_left).
+        self._closing: set[int] = set()
         # Claimed occurrences whose completion is not queued yet, and the task working on each.
         self._open: dict[int, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._recorder_started = False
         self.lease_renewals = 0  # completed renewal passes (for tests and metrics)
         self.leases_renewed = asyncio.Event()  # set after each renewal pass
 
@@ -204,9 +156,6 @@ class Scheduler:
     # -- one pass -----------------------------------------------------------------------------
 
     def _ensure_background(self) -> None:
-        if not self._recorder_started:
-            self.recorder.start()
-            self._recorder_started = True
         if self._lease_task is None and not self._stopping:
             self._lease_task = asyncio.create_task(self._keep_leases(), name="schedule-leases")
 
@@ -219,8 +168,7 @@ class Scheduler:
         self._ensure_background()
         now = self.clock.now()
         lease_until = now + self.settings.claim_lease_seconds
-        room = self.settings.concurrency - len(self._inflight)
-        if room <= 0:
+        if self._room_left() <= 0:
             return TickStats(0, True)
         async with self._write_lock:
             claimed = await self.claims.reclaim_expired(
@@ -253,6 +201,14 @@ class Scheduler:
         for claim in (*claimed, *due):
             self._spawn(claim)
         return TickStats(len(claimed) + len(due), limit <= 0 or len(due) >= limit)
+
+    def _room_left(self) -> int:
+        """How many more occurrences to take on: ``concurrency`` still sending, and as many
+        again waiting for their results' commit (so claiming overlaps committing, and a
+        database that falls behind stops the claims: backpressure)."""
+        sending = len(self._inflight) - len(self._closing)
+        concurrency = self.settings.concurrency
+        return min(concurrency - sending, 2 * concurrency - len(self._inflight))
 
     def _spawn(self, claim: ClaimedOccurrence) -> None:
         task = asyncio.create_task(self._fire(claim), name=f"occurrence-{claim.occurrence_id}")
@@ -294,14 +250,28 @@ class Scheduler:
             await self.clock.wait(max(retry_after, 0.001), self._stop)
 
     async def _fire(self, claim: ClaimedOccurrence) -> None:
+        try:
+            await self._fire_claim(claim)
+        except ResultNotRecorded:
+            # Not reported done: the claim stays and is taken over once its lease expires.
+            self._open.pop(claim.occurrence_id, None)
+            log.error(
+                "occurrence %s of schedule %s: a result could not be recorded; left claimed, "
+                "to be taken over when its lease expires",
+                claim.occurrence_id,
+                claim.schedule.id,
+            )
+
+    async def _fire_claim(self, claim: ClaimedOccurrence) -> None:
         record = claim.schedule
         late = self.clock.now() - claim.scheduled_at
         if late > self.settings.misfire_grace_seconds:
             # A taken-over claim can be too late by now: same policy as for a fresh one.
             detail = f"late by {late:.0f} s (grace {self.settings.misfire_grace_seconds:.0f} s)"
-            self._complete(Completion(claim.occurrence_id, self.clock.now(), detail))
+            await self._complete(Completion(claim.occurrence_id, self.clock.now(), detail))
             return
-        for destination_id, token in claim.destinations:
+        last = len(claim.destinations) - 1
+        for index, (destination_id, token) in enumerate(claim.destinations):
             job = DeliveryJob(
                 occurrence_id=claim.occurrence_id,
                 schedule_id=record.id,
@@ -324,20 +294,27 @@ class Scheduler:
                     destination_id,
                     reason,
                 )
-            self.recorder.add(
-                DeliveryResult(
-                    claim.occurrence_id,
-                    destination_id,
-                    status,
-                    None if reason is None else str(reason)[:128],
-                    None if delivery_id is None else str(delivery_id)[:64],
-                    self.clock.now(),
-                )
+            result = DeliveryResult(
+                claim.occurrence_id,
+                destination_id,
+                status,
+                None if reason is None else str(reason)[:128],
+                None if delivery_id is None else str(delivery_id)[:64],
+                self.clock.now(),
             )
-        self._complete(Completion(claim.occurrence_id, self.clock.now()))
+            if index == last:  # the last result closes the occurrence in the same commit
+                await self._complete(Completion(claim.occurrence_id, self.clock.now()), result)
+                return
+            await self.recorder.record(result)
+        await self._complete(Completion(claim.occurrence_id, self.clock.now()))
 
-    def _complete(self, completion: Completion) -> None:
-        self.recorder.add(done=completion)
+    async def _complete(self, completion: Completion, result: DeliveryResult | None = None) -> None:
+        self._closing.add(completion.occurrence_id)
+        self._room.set()
+        try:
+            await self.recorder.complete(completion, result)
+        finally:
+            self._closing.discard(completion.occurrence_id)
         self._open.pop(completion.occurrence_id, None)
 
     # -- leases -------------------------------------------------------------------------------
@@ -378,10 +355,9 @@ class Scheduler:
     # -- running ------------------------------------------------------------------------------
 
     async def wait_idle(self) -> None:
-        """Wait for every delivery in flight, then for their results to be committed."""
+        """Wait for every occurrence in flight (each returns once its results are committed)."""
         while self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
-        await self.recorder.flush()
 
     async def run_once(self) -> int:
         """Fire everything due now, wait until it is sent and recorded; returns occurrences."""
@@ -409,7 +385,7 @@ class Scheduler:
             if self._stopping:
                 break
             if more:
-                if len(self._inflight) >= self.settings.concurrency:
+                if self._room_left() <= 0:
                     self._room.clear()
                     await self.clock.wait(tick, self._room)  # stop() sets it too
                 continue
@@ -454,15 +430,14 @@ class Scheduler:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await self.recorder.close(flush=True)
-        self._recorder_started = False
+        await self.recorder.close()
         await self.claims.release(sorted(self._open), self.instance_id)
         self._open.clear()
-        await self.claims.close()
 
     async def abort(self) -> None:
         """Stop at once without draining, recording or releasing: what a killed process leaves
         behind (claims stay until their lease expires). For tests of crash recovery."""
+        self.recorder.refuse()
         self._signal_stop()
         tasks: Sequence[asyncio.Task[None]] = [
             t for t in (self._loop_task, self._lease_task, *self._inflight) if t is not None
@@ -471,8 +446,4 @@ class Scheduler:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._lease_task = None
-        self.recorder.results.clear()
-        self.recorder.completions.clear()
-        await self.recorder.close(flush=False)
-        self._recorder_started = False
-        await self.claims.close()
+        await self.recorder.abort()

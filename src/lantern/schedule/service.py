@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from lantern.audit import Actor, AuditedAction, api_key_actor, audited
 from lantern.schedule.clock import Clock
-from lantern.schedule.errors import ScheduleConflict, ScheduleNotFound, ScopeDenied
+from lantern.schedule.errors import ScheduleConflict, ScheduleNotFound, ScheduleScopeDenied
 from lantern.schedule.model import (
     canonical_scheme,
     occurrence_view,
@@ -26,6 +26,7 @@ from lantern.schedule.model import (
     schedule_view,
     stored_times,
 )
+from lantern.store import Database
 from lantern.store.schedule import ScheduleRecord, ScheduleStore
 
 
@@ -59,6 +60,17 @@ class ScheduleService:
         self.schemes_allowed = schemes_allowed
         self.on_change = on_change  # wakes the scheduler loop (a new schedule may be due soon)
 
+    @classmethod
+    def on(
+        cls,
+        db: Database,
+        clock: Clock,
+        schemes_allowed: SchemesAllowed,
+        on_change: Callable[[], None] | None = None,
+    ) -> ScheduleService:
+        """The service over ``db``'s schedule store (callers need not know the store)."""
+        return cls(ScheduleStore(db), clock, schemes_allowed, on_change)
+
     @staticmethod
     def _actor(owner: Owner | None) -> Actor | None:
         """Who acts: the owning key, or (None) the current actor (the administrator)."""
@@ -71,7 +83,8 @@ class ScheduleService:
     async def create(self, owner: Owner, body: Any) -> dict[str, Any]:
         """Validate ``body`` and store a schedule owned by ``owner``; returns its view.
 
-        Raises ScheduleInvalid (a field) or ScopeDenied (a destination outside the key's scope).
+        Raises ScheduleInvalid (a field) or ScheduleScopeDenied (a destination outside the key's
+        scope).
         """
         async with audited(
             self.store.db, "schedule.create", actor=self._actor(owner), key=owner.id
@@ -87,7 +100,7 @@ class ScheduleService:
         for destination in spec.destinations:
             scheme = canonical_scheme(destination)
             if scheme not in allowed:
-                raise ScopeDenied(
+                raise ScheduleScopeDenied(
                     f"destinations: a key of scope {owner.scope!r} may not send to {scheme}: "
                     f"(allowed: {', '.join(sorted(allowed))})"
                 )

@@ -12,10 +12,10 @@ from dataclasses import dataclass, fields
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.engine import RowMapping
 
-from lantern.store.batch import BatchTransactions
 from lantern.store.db import Database, InTransaction, StoreError
 from lantern.store.schema.push import api_keys, push_deliveries
-from lantern.store.sqlite.rows import multirow_inserts
+from lantern.store.sqlite.connection import raw_connection
+from lantern.store.sqlite.rows import insert_template, multirow_inserts, variable_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +56,8 @@ class DeliveryRow:
 
 _KEY_FIELDS = tuple(f.name for f in fields(ApiKeyRow))
 _DELIVERY_FIELDS = tuple(f.name for f in fields(DeliveryRow))
-# Built from our own table and dataclass names only (no input reaches it).
-_INSERT_DELIVERY_SQLITE = (
-    f"INSERT INTO {push_deliveries.name} ({', '.join(_DELIVERY_FIELDS)}) VALUES ",  # noqa: S608
-    f"({','.join('?' for _ in _DELIVERY_FIELDS)})",
-)
+# The SQLite fast path's multi-row INSERT, compiled once from the Core statement.
+_INSERT_DELIVERY_SQLITE = insert_template(push_deliveries, _DELIVERY_FIELDS)
 
 
 def _row_values(row: DeliveryRow) -> tuple[object, ...]:
@@ -143,36 +140,40 @@ class ApiKeyStore:
             return bool(result.rowcount)
 
 
+def append_deliveries(conn: Connection, rows: Sequence[DeliveryRow]) -> None:
+    """Append ``rows`` in the caller's transaction (a whole group-commit batch)."""
+    if not rows:
+        return
+    raw = raw_connection(conn)
+    if raw is not None:
+        # The hot path (a row per push): multi-row statements straight to the driver (no
+        # per-row binding by SQLAlchemy, few GIL hand-overs: lantern.store.sqlite.rows).
+        tuples = [_row_values(r) for r in rows]
+        limit = variable_limit(raw)
+        for sql, params in multirow_inserts(*_INSERT_DELIVERY_SQLITE, tuples, max_variables=limit):
+            raw.execute(sql, params)
+    else:
+        values = [{name: getattr(r, name) for name in _DELIVERY_FIELDS} for r in rows]
+        conn.execute(insert(push_deliveries), values)
+
+
 class DeliveryStore:
-    """Append and read the delivery log. Appends go through :class:`BatchTransactions` (on a
-    SQLite file: one hop to a dedicated thread per batch); :meth:`close` releases it."""
+    """Append and read the delivery log. Appends are units of work of
+    :attr:`Database.transactions` (on a SQLite file: one hop to its writer thread per batch)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._batches = BatchTransactions(db)
 
     async def insert_many(self, rows: Sequence[DeliveryRow]) -> None:
-        """Append ``rows`` in one transaction (one commit for a whole batch)."""
+        """Append ``rows`` in one transaction (one commit for a whole batch); raises
+        :class:`StoreError` (the driver's error chained) with none of them stored when the
+        transaction fails."""
         if not rows:
             return
-
-        def append(conn: Connection) -> None:
-            if conn.dialect.name == "sqlite":
-                # The hot path (a row per push): multi-row statements straight to the driver
-                # (no per-row binding by SQLAlchemy, few GIL hand-overs: store.sqlite_rows).
-                # DeliveryRow's fields are the table's columns, in order.
-                tuples = [_row_values(r) for r in rows]
-                for sql, params in multirow_inserts(*_INSERT_DELIVERY_SQLITE, tuples):
-                    conn.exec_driver_sql(sql, params)
-            else:
-                values = [{name: getattr(r, name) for name in _DELIVERY_FIELDS} for r in rows]
-                conn.execute(insert(push_deliveries), values)
-
-        await self._batches.run(append)
-
-    async def close(self) -> None:
-        """Release the batch writer's thread and connection (appending later reopens them)."""
-        await self._batches.close()
+        try:
+            await self.db.transactions.write(lambda conn: append_deliveries(conn, rows))
+        except Exception as exc:  # IntegrityError, OperationalError … differ per driver
+            raise StoreError(f"cannot append {len(rows)} delivery-log rows") from exc
 
     async def recent(
         self,
@@ -192,4 +193,11 @@ class DeliveryStore:
             return [_delivery(r) for r in result.mappings()]
 
 
-__all__ = ["ApiKeyRow", "ApiKeyStore", "DeliveryRow", "DeliveryStore", "StoreError"]
+__all__ = [
+    "ApiKeyRow",
+    "ApiKeyStore",
+    "DeliveryRow",
+    "DeliveryStore",
+    "StoreError",
+    "append_deliveries",
+]

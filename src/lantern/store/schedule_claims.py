@@ -1,9 +1,9 @@
 """Claims of scheduled occurrences: claim, take over, renew, release, record results. Set-based.
 
-Every method is one transaction of a few statements per batch, whatever its size, run by
-:class:`~lantern.store.batch.BatchTransactions`: on a SQLite file, on a thread of its own with
-the ``sqlite3`` driver and ``BEGIN IMMEDIATE`` (the batch reads and writes under the write lock);
-on PostgreSQL (or in-memory SQLite) inside one :meth:`Database.transaction`.
+Every method is one transaction of a few statements per batch, whatever its size, run as a unit
+of work of :attr:`Database.transactions` (:mod:`lantern.store.transactions`): on a SQLite file,
+on the database's writer thread with ``BEGIN IMMEDIATE`` (the batch reads and writes under the
+write lock); on PostgreSQL (or in-memory SQLite) inside one :meth:`Database.transaction`.
 
 Exactly once: an occurrence belongs to the scheduler whose transaction inserted its unique
 ``(schedule_id, scheduled_at)`` row (``INSERT ... ON CONFLICT DO NOTHING RETURNING``: a slot that
@@ -27,7 +27,6 @@ from typing import Any
 from sqlalchemy import Connection, Table, and_, bindparam, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from lantern.store.batch import BatchTransactions
 from lantern.store.db import Database
 from lantern.store.schedule import ScheduleRecord, schedule_from_row
 from lantern.store.schema.schedule import (
@@ -98,20 +97,17 @@ def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
 
 
 class OccurrenceClaims:
-    """The scheduler's side of the schedule tables. :meth:`close` when done (SQLite thread)."""
+    """The scheduler's side of the schedule tables."""
 
     def __init__(self, db: Database) -> None:
         self._postgres = not db.is_sqlite
-        self._tx = BatchTransactions(db)
+        self._tx = db.transactions
 
     def _insert_ignore(self, table: Table) -> sqlite.Insert | postgresql.Insert:
         """INSERT ... ON CONFLICT DO NOTHING for the dialect in use."""
         if self._postgres:
             return postgresql.insert(table).on_conflict_do_nothing()
         return sqlite.insert(table).on_conflict_do_nothing()
-
-    async def close(self) -> None:
-        await self._tx.close()
 
     # -- claiming -----------------------------------------------------------------------------
 
@@ -203,7 +199,7 @@ class OccurrenceClaims:
             self._fill_destinations(conn, claimed, fresh=True)
             return claimed
 
-        return await self._tx.run(claim)
+        return await self._tx.write(claim)
 
     async def reclaim_expired(
         self, *, now: float, limit: int, owner: str, lease_until: float
@@ -242,7 +238,7 @@ class OccurrenceClaims:
             self._fill_destinations(conn, claimed, fresh=False)
             return claimed
 
-        return await self._tx.run(reclaim)
+        return await self._tx.write(reclaim)
 
     @staticmethod
     def _fill_destinations(
@@ -297,7 +293,7 @@ class OccurrenceClaims:
                 )
             return held
 
-        return await self._tx.run(renew)
+        return await self._tx.write(renew)
 
     async def release(self, occurrence_ids: Sequence[int], owner: str) -> None:
         """Expire this scheduler's leases at once (clean shutdown): the next one takes over."""
@@ -314,7 +310,7 @@ class OccurrenceClaims:
                     .values(lease_until=0.0)
                 )
 
-        await self._tx.run(release)
+        await self._tx.write(release)
 
     # -- results ------------------------------------------------------------------------------
 
@@ -344,7 +340,7 @@ class OccurrenceClaims:
                     self._deactivate(conn, r)
             self._complete(conn, completions)
 
-        await self._tx.run(record)
+        await self._tx.write(record)
 
     @staticmethod
     def _deactivate(conn: Connection, result: DeliveryResult) -> None:

@@ -1,7 +1,8 @@
 """Everything SQLite-specific in the store, in one place (no other module of Lantern knows it is
 on SQLite): the pragmas every connection gets and the file check (:mod:`.connection`), the
-writer thread (:mod:`.writer_thread`), WAL checkpoints beside a busy writer (:mod:`.checkpoint`)
-and multi-row statements (:mod:`.rows`)."""
+writer thread (:mod:`.writer_thread`), WAL checkpoints beside a busy writer (:mod:`.checkpoint`),
+multi-row statements (:mod:`.rows`) and the observation writer, in a thread or a process of its
+own (:mod:`.observations`, :mod:`.ingest_process`)."""
 
 from __future__ import annotations
 

@@ -15,8 +15,12 @@ import itertools
 import sqlite3
 from collections.abc import Iterator, Sequence
 
+from sqlalchemy import Table, bindparam, insert
+from sqlalchemy.dialects import sqlite
+
 # The historical default of SQLITE_MAX_VARIABLE_NUMBER, safe for every SQLite build.
 MAX_VARIABLES = 999
+_DIALECT = sqlite.dialect(paramstyle="qmark")
 
 
 def variable_limit(conn: sqlite3.Connection) -> int:
@@ -63,3 +67,18 @@ def multirow_inserts(
             tuple(itertools.chain.from_iterable(chunk)),
         )
         start += size
+
+
+def insert_template(table: Table, columns: Sequence[str]) -> tuple[str, str]:
+    """``(head, row)`` for :func:`multirow_inserts`, compiled once from the Core statement
+    ``insert(table)`` of ``columns`` (the SQL text is never written by hand). ``columns`` must
+    be in the table's order (the order of each row's values); anything else is refused."""
+    in_table_order = [c.name for c in table.columns if c.name in set(columns)]
+    if in_table_order != list(columns):
+        raise ValueError(f"columns of {table.name} must be its own, in its order: {in_table_order}")
+    statement = insert(table).values({name: bindparam(name) for name in columns})
+    sql = str(statement.compile(dialect=_DIALECT))
+    head, separator, row = sql.partition(" VALUES ")
+    if not separator or row.count("?") != len(columns):
+        raise ValueError(f"unexpected INSERT for {table.name}: {sql}")
+    return head + separator, row

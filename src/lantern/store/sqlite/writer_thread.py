@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from lantern.store.sqlite.checkpoint import WalCheckpointer
-from lantern.store.sqlite.connection import READING, sync_engine
+from lantern.store.sqlite.connection import READING, raw_connection, sync_engine
 
 __all__ = ["IDLE_SECONDS", "WriterThread"]
 
@@ -56,6 +56,14 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_result(value)
     else:
         future.set_exception(value)
+
+
+def _end_transaction(conn: Connection) -> None:
+    """Roll back what a failed call left open: a COMMIT refused by SQLite (a deferred foreign
+    key, SQLITE_BUSY) leaves its transaction open, and the next BEGIN would fail."""
+    raw = raw_connection(conn)
+    if raw is not None and raw.in_transaction:
+        raw.rollback()
 
 
 class WriterThread:
@@ -145,6 +153,7 @@ class WriterThread:
                 if not call.write:
                     transaction.rollback()  # nothing to keep; ends the snapshot
         except Exception as exc:
+            _end_transaction(conn)
             self._answer(call, False, exc)
         else:
             self._answer(call, True, result)

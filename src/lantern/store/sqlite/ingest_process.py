@@ -1,14 +1,14 @@
 """The observation writer in a process of its own: SQLite inserts and fsyncs without the GIL.
 
-:class:`~lantern.store.ingest.SqliteObservationWriter` writes from a thread of the server
-process. The ``sqlite3`` driver releases the GIL around every statement and must take it back
-from the event loop afterwards; when the loop is busy (catching up after a slow commit), each of
-those hand-overs waits up to the 5 ms switch interval, the commit gets slower still and
-messages queue up: the tail of publish -> PUBACK latency. :class:`ProcessObservationWriter` sends
-each batch to a child process (``python -m lantern.store.ingest_process <db file>``) over a pipe
-and awaits its answer, which the child sends only after the COMMIT returned (``synchronous=FULL``
-as before). The child runs the same statements on its own connection and its own WAL
-checkpointer, and shares no GIL with the server.
+:class:`~lantern.store.sqlite.observations.SqliteObservationWriter` writes from a thread of the
+server process. The ``sqlite3`` driver releases the GIL around every statement and must take it
+back from the event loop afterwards; when the loop is busy (catching up after a slow commit),
+each of those hand-overs waits up to the 5 ms switch interval, the commit gets slower still and
+messages queue up: the tail of publish -> PUBACK latency. :class:`ProcessObservationWriter`
+sends each batch to a child process (``python -m lantern.store.sqlite.ingest_process <db
+file>``) over a pipe and awaits its answer, which the child sends only after the COMMIT returned
+(``synchronous=FULL`` as before). The child runs the same statements on its own connection and
+its own WAL checkpointer, and shares no GIL with the server.
 
 Frames, both ways: a 4-byte big-endian length, then :mod:`marshal` data (plain tuples, str,
 float, None): requests ``(batch_id, outbox, now, rows)``, answers ``(batch_id, error)`` where
@@ -28,20 +28,25 @@ import signal
 import sqlite3
 import sys
 from collections.abc import Sequence
-from typing import Any
+
+from lantern.store.db import StoreError
+from lantern.store.ingest.records import ObservationRow
+from lantern.store.sqlite.observations import SQLITE_PIPELINE, SqliteBatchWriter
 
 log = logging.getLogger(__name__)
 
 _HEAD = 4
 
 
-class WriterProcessGone(sqlite3.OperationalError):
+class WriterProcessGone(StoreError, sqlite3.OperationalError):
     """The writer process ended before answering: the batch may or may not be stored."""
 
 
 class ProcessObservationWriter:
     """Same interface as ``SqliteObservationWriter``; starts its child on first use and again
     after the child died (the batches in flight then fail; nothing is acknowledged unstored)."""
+
+    pipeline = SQLITE_PIPELINE
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -65,7 +70,7 @@ class ProcessObservationWriter:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "lantern.store.ingest_process",
+                "lantern.store.sqlite.ingest_process",
                 self._path,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -76,8 +81,8 @@ class ProcessObservationWriter:
             )
         return proc
 
-    async def write(self, rows: Sequence[Any], *, outbox: bool, now: float) -> None:
-        """Commit ``rows`` (ObservationRow) in one transaction in the child; raises the driver's
+    async def write(self, rows: Sequence[ObservationRow], *, outbox: bool, now: float) -> None:
+        """Commit ``rows`` in one transaction in the child; raises the driver's
         error class when nothing was stored, :class:`WriterProcessGone` if the child died."""
         if not rows:
             return
@@ -178,8 +183,6 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def serve(path: str, stdin: int = 0, stdout: int = 1) -> None:
     """The child's loop: a batch in, one transaction, its answer out, until stdin closes."""
-    from lantern.store.ingest import ObservationRow, SqliteBatchWriter
-
     writer = SqliteBatchWriter(path)
     try:
         while True:

@@ -1,5 +1,6 @@
 """Reading the audit log: filters as operators write them, pages, and the stable JSON form
-shared by ``lantern audit list --json`` and ``GET /v1/audit``."""
+shared by ``lantern audit list --json`` and ``GET /v1/audit`` (the read side of the audit log;
+the store's records are re-exported here so callers need not import the store)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from typing import Any
 from lantern.errors import LanternError
 from lantern.store import Database
 from lantern.store import audit as repo
+from lantern.store.audit import AuditRow
 
 __all__ = [
     "MAX_LIMIT",
     "AuditPage",
     "AuditQueryError",
+    "AuditRow",
     "entry_json",
     "iso_time",
     "parse_cursor",

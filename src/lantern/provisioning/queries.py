@@ -1,0 +1,104 @@
+"""The read side of fleet provisioning, shared by the HTTP API and the command line: claims (with
+how many things each registered), templates, things and certificates.
+
+Reads run on a connection of the async engine, off the writer that commits provisioning requests,
+each a fixed number of statements whatever the number of rows listed (the device counts of all
+claims are one grouped join, not a count per claim). The records are the store's, re-exported
+here so callers need not import the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy.engine import Connection
+
+from lantern.store import Database
+from lantern.store.registry import (
+    CERTIFICATE_STATUSES,
+    CertificateRecord,
+    ClaimRecord,
+    ClaimSummary,
+    TemplateRecord,
+    ThingRecord,
+    access,
+    claims,
+    devices,
+)
+
+__all__ = [
+    "CERTIFICATE_STATUSES",
+    "CertificateRecord",
+    "ClaimRecord",
+    "ClaimSummary",
+    "RegistryQueries",
+    "TemplateRecord",
+    "ThingDetail",
+    "ThingRecord",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ThingDetail:
+    """A thing and its certificates (oldest first)."""
+
+    thing: ThingRecord
+    certificates: list[CertificateRecord]
+
+
+class RegistryQueries:
+    """Read-only questions about claims, templates, things and certificates. ``project=None``
+    means every project."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        async with self.db.connect() as conn:
+            return await conn.run_sync(fn)
+
+    # -- claims ---------------------------------------------------------------------------------
+    async def claims(self, project: str | None = None) -> list[ClaimSummary]:
+        """Claims, oldest first, with their device counts (one statement)."""
+        return await self._read(lambda c: claims.claim_summaries(c, project))
+
+    async def claim(self, claim_id: str) -> ClaimSummary | None:
+        found = await self._read(lambda c: claims.claim_summaries(c, None, claim_id))
+        return found[0] if found else None
+
+    # -- templates ------------------------------------------------------------------------------
+    async def templates(self, project: str | None = None) -> list[TemplateRecord]:
+        return await self._read(lambda c: claims.list_templates_sync(c, project))
+
+    async def template(self, name: str) -> TemplateRecord | None:
+        return await self._read(lambda c: claims.get_template_sync(c, name))
+
+    # -- things ---------------------------------------------------------------------------------
+    async def things(self, project: str | None = None) -> list[ThingRecord]:
+        return await self._read(lambda c: devices.list_things_sync(c, project))
+
+    async def thing(self, name: str) -> ThingDetail | None:
+        def read(conn: Connection) -> ThingDetail | None:
+            thing = devices.get_thing_sync(conn, name)
+            if thing is None:
+                return None
+            return ThingDetail(thing, devices.list_certificates_sync(conn, None, thing_name=name))
+
+        return await self._read(read)
+
+    # -- certificates ---------------------------------------------------------------------------
+    async def certificates(
+        self, *, thing: str | None = None, status: str | None = None
+    ) -> list[CertificateRecord]:
+        """Certificates of every project, oldest first (only ``thing``'s, only ``status``)."""
+        return await self._read(
+            lambda c: devices.list_certificates_sync(c, None, thing_name=thing, status=status)
+        )
+
+    async def certificate_policy_names(self, certificate_id: str) -> list[str]:
+        """The policies attached to a certificate, by name."""
+        return await self._read(lambda c: access.certificate_policy_names_sync(c, certificate_id))
