@@ -88,7 +88,9 @@ def serving(root: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
 
 
 def mqtt5_client(server: Server, thing: str, certs: Path) -> mqtt5.Client:
+    """A connected MQTT 5 client; end it with :func:`stop_mqtt5` (waits until it stopped)."""
     connected: Future[Any] = Future()
+    stopped: Future[Any] = Future()
     client = mqtt5_client_builder.mtls_from_path(
         endpoint="localhost",
         port=server.proc.mqtt_port,
@@ -98,10 +100,15 @@ def mqtt5_client(server: Server, thing: str, certs: Path) -> mqtt5.Client:
         client_id=thing,
         clean_session=True,
         on_lifecycle_connection_success=lambda e: connected.set_result(True),
+        on_lifecycle_stopped=lambda e: stopped.set_result(True),
     )
+    _stopped[id(client)] = stopped
     client.start()
     connected.result(TIMEOUT)
     return client
+
+
+_stopped: dict[int, Future[Any]] = {}
 
 
 def shadow_client_v2(client: mqtt5.Client) -> iotshadow.IotShadowClientV2:
@@ -128,4 +135,9 @@ def mqtt311_connection(server: Server, thing: str, certs: Path) -> mqtt.Connecti
 
 
 def stop_mqtt5(client: mqtt5.Client) -> None:
+    """Stop ``client`` and wait until it has (a client left running at interpreter exit can
+    crash awscrt's shutdown)."""
     client.stop()
+    stopped = _stopped.pop(id(client), None)
+    if stopped is not None:
+        stopped.result(TIMEOUT)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from awsiot import V2ServiceException, iotshadow
 
-from shadows.server import TIMEOUT, Server, mqtt5_client, shadow_client_v2
+from shadows.server import TIMEOUT, Server, mqtt5_client, shadow_client_v2, stop_mqtt5
 from support.process import LanternProcess
 
 SHADOWS = 3  # the V2 client keeps two subscriptions per shadow it updates
@@ -85,7 +85,7 @@ def test_every_accepted_update_survives_kill_9(tmp_path: Path) -> None:
         proc.kill()  # SIGKILL, with updates in flight
         stop.set()
         publisher.join(TIMEOUT)
-        client.stop()
+        stop_mqtt5(client)
     finally:
         proc.kill()
     with lock:

@@ -22,6 +22,7 @@ from shadows.server import (
     mqtt311_connection,
     serving,
     shadow_client_v2,
+    stop_mqtt5,
 )
 
 QUIET = 0.5  # how long "no message" is waited for
@@ -97,7 +98,7 @@ class Device:
 
     def close(self) -> None:
         self._streams.clear()  # streams end with their client
-        self.client.stop()
+        stop_mqtt5(self.client)
 
 
 def rejected(future_call: Any) -> tuple[int, str]:
