@@ -15,6 +15,7 @@ from lantern.cli import mqtt_users as mqtt_users_cli
 from lantern.cli import provisioning as provisioning_cli
 from lantern.cli import push as push_cli
 from lantern.cli import schedules as schedules_cli
+from lantern.cli import shadows as shadows_cli
 from lantern.cli.serve import serve_command
 from lantern.device.ingest import upload_file_command, upload_observation_command
 from lantern.device.jobs import firmware_update_command
@@ -55,6 +56,7 @@ app.add_typer(mqtt_users_cli.app, name="mqtt-users")
 app.add_typer(mqtt_users_cli.policies_app, name="policies")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(device_cli.app, name="device")
+app.add_typer(shadows_cli.app, name="shadows")
 device_cli.app.command("firmware-update")(firmware_update_command)
 device_cli.app.command("upload-observation")(upload_observation_command)
 device_cli.app.command("upload-file")(upload_file_command)

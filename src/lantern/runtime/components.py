@@ -18,6 +18,7 @@ from lantern.runtime.jobs import JobsComponent
 from lantern.runtime.mqtt import MQTTComponent
 from lantern.runtime.push import PushComponent
 from lantern.runtime.schedule import ScheduleComponent
+from lantern.runtime.shadows import ShadowsComponent
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class Components:
     schedule: ScheduleComponent
     ingest: IngestComponent
     jobs: JobsComponent
+    shadows: ShadowsComponent
     audit: AuditComponent
 
     def start_order(self) -> list[Component]:
@@ -39,6 +41,7 @@ class Components:
             self.schedule,
             self.ingest,
             self.jobs,
+            self.shadows,
             self.audit,
             self.mqtt,
         ]
@@ -61,5 +64,6 @@ def build_components(platform: Platform) -> Components:
         schedule=ScheduleComponent(platform, push.dispatcher, push.keys),
         ingest=IngestComponent(platform, gateway.router),
         jobs=JobsComponent(platform, gateway.router),
+        shadows=ShadowsComponent(platform, gateway.router),
         audit=AuditComponent(platform),
     )
