@@ -34,8 +34,8 @@ def device(server: Server) -> Iterator[Device]:
 
 
 def error_of(answer: Any) -> tuple[int, str, str]:
-    body = answer.json()
-    return answer.status_code, body["errorCode"], body["errorMessage"]
+    """Status, exception name and message, read as AWS's REST-JSON clients read them."""
+    return answer.status_code, answer.headers["x-amzn-ErrorType"], answer.json()["message"]
 
 
 def test_http_update_reaches_the_device_over_mqtt(server: Server, device: Device) -> None:
@@ -135,8 +135,7 @@ def test_named_shadows_listed_in_pages(server: Server, device: Device) -> None:
 def test_admin_token_is_required(server: Server) -> None:
     with server.rest(token="wrong") as rest:
         answer = rest.get("/things/anything/shadow")
-        assert answer.status_code == 401
-        assert answer.json()["errorCode"] == "Unauthorized"
+        assert error_of(answer)[:2] == (401, "UnauthorizedException")
         assert rest.post("/things/anything/shadow", json={"state": {}}).status_code == 401
 
 
@@ -231,6 +230,8 @@ def test_boto3_iot_data_client(server: Server, device: Device) -> None:
     with pytest.raises(ClientError) as caught:
         client.get_thing_shadow(thingName=device.thing, shadowName="extra")
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert "extra" in caught.value.response["Error"]["Message"]
 
 
 def test_deleting_the_thing_deletes_its_shadows(server: Server) -> None:

@@ -8,6 +8,9 @@ error's ``http_status`` and ``code`` in the documented shape of the route's API 
   follows the status (``invalid``, ``login``, ``forbidden``, ``not-found``, ``conflict``, …);
 * the app gateway (``/push``, ``/schedules``, ``/metrics``): ``{"error", "code"}``, plus ``field``
   when the error names one;
+* the AWS IoT data plane (``/things/<thing>/shadow``, ``/api/things/shadow/...``): as AWS's
+  REST-JSON services answer, ``{"message"}`` with the exception name in ``x-amzn-ErrorType``
+  (what boto3 and the AWS CLI read);
 * the admin API (everything else: ``/v1/...``, ``/files/...``):
   ``{"errorCode", "errorMessage"}``.
 
@@ -30,11 +33,25 @@ __all__ = ["Family", "error_response", "family_of", "install_error_handler"]
 
 log = logging.getLogger("lantern.api")
 
-Family = Literal["fhir", "gateway", "admin"]
+Family = Literal["fhir", "gateway", "aws", "admin"]
 
 _GATEWAY_PREFIXES = ("/push", "/schedules", "/metrics")
 _FHIR_ISSUE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 409: "conflict"}
-_INTERNAL_CODE = {"fhir": "exception", "gateway": "internal_error", "admin": "InternalError"}
+_INTERNAL_CODE = {
+    "fhir": "exception",
+    "gateway": "internal_error",
+    "aws": "InternalFailureException",
+    "admin": "InternalError",
+}
+_AWS_EXCEPTION = {
+    400: "InvalidRequestException",
+    401: "UnauthorizedException",
+    403: "ForbiddenException",
+    404: "ResourceNotFoundException",
+    409: "ConflictException",
+    413: "RequestEntityTooLargeException",
+    429: "ThrottlingException",
+}
 FHIR_JSON = "application/fhir+json"
 
 
@@ -44,6 +61,10 @@ def family_of(path: str) -> Family:
         return "fhir"
     if any(path == p or path.startswith(p + "/") for p in _GATEWAY_PREFIXES):
         return "gateway"
+    if path.startswith("/api/things/shadow/") or (
+        path.startswith("/things/") and path.endswith("/shadow")
+    ):
+        return "aws"
     return "admin"
 
 
@@ -63,6 +84,11 @@ def error_response(exc: LanternError, family: Family) -> JSONResponse:
             headers=headers,
         )
     body: dict[str, Any]
+    if family == "aws":
+        if not internal and not code.endswith("Exception"):
+            code = _AWS_EXCEPTION.get(status, "InvalidRequestException")
+        aws_headers = {**(headers or {}), "x-amzn-ErrorType": code}
+        return JSONResponse({"message": message}, status_code=status, headers=aws_headers)
     if family == "gateway":
         body = {"error": message, "code": code}
         field = getattr(exc, "field", None)

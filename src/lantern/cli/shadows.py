@@ -86,10 +86,11 @@ def _call(
     try:
         body = answer.json()
     except ValueError:
-        body = {"errorMessage": answer.text}
+        body = {"message": answer.text}
     if answer.status_code >= 400:
-        code = body.get("errorCode", answer.status_code) if isinstance(body, dict) else ""
-        message = body.get("errorMessage", "") if isinstance(body, dict) else answer.text
+        # The iot-data error shape: the exception name in a header, the message in the body.
+        code = answer.headers.get("x-amzn-ErrorType", "")
+        message = body.get("message", "") if isinstance(body, dict) else answer.text
         raise fail(f"{answer.status_code} {code}: {message}")
     return body
 
