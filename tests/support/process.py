@@ -94,14 +94,29 @@ class LanternProcess:
                 healthz = httpx.get(
                     f"{self.http_url}/healthz", timeout=0.5, verify=self.http_verify()
                 )
-                if healthz.status_code == 200:
-                    wait_for_port(self.mqtt_port, timeout=max(0.5, deadline - time.monotonic()))
+                if healthz.status_code == 200 and self._mqtt_listening(deadline):
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
         self.kill()
         raise TimeoutError(f"lantern serve not healthy after {timeout}s:\n{self.output}")
+
+    def _mqtt_listening(self, deadline: float) -> bool:
+        """Wait (until ``deadline``) for the MQTT port; the server exiting meanwhile raises with
+        its output (it opens its MQTT listeners last, once every component has started)."""
+        assert self.proc is not None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"lantern serve exited with {self.proc.returncode}:\n{self._read_log()}"
+                )
+            try:
+                wait_for_port(self.mqtt_port, timeout=0.5)
+                return True
+            except TimeoutError:
+                continue
+        return False
 
     def _read_log(self) -> str:
         log = self._log

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import cast
@@ -38,6 +39,7 @@ from lantern.store import Database
 from lantern.store.objects import object_store_from_settings
 
 log = logging.getLogger("lantern")
+SLOW_START_SECONDS = 2.0
 
 
 class EmbeddedUvicorn(uvicorn.Server):
@@ -147,8 +149,12 @@ async def start(settings: Settings, *, nofile_raised_from: int | None = None) ->
     started: list[Component] = []
     try:
         for component in components:
+            began = time.monotonic()
             await component.start()
             started.append(component)
+            took = time.monotonic() - began
+            if took > SLOW_START_SECONDS:
+                log.warning("starting %s took %.1f s", component.name, took)
     except BaseException:
         running.components = started
         await running.stop()
