@@ -176,7 +176,7 @@ async def test_cancel_with_force_cancels_in_progress(kit: Kit) -> None:
 
 
 async def test_cancel_escalates_to_force_once_and_refuses_after(kit: Kit) -> None:
-    from lantern.jobs.errors import Conflict, NotFound
+    from lantern.jobs.errors import JobsConflict, JobsNotFound
 
     await kit.add_things("dev1")
     job = await kit.deploy("dev1")
@@ -185,17 +185,17 @@ async def test_cancel_escalates_to_force_once_and_refuses_after(kit: Kit) -> Non
     try:
         await kit.deployments.cancel(job)
         raise AssertionError("second cancel accepted")
-    except Conflict as exc:
+    except JobsConflict as exc:
         assert "force" in str(exc)
     assert await kit.deployments.cancel(job, force=True) == ["dev1"]
     for force in (False, True):
         try:
             await kit.deployments.cancel(job, force=force)
             raise AssertionError("cancel of a force-canceled job accepted")
-        except Conflict:
+        except JobsConflict:
             pass
     try:
         await kit.deployments.cancel("missing")
         raise AssertionError("cancel of a missing job accepted")
-    except NotFound:
+    except JobsNotFound:
         pass

@@ -32,7 +32,7 @@ from lantern.jobs.catalog import FirmwareCatalog
 from lantern.jobs.clock import Clock
 from lantern.jobs.deployments import AbortCriterion, DeploymentService, DeploymentSpec
 from lantern.jobs.documents import firmware_download_path
-from lantern.jobs.errors import NotFound
+from lantern.jobs.errors import JobsNotFound
 from lantern.jobs.queries import Deployment, FirmwareRecord, JobsQueries
 from lantern.store.signing import LinkExpired, LinkInvalid, UrlSigner
 
@@ -278,8 +278,8 @@ def _image_route(
             raise LinkInvalid("the firmware link is not valid") from None
         try:
             record = await queries.firmware(firmware_id)
-        except NotFound:
-            raise NotFound("the firmware no longer exists") from None
+        except JobsNotFound:
+            raise JobsNotFound("the firmware no longer exists") from None
         etag = f'"{record.sha256}"'
         headers = {"Accept-Ranges": "bytes", "ETag": etag, "Cache-Control": "private, no-store"}
         if_range = request.headers.get("if-range")

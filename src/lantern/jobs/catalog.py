@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from lantern.audit import AuditedAction, audited
 from lantern.jobs.clock import Clock
-from lantern.jobs.errors import Conflict, JobsError, NotFound
+from lantern.jobs.errors import JobsConflict, JobsError, JobsNotFound
 from lantern.jobs.queries import JobsQueries
 from lantern.store import Database
 from lantern.store import firmware as fw_store
@@ -72,7 +72,7 @@ class FirmwareCatalog:
         async with self.db.connect() as conn:
             found = await conn.run_sync(lambda c: fw_store.find_firmware(c, project, name, version))
         if found is not None:
-            raise Conflict(f"firmware {name} {version} already exists in project {project}")
+            raise JobsConflict(f"firmware {name} {version} already exists in project {project}")
         firmware_id = f"fw-{secrets.token_hex(8)}"
         key = f"{FIRMWARE_PREFIX}/{firmware_id}"
         stored = await self.objects.put_stream(
@@ -98,7 +98,7 @@ class FirmwareCatalog:
                 await act.record(conn, size=record.size, sha256=record.sha256)
         except IntegrityError:
             await self.objects.delete(key)
-            raise Conflict(
+            raise JobsConflict(
                 f"firmware {name} {version} already exists in project {project}"
             ) from None
         return record
@@ -110,7 +110,7 @@ class FirmwareCatalog:
             record = await queries.firmware(firmware_id)
             users = await queries.firmware_users(firmware_id)
             if users:
-                raise Conflict(
+                raise JobsConflict(
                     f"firmware {firmware_id} is used by deployment(s) {', '.join(users)}; "
                     "cancel them or wait until they complete"
                 )
@@ -140,7 +140,7 @@ class ThingGroups:
                     )
                     await act.record(conn)
             except IntegrityError:
-                raise Conflict(f"group {name} already exists in project {project}") from None
+                raise JobsConflict(f"group {name} already exists in project {project}") from None
 
     async def delete(self, name: str, project: str = "default") -> None:
         async with (
@@ -148,7 +148,7 @@ class ThingGroups:
             self.db.transaction() as conn,
         ):
             if not await conn.run_sync(lambda c: fw_store.delete_group(c, project, name)):
-                raise NotFound(f"no thing group {name!r} in project {project}")
+                raise JobsNotFound(f"no thing group {name!r} in project {project}")
             await act.record(conn)
 
     async def add(self, name: str, things: Sequence[str], project: str = "default") -> int:
@@ -177,17 +177,17 @@ def _add_members(
     conn: Connection, project: str, name: str, things: Sequence[str], now: float
 ) -> int:
     if fw_store.get_group(conn, project, name) is None:
-        raise NotFound(f"no thing group {name!r} in project {project}")
+        raise JobsNotFound(f"no thing group {name!r} in project {project}")
     found = jobs_store.existing_things(conn, project, list(things))
     missing = [t for t in things if t not in found]
     if missing:
-        raise NotFound(f"no such things in project {project}: {', '.join(missing[:5])}")
+        raise JobsNotFound(f"no such things in project {project}: {', '.join(missing[:5])}")
     return fw_store.add_members(conn, project, name, things, now)
 
 
 def _remove_members(conn: Connection, project: str, name: str, things: Sequence[str]) -> int:
     if fw_store.get_group(conn, project, name) is None:
-        raise NotFound(f"no thing group {name!r} in project {project}")
+        raise JobsNotFound(f"no thing group {name!r} in project {project}")
     return fw_store.remove_members(conn, project, name, things)
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from lantern.audit import AuditedAction, audited
 from lantern.jobs.clock import Clock
 from lantern.jobs.documents import FIRMWARE_OPERATION
-from lantern.jobs.errors import Conflict, JobsError, NotFound
+from lantern.jobs.errors import JobsConflict, JobsError, JobsNotFound
 from lantern.jobs.wire import JOB_ID, MAX_STEP_TIMEOUT
 from lantern.store import Database
 from lantern.store import firmware as catalog_store
@@ -137,11 +137,11 @@ def _insert_deployment(conn: Connection, spec: DeploymentSpec, now: float) -> tu
     """Insert the job and its PLANNED executions; the job and how many things it targets."""
     fw = catalog_store.get_firmware(conn, spec.firmware_id)
     if fw is None or fw.project != spec.project:
-        raise NotFound(f"no firmware {spec.firmware_id!r} in project {spec.project}")
+        raise JobsNotFound(f"no firmware {spec.firmware_id!r} in project {spec.project}")
     targets = _targets(conn, spec)
     job_id = spec.deployment_id or _new_id(fw.version)
     if store.get_job(conn, job_id) is not None:
-        raise Conflict(f"deployment {job_id} already exists")
+        raise JobsConflict(f"deployment {job_id} already exists")
     document = {
         "operation": FIRMWARE_OPERATION,
         "deploymentId": job_id,
@@ -205,7 +205,7 @@ def _targets(conn: Connection, spec: DeploymentSpec) -> list[str]:
     if spec.group is not None:
         group = catalog_store.get_group(conn, spec.project, spec.group)
         if group is None:
-            raise NotFound(f"no thing group {spec.group!r} in project {spec.project}")
+            raise JobsNotFound(f"no thing group {spec.group!r} in project {spec.project}")
         names = catalog_store.group_members(conn, spec.project, spec.group)
         if not names:
             raise JobsError(f"thing group {spec.group!r} has no members")
@@ -215,7 +215,7 @@ def _targets(conn: Connection, spec: DeploymentSpec) -> list[str]:
     missing = [n for n in names if n not in found]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise NotFound(f"no such things in project {spec.project}: {shown}")
+        raise JobsNotFound(f"no such things in project {spec.project}: {shown}")
     return names
 
 
@@ -224,11 +224,11 @@ def cancel_job(conn: Connection, job_id: str, *, force: bool, reason: str, now: 
     things whose execution was canceled, marked for notification."""
     job = store.get_job(conn, job_id)
     if job is None:
-        raise NotFound(f"no deployment {job_id!r}")
+        raise JobsNotFound(f"no deployment {job_id!r}")
     if job.status is JobStatus.COMPLETED:
-        raise Conflict(f"deployment {job_id} already completed; there is nothing to cancel")
+        raise JobsConflict(f"deployment {job_id} already completed; there is nothing to cancel")
     if job.status is JobStatus.CANCELED and (job.force_canceled or not force):
-        raise Conflict(
+        raise JobsConflict(
             f"deployment {job_id} is already canceled"
             + ("" if job.force_canceled else "; use force to cancel IN_PROGRESS executions too")
         )

@@ -2,7 +2,7 @@
 
 * :class:`JobsError` (a :class:`~lantern.errors.LanternError`): control-plane misuse (unknown
   firmware, bad deployment target, deleting firmware in use); the message says how to fix it.
-  :class:`NotFound` and :class:`Conflict` refine it for HTTP status mapping.
+  :class:`JobsNotFound` and :class:`JobsConflict` refine it for HTTP status mapping.
 * :class:`Rejected`: a device request the Jobs API rejects; carries the AWS error ``code`` and,
   for InvalidStateTransition and VersionMismatch, the ``executionState`` AWS includes.
 """
@@ -21,14 +21,14 @@ class JobsError(LanternError):
     code = "InvalidRequest"
 
 
-class NotFound(JobsError):
+class JobsNotFound(JobsError):
     """The named firmware, deployment or group does not exist."""
 
     http_status = 404
     code = "NotFound"
 
 
-class Conflict(JobsError):
+class JobsConflict(JobsError):
     """The request conflicts with current state (e.g. firmware used by a deployment)."""
 
     http_status = 409

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from sqlalchemy import Connection
 
-from lantern.jobs.errors import NotFound
+from lantern.jobs.errors import JobsNotFound
 from lantern.store import Database
 from lantern.store import firmware as catalog
 from lantern.store.firmware import FirmwareRecord, GroupRecord
@@ -61,7 +61,7 @@ class JobsQueries:
     async def firmware(self, firmware_id: str) -> FirmwareRecord:
         record = await self._read(lambda c: catalog.get_firmware(c, firmware_id))
         if record is None:
-            raise NotFound(f"no firmware {firmware_id!r}")
+            raise JobsNotFound(f"no firmware {firmware_id!r}")
         return record
 
     async def list_firmware(self, project: str | None = None) -> list[FirmwareRecord]:
@@ -76,7 +76,7 @@ class JobsQueries:
         def read(conn: Connection) -> Deployment:
             job = repo.get_job(conn, job_id)
             if job is None:
-                raise NotFound(f"no deployment {job_id!r}")
+                raise JobsNotFound(f"no deployment {job_id!r}")
             counts = repo.execution_counts(conn, [job_id])[job_id]
             executions = repo.list_executions(conn, job_id) if with_executions else []
             return Deployment(job, counts, executions)
@@ -100,7 +100,7 @@ class JobsQueries:
         def read(conn: Connection) -> tuple[GroupRecord, list[str]]:
             group = catalog.get_group(conn, project, name)
             if group is None:
-                raise NotFound(f"no thing group {name!r} in project {project}")
+                raise JobsNotFound(f"no thing group {name!r} in project {project}")
             return group, catalog.group_members(conn, project, name)
 
         return await self._read(read)
