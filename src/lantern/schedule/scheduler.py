@@ -310,7 +310,6 @@ class Scheduler:
 
     async def _complete(self, completion: Completion, result: DeliveryResult | None = None) -> None:
         self._closing.add(completion.occurrence_id)
-        self._room.set()
         try:
             await self.recorder.complete(completion, result)
         finally:
