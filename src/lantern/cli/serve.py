@@ -44,7 +44,7 @@ def serve_command(
             console.print(f"  {line}")
         console.print("Next: in another terminal, create a claim certificate for your devices:")
         console.print(
-            "  lantern claims create --template DefaultProvisioningTemplate --out ./certs"
+            "  lantern claims create --template DefaultProvisioningTemplate --out ./claim"
         )
         console.print("Stop with Ctrl-C.")
 
