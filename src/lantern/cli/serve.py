@@ -33,6 +33,7 @@ def serve_command(
     settings = settings_from(
         data_dir,
         config,
+        create=True,
         http=None if http_port is None else {"port": http_port},
         mqtt=None if mqtt_port is None else {"port": mqtt_port},
     )
