@@ -140,6 +140,7 @@ def _outcome_answer(outcome: DeliveryOutcome) -> _Answer:
         tail = b'"}' if outcome.logged else b'","logged":false}'
         return 200, b'{"id":"' + outcome.delivery_id.encode() + tail, []
     code, message = _OUTCOME_CODES[outcome.status]
+    message = outcome.message or message
     extra: dict[str, Any] = {"reason": outcome.reason, "retry_after": outcome.retry_after}
     if not outcome.logged:
         extra["logged"] = False
