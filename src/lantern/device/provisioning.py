@@ -1,4 +1,4 @@
-"""Fleet provisioning by claim, on the wire (PROTOCOL.md §1): the device's half."""
+"""Fleet provisioning by claim, on the wire (docs/device-topics.md): the device's half."""
 
 from __future__ import annotations
 
