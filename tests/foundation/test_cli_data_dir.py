@@ -69,8 +69,8 @@ def test_data_dir_named_by_flag_or_environment_is_the_one_reported(
 
 
 def test_serve_created_directory_is_found_from_elsewhere(empty_cwd: Path, tmp_path: Path) -> None:
-    """The hint's way out works: the server's data directory passed explicitly (here made as
-    `lantern serve` leaves it on first run, before its first claim)."""
+    """The hint's way out works: the server's data directory passed explicitly (an existing
+    directory stands in for the one `lantern serve` created)."""
     served = tmp_path / "server-data"
     served.mkdir()
     code, out = invoke(["templates", "list", "--data-dir", str(served)])
