@@ -30,6 +30,7 @@ def database_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
 def test_fhir_api_served_and_cli_tokens(data_dir: Path, database_env: dict[str, str]) -> None:
     def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LANTERN_")}
+        data_dir.mkdir(exist_ok=True)  # as `lantern serve` leaves it: commands never create it
         return subprocess.run(
             [sys.executable, "-m", "lantern", *args, "--data-dir", str(data_dir)],
             capture_output=True,

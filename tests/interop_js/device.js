@@ -511,7 +511,7 @@ async function uploadLink(args) {
     const sessionPresent = connection.sessionPresent;
     try {
         const thing = args.deviceName;
-        // The link arrives on the topic named exactly as the device (seed 000, PROTOCOL.md B2).
+        // The link arrives on the topic named exactly as the device (seed 000, docs/device-topics.md).
         link = await ruleCall(
             args,
             connection,

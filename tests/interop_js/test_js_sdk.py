@@ -349,7 +349,7 @@ def test_a_persistent_session_is_reported_on_reconnect(
     js: JsDevice, claim: Claim, tmp_path: Path
 ) -> None:
     """The SDK's MQTT 3.1.1 builder asks for a persistent session by default: the CONNACK's
-    session-present flag must say whether the server kept it (PROTOCOL.md A §0 #7)."""
+    session-present flag must say whether the server kept it (as AWS IoT does)."""
     certs = tmp_path / "certs"
     thing = provision_ok(js, claim, certs)
     device = [f"--deviceName={thing}", "--certs-dir", str(certs), "--payloadValue=97"]

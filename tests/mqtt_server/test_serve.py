@@ -58,6 +58,7 @@ def test_serve_runs_the_mqtt_listeners_and_stops_with_0x8b(data_dir: Path, tmp_p
 
 def test_client_cert_refuses_bad_name_and_existing_files(data_dir: Path, tmp_path: Path) -> None:
     proc = LanternProcess(data_dir)
+    data_dir.mkdir()  # as `lantern serve` leaves it: commands never create it
     bad = _client_cert(proc, "no spaces", tmp_path / "x")
     assert bad.returncode != 0 and "invalid name" in bad.stderr
     assert not (tmp_path / "x").exists()

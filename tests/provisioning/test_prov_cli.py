@@ -14,6 +14,7 @@ runner = CliRunner()
 
 
 def run(data_dir: Path, *args: str, input: str | None = None) -> tuple[int, str]:
+    data_dir.mkdir(exist_ok=True)  # as `lantern serve` leaves it: commands never create it
     result = runner.invoke(app, [*args, "--data-dir", str(data_dir)], input=input)
     return result.exit_code, result.output
 

@@ -36,7 +36,7 @@ PARAMS = {
 def only_reply(result: HandlerResult) -> tuple[str, dict[str, Any]]:
     assert len(result.replies) == 1
     reply = result.replies[0]
-    assert reply.to == "requester"  # never broadcast (PROTOCOL.md §0-#2)
+    assert reply.to == "requester"  # never broadcast (docs/device-topics.md)
     return reply.topic, json.loads(reply.payload)
 
 

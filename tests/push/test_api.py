@@ -176,7 +176,32 @@ async def test_internal_key_reaching_an_unconfigured_provider_gets_503(gateway: 
         "payload": {"text": "x"},
     }
     response = await gateway.http.post("/push", json=body)
-    assert response.status_code == 503 and response.json()["reason"] == "NotConfigured"
+    answer = response.json()
+    assert response.status_code == 503 and answer["reason"] == "NotConfigured"
+    assert answer["code"] == "provider_unavailable"
+    assert answer["error"] == (
+        "no sms provider is configured on this gateway; set push.sns.enabled = true "
+        "(LANTERN_PUSH__SNS__ENABLED=true) to enable it"
+    )
+
+
+@pytest.mark.parametrize(
+    ("token", "setting"),
+    [
+        ("gcm:abc123", "push.fcm.service_account_file"),
+        ("mailto:a@example.org", "push.smtp.host"),
+        ("slack:T000/B000/XXXX", "push.slack.enabled"),
+    ],
+)
+async def test_unconfigured_provider_503_names_the_setting_that_enables_it(
+    gateway: Gateway, token: str, setting: str
+) -> None:
+    body = {"api_key": gateway.internal, "device_token": token, "payload": {"text": "x"}}
+    response = await gateway.http.post("/push", json=body)  # only APNs is configured here
+    answer = response.json()
+    assert response.status_code == 503 and answer["reason"] == "NotConfigured", answer
+    assert answer["error"].startswith(f"no {token.split(':')[0]} provider is configured")
+    assert setting in answer["error"] and "to enable it" in answer["error"], answer
 
 
 async def test_too_large_bodies_are_413(gateway: Gateway) -> None:

@@ -22,6 +22,7 @@ class _Result:
 
 def lantern(data_dir: Path, *args: str) -> _Result:
     """Run the real CLI in-process (the server runs as a separate process)."""
+    data_dir.mkdir(exist_ok=True)  # as `lantern serve` leaves it: commands never create it
     with acting_as(current_actor()):  # the command's actor must not outlive it here
         result = CliRunner().invoke(
             app, [*args], env={"LANTERN_DATA_DIR": str(data_dir), "COLUMNS": "200"}

@@ -1,5 +1,6 @@
-"""File routes: ``PUT /files/upload/<fileId>`` (the signed upload link of PROTOCOL.md B2) and, for
-admins, ``GET /files`` (optionally ``?thing=``), ``GET /files/<id>`` and its ``/content``.
+"""File routes: ``PUT /files/upload/<fileId>`` (the signed upload link of
+docs/device-topics.md) and, for admins, ``GET /files`` (optionally ``?thing=``),
+``GET /files/<id>`` and its ``/content``.
 
 The upload streams the request body to the object store chunk by chunk (never the whole file in
 memory). Refusals are 4xx JSON ``{"errorCode", "errorMessage"}``; nothing is stored on any of them.

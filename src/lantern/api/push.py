@@ -1,10 +1,10 @@
-"""``POST /push`` (PROTOCOL.md B4) and ``GET /metrics``.
+"""``POST /push`` (docs/push-api.md) and ``GET /metrics``.
 
 Thin: parse and check the body, authenticate, hand over to the
 :class:`~lantern.push.dispatch.PushDispatcher`, map its outcome to a status and a JSON body.
 Errors are ``{"error": "<human message>", "code": "<machine code>"}`` (plus ``field`` for 400s).
 The body is parsed by hand (no pydantic model) so that every wrong shape names its field in the
-B4 error format and the hot path stays cheap.
+error format of docs/push-api.md and the hot path stays cheap.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ _Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> _Answer:
-    """A B4 error answer; ``retry_after`` (seconds) becomes a ``Retry-After`` header."""
+    """An error answer (docs/push-api.md); ``retry_after`` (seconds) becomes a
+    ``Retry-After`` header."""
     headers = []
     retry_after = extra.pop("retry_after", None)
     if retry_after is not None:
@@ -140,6 +141,7 @@ def _outcome_answer(outcome: DeliveryOutcome) -> _Answer:
         tail = b'"}' if outcome.logged else b'","logged":false}'
         return 200, b'{"id":"' + outcome.delivery_id.encode() + tail, []
     code, message = _OUTCOME_CODES[outcome.status]
+    message = outcome.message or message
     extra: dict[str, Any] = {"reason": outcome.reason, "retry_after": outcome.retry_after}
     if not outcome.logged:
         extra["logged"] = False
@@ -151,7 +153,7 @@ def _outcome_answer(outcome: DeliveryOutcome) -> _Answer:
 
 
 class PushEndpoint:
-    """``POST /push`` as a bare ASGI app (PROTOCOL.md B4).
+    """``POST /push`` as a bare ASGI app (docs/push-api.md).
 
     Mounted as a plain route and served directly by :class:`~lantern.api.app.LanternApp`
     (``serve_directly``), so FastAPI's middleware, router, dependency solving and Request/Response
@@ -264,7 +266,7 @@ def push_router(
     (compared in constant time)."""
     router = APIRouter(tags=["push"])
     # A plain route to an ASGI app (see PushEndpoint). The cost: /push is not in the OpenAPI
-    # schema; PROTOCOL.md B4 and the README document it.
+    # schema; docs/push-api.md and the README document it.
     endpoint = PushEndpoint(dispatcher, keys, max_request_bytes=max_request_bytes)
     router.routes.append(Route("/push", endpoint, methods=["POST"], name="push"))
 

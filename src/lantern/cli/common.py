@@ -47,11 +47,25 @@ def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def settings_from(data_dir: Path | None, config: Path | None, **overrides: Any) -> Settings:
+def settings_from(
+    data_dir: Path | None, config: Path | None, *, create: bool = False, **overrides: Any
+) -> Settings:
+    """The command's settings. Only ``lantern serve`` (``create``) may start a new data
+    directory: any other command run where there is none exits 2 naming the directory it looked
+    for, rather than creating a second CA and database nobody serves."""
     try:
-        return load_settings(config_file=config, data_dir=data_dir, **overrides)
+        settings = load_settings(config_file=config, data_dir=data_dir, **overrides)
     except LanternError as exc:
         raise fail(str(exc), "fix the setting named above (see README, 'Settings')") from None
+    if not create and not settings.data_dir.is_dir():
+        raise fail(
+            f"no Lantern data directory at {settings.data_dir.resolve()}",
+            "run this command in the directory where `lantern serve` runs (it creates "
+            "./lantern-data there), or point at the server's data directory with "
+            "--data-dir DIR or LANTERN_DATA_DIR=DIR",
+            code=2,
+        )
+    return settings
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -102,7 +116,7 @@ def id_table(*headers: str) -> Table:
 
 
 def load_ca(settings: Settings) -> CertificateAuthority:
-    """The platform CA in the data directory (created there if this is the first command run)."""
+    """The platform CA in the data directory (which :func:`settings_from` checked exists)."""
     data = DataDir(settings.data_dir.resolve())
     data.ensure()
     ca, _ = CertificateAuthority.load_or_create(data.ca_dir, settings.server_names)

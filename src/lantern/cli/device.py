@@ -41,7 +41,12 @@ def provision_command(
     ] = None,
     certs_dir: Annotated[
         Path,
-        typer.Option("--certs-dir", "--certsDir", help="Where to write <thingName>.pem and .key."),
+        typer.Option(
+            "--certs-dir",
+            "--certsDir",
+            help="Where to write <thingName>.pem, .key and ca.pem (what the other device "
+            "commands read).",
+        ),
     ] = Path("./certs"),
     template: Annotated[str, typer.Option("--template")] = "DefaultProvisioningTemplate",
     csr: Annotated[
@@ -83,12 +88,17 @@ def provision_command(
         )
     except DeviceError as exc:
         raise fail(str(exc), "check --endpoint, --ca and that the claim is not revoked") from None
-    cert_path, key_path = write_credentials(result, certs_dir)
+    cert_path, key_path = write_credentials(result, certs_dir, ca_file)
     console.print(f"Provisioned thing [bold]{result.thing_name}[/]")
-    console.print(f"  certificate  {cert_path}\n  private key  {key_path}  (mode 0600)")
     console.print(
-        "Next: connect as the device with client id "
-        f"{result.thing_name}, certificate {cert_path}, key {key_path}, CA {ca_file}, "
-        f"endpoint {target.host}:{target.port}; e.g. send an observation to $aws/rules/FHIRIngest."
+        f"  certificate  {cert_path}\n  private key  {key_path}  (mode 0600)\n"
+        f"  CA           {certs_dir / 'ca.pem'}"
+    )
+    console.print(
+        "Next: send an observation as this device (client id = thing name):\n"
+        f"  lantern device upload-observation --deviceName {result.thing_name} "
+        f"--certs-dir {certs_dir} --endpoint {target.host}:{target.port} --payloadValue 100 "
+        "--unit % --code 9750d5e5-d766-4793-a97d-16179578cc4d "
+        "--codeSystem http://lifeomic.com/fhir/devices"
     )
     typer.echo(result.thing_name)

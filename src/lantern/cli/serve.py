@@ -33,6 +33,7 @@ def serve_command(
     settings = settings_from(
         data_dir,
         config,
+        create=True,
         http=None if http_port is None else {"port": http_port},
         mqtt=None if mqtt_port is None else {"port": mqtt_port},
     )
@@ -44,7 +45,7 @@ def serve_command(
             console.print(f"  {line}")
         console.print("Next: in another terminal, create a claim certificate for your devices:")
         console.print(
-            "  lantern claims create --template DefaultProvisioningTemplate --out ./certs"
+            "  lantern claims create --template DefaultProvisioningTemplate --out ./claim"
         )
         console.print("Stop with Ctrl-C.")
 

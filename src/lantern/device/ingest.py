@@ -1,4 +1,4 @@
-"""A device's data uploads on the wire (PROTOCOL.md B1, B2): the seed's ``uploadObservation`` and
+"""A device's data uploads on the wire (docs/device-topics.md): the seed's ``uploadObservation`` and
 ``uploadFile`` scripts.
 
 * :func:`upload_observation` publishes ``{value, unit, coding, patientId?}`` (QoS 1) to
@@ -106,7 +106,8 @@ class UploadLink:
 def request_upload_link(
     client: DeviceClient, thing: str, file_name: str, content_type: str
 ) -> UploadLink:
-    """Ask for a signed upload link; the answer arrives on the topic ``thing`` (PROTOCOL.md B2)."""
+    """Ask for a signed upload link; the answer arrives on the topic ``thing``
+    (docs/device-topics.md)."""
     rejected = f"{thing}/CreateFileUploadLink/rejected"
     client.subscribe(thing)
     client.subscribe(rejected)

@@ -1,4 +1,4 @@
-"""Fleet provisioning by claim, on the wire (PROTOCOL.md §1): the device's half."""
+"""Fleet provisioning by claim, on the wire (docs/device-topics.md): the device's half."""
 
 from __future__ import annotations
 
@@ -84,8 +84,12 @@ def provision(
     )
 
 
-def write_credentials(result: ProvisionResult, directory: Path) -> tuple[Path, Path]:
-    """Write ``<thing>.pem`` and ``<thing>.key`` (mode 0600) into ``directory``."""
+def write_credentials(
+    result: ProvisionResult, directory: Path, ca_file: Path | None = None
+) -> tuple[Path, Path]:
+    """Write ``<thing>.pem`` and ``<thing>.key`` (mode 0600) into ``directory``, and a copy of
+    ``ca_file`` as ``ca.pem`` beside them (unless it is that file already): the device commands
+    find all three in one ``--certs-dir``."""
     directory.mkdir(parents=True, exist_ok=True)
     cert_path = directory / f"{result.thing_name}.pem"
     key_path = directory / f"{result.thing_name}.key"
@@ -94,4 +98,8 @@ def write_credentials(result: ProvisionResult, directory: Path) -> tuple[Path, P
     with os.fdopen(fd, "w") as f:
         f.write(result.private_key_pem)
     os.chmod(key_path, 0o600)
+    if ca_file is not None:
+        ca_copy = directory / "ca.pem"
+        if not (ca_copy.exists() and ca_copy.samefile(ca_file)):
+            ca_copy.write_bytes(ca_file.read_bytes())
     return cert_path, key_path

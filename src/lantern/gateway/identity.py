@@ -1,4 +1,4 @@
-"""Who a connection is, as the gateway decided at CONNECT (contract: gateway_api.md).
+"""Who a connection is, as the gateway decided at CONNECT (layers: docs/architecture.md).
 
 The MQTT layer carries these objects opaquely (``ClientHandle.identity``); the authorizer and the
 device services read them. Each is immutable: a connection's identity never changes while it is

@@ -63,7 +63,7 @@ _RESOURCE_TYPE = {
 }
 
 # A device: its own thing topics, the rules topics (publish only: rules never deliver), and
-# its own "<thing>" / "<thing>/..." topics (PROTOCOL.md §7).
+# its own "<thing>" / "<thing>/..." topics (docs/device-topics.md).
 DEVICE_POLICY: dict[str, Any] = {
     "Version": "2012-10-17",
     "Statement": [

@@ -1,4 +1,4 @@
-"""The ``$aws/...`` reserved-topic router (contract: gateway_api.md).
+"""The ``$aws/...`` reserved-topic router (layers: docs/architecture.md).
 
 :class:`ReservedTopicRouter` implements :class:`lantern.mqtt.hooks.PublishInterceptor`. Device
 services register a :data:`Handler` per topic pattern; the router calls it with a
@@ -7,7 +7,7 @@ services register a :data:`Handler` per topic pattern; the router calls it with 
 * ``to="requester"`` replies go to the requesting connection only (``ClientHandle.deliver``), as
   AWS IoT does for identity and jobs replies: V2 SDK clients correlate token-less requests by
   topic alone, so a reply seen by another claim connection would be taken as its own
-  (PROTOCOL.md §0-#2).
+  (docs/device-topics.md).
 * ``to="subscribers"`` replies are published through the server (``Notifier.publish``).
 
 A publish to an ``$aws/...`` topic that matches no route is reserved: it never reaches

@@ -23,7 +23,7 @@ class IngestError(LanternError):
 
 
 class PayloadRejected(IngestError):
-    """A device payload breaks PROTOCOL.md B1/B2; ``field`` names what is wrong."""
+    """A device payload breaks the rules of docs/device-topics.md; ``field`` names what is wrong."""
 
     def __init__(self, *, field: str, error_code: str, message: str) -> None:
         super().__init__(message)

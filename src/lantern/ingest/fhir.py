@@ -45,7 +45,7 @@ def device_fhir_id(thing_name: str) -> str:
 
 
 def device_resource(thing: ThingRecord) -> dict[str, Any]:
-    """The FHIR Device of a provisioned thing (PROTOCOL.md B1), validated."""
+    """The FHIR Device of a provisioned thing (docs/device-topics.md), validated."""
     resource: dict[str, Any] = {
         "resourceType": "Device",
         "id": device_fhir_id(thing.name),

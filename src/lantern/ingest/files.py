@@ -1,5 +1,5 @@
-"""File upload links (PROTOCOL.md B2): the ``$aws/rules/CreateFileUploadLink`` handler and the
-checks of the upload itself.
+"""File upload links (docs/device-topics.md): the ``$aws/rules/CreateFileUploadLink`` handler
+and the checks of the upload itself.
 
 A link names a ``fileId`` row in ``upload_links``. With the local store (or S3 in proxy mode) the
 URL points at Lantern's ``PUT /files/upload/<fileId>`` and is signed by :class:`UrlSigner`;

@@ -1,4 +1,5 @@
-"""The FHIRIngest payload (PROTOCOL.md B1): validation and the FHIR R4 Observation built from it.
+"""The FHIRIngest payload (docs/device-topics.md): validation and the FHIR R4 Observation built
+from it.
 
 :func:`parse_observation` turns raw bytes into an :class:`ObservationInput` or raises
 :class:`PayloadRejected` naming the offending field; :func:`build_observation` makes the FHIR
@@ -130,7 +131,7 @@ def _parse_coding(raw: object) -> tuple[Coding, ...]:
 
 
 def parse_observation(payload: bytes, *, max_bytes: int) -> ObservationInput:
-    """Validate a FHIRIngest payload per PROTOCOL.md B1; raises :class:`PayloadRejected`."""
+    """Validate a FHIRIngest payload per docs/device-topics.md; raises :class:`PayloadRejected`."""
     if len(payload) > max_bytes:
         raise _reject("payload", f"payload is larger than {max_bytes} bytes", "PayloadTooLarge")
     try:

@@ -1,6 +1,7 @@
 """The ``$aws/rules/FHIRIngest`` handler: validate, store through group commit, then reply.
 
-Replies go to subscribers of ``<thing>/FHIRIngest/accepted`` / ``…/rejected`` (PROTOCOL.md B1).
+Replies go to subscribers of ``<thing>/FHIRIngest/accepted`` / ``…/rejected``
+(docs/device-topics.md).
 The handler returns only after the commit, and the MQTT server sends the QoS 1 PUBACK after the
 handler returns, so a PUBACK means the observation is durable. A bad payload gets PUBACK 0x99
 (MQTT 5) and a rejected reply naming the field; nothing is stored.

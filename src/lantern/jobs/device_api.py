@@ -1,4 +1,4 @@
-"""The AWS IoT Jobs device API over MQTT (PROTOCOL.md §2), as gateway router handlers.
+"""The AWS IoT Jobs device API over MQTT (docs/device-topics.md), as gateway router handlers.
 
 Each handler answers on ``<request topic>/accepted`` or ``/rejected`` to the requesting
 connection only, echoing ``clientToken`` at the top level of both, and returns the

@@ -1,9 +1,10 @@
 """Job documents as devices receive them: the firmware link minted fresh on every send.
 
 A firmware job's stored document holds ``operation``, ``deploymentId``, ``firmwareId``,
-``firmwareVersion``, ``sha256`` and ``size`` (PROTOCOL.md B3); :meth:`DocumentRenderer.render`
-adds ``firmwareUrl``, a signed, expiring link to the image (describe, start-next, notify-next,
-update with includeJobDocument), so a device never holds a link older than one send.
+``firmwareVersion``, ``sha256`` and ``size`` (docs/device-topics.md);
+:meth:`DocumentRenderer.render` adds ``firmwareUrl``, a signed, expiring link to the image
+(describe, start-next, notify-next, update with includeJobDocument), so a device never holds a
+link older than one send.
 """
 
 from __future__ import annotations

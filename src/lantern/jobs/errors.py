@@ -36,7 +36,7 @@ class JobsConflict(JobsError):
 
 
 class Rejected(LanternError):
-    """A Jobs API request rejected with ``code`` (PROTOCOL.md §2.4)."""
+    """A Jobs API request rejected with ``code`` (docs/device-topics.md)."""
 
     def __init__(
         self, code: str, message: str, execution_state: dict[str, Any] | None = None

@@ -1,4 +1,5 @@
-"""``jobs/notify`` and ``jobs/notify-next``: when to send them and what they say (§2.6).
+"""``jobs/notify`` and ``jobs/notify-next``: when to send them and what they say
+(docs/device-topics.md, "Jobs").
 
 Per thing, the last notification's pending job ids and head are stored. After executions change,
 :func:`evaluate` compares the current pending list with that record:

@@ -228,7 +228,7 @@ class ExecutionUpdater:
                 return Applied(None, [])
             head = pending[0]
             if head.status is ExecStatus.IN_PROGRESS:
-                return Applied(head, [])  # returned unchanged, statusDetails included (§2.5)
+                return Applied(head, [])  # returned unchanged, statusDetails included (as AWS)
             new = started(head, change.request, self._clock.now())
             if uow.replace_execution(head, new):
                 return Applied(new, notify.evaluate(uow, [thing]))

@@ -1,4 +1,4 @@
-"""The Jobs device API's JSON, exactly as AWS IoT sends and accepts it (PROTOCOL.md §2).
+"""The Jobs device API's JSON, exactly as AWS IoT sends and accepts it (docs/device-topics.md).
 
 Output: every timestamp an integer count of epoch seconds; ``statusDetails`` a string-to-string
 map; the job document a JSON object. Input: payloads are parsed into typed requests; anything

@@ -13,7 +13,8 @@ Tree::
         │   ├── ReceiveMaximumExceeded     0x93
         │   ├── TopicAliasInvalid          0x94
         │   └── PacketTooLarge             0x95
-        └── LocalProtocolError         we were asked to send something invalid (a bug on our side)
+        ├── LocalProtocolError         we were asked to send something invalid (a bug on our side)
+        └── ListenerBindFailed         a listener's address cannot be bound (e.g. port in use)
 
 Every ``ProtocolError`` carries the MQTT 5 reason code that the server should put in its
 CONNACK or DISCONNECT (MQTT 3.1.1 peers just get the connection closed). Messages cite the spec
@@ -26,6 +27,7 @@ from lantern.errors import LanternError
 from lantern.mqtt.reason_codes import ReasonCode
 
 __all__ = [
+    "ListenerBindFailed",
     "LocalProtocolError",
     "MQTTError",
     "MalformedPacket",
@@ -42,6 +44,15 @@ __all__ = [
 
 class MQTTError(LanternError):
     """Root of every exception raised by ``lantern.mqtt``."""
+
+
+class ListenerBindFailed(MQTTError):
+    """Listener ``listener`` could not bind ``host:port``; ``errno`` says why (the cause is
+    chained)."""
+
+    def __init__(self, listener: str, host: str, port: int, errno: int | None, why: str) -> None:
+        super().__init__(f"the {listener} listener cannot bind {host}:{port}: {why}")
+        self.listener, self.host, self.port, self.errno = listener, host, port, errno
 
 
 class ProtocolError(MQTTError):

@@ -1,7 +1,7 @@
 """The MQTT server's plug points: authentication, authorization, interception, events.
 
 The server knows nothing of what a certificate means, of AWS topics or of storage. The gateway
-layer plugs into it through the protocols below (contract: mqtt_server_api.md):
+layer plugs into it through the protocols below (layers: docs/architecture.md):
 
 * :class:`Authenticator` turns a CONNECT (with the client's verified certificate) into an
   opaque identity, or refuses it with a reason code.

@@ -1,4 +1,4 @@
-"""Identity API payloads: JSON or CBOR, chosen by the topic's last level (PROTOCOL.md §1.1)."""
+"""Identity API payloads: JSON or CBOR, chosen by the topic's last level (docs/device-topics.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ FORMATS = ("json", "cbor")
 
 
 def decode_request(fmt: str, payload: bytes) -> dict[str, Any]:
-    """The request object; an empty payload is ``{}`` (CreateKeysAndCertificate, §0-#6)."""
+    """The request object; an empty payload is ``{}`` (CreateKeysAndCertificate, as AWS)."""
     if not payload.strip():
         return {}
     try:

@@ -1,7 +1,7 @@
 """Errors of the provisioning service.
 
 :class:`ProvisioningRejected` carries what goes on a ``/rejected`` topic: ``statusCode``,
-``errorCode`` and ``errorMessage`` (PROTOCOL.md §1.2, §1.4). :class:`TemplateInvalid` is raised
+``errorCode`` and ``errorMessage`` (docs/device-topics.md). :class:`TemplateInvalid` is raised
 when an operator's template body is malformed (the CLI and API report it).
 """
 

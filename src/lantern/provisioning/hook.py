@@ -1,6 +1,6 @@
 """The pre-provisioning hook: an HTTP POST that may deny a RegisterThing or override parameters.
 
-AWS calls a Lambda function; Lantern POSTs the same JSON to a URL (PROTOCOL.md §1.6):
+AWS calls a Lambda function; Lantern POSTs the same JSON to a URL (docs/device-topics.md):
 ``{claimCertificateId, certificateId, certificatePem, templateArn, clientId, parameters}`` and
 expects ``{"allowProvisioning": true, "parameterOverrides": {...}}``. An HTTP error, a timeout
 (5 s), a body that is not that shape, or anything but ``allowProvisioning: true`` denies the

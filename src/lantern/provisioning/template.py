@@ -1,6 +1,6 @@
 """Provisioning templates: validation of a body, and its evaluation for one RegisterThing.
 
-A body has the AWS fleet-provisioning structure (PROTOCOL.md §1.5): ``Parameters``,
+A body has the AWS fleet-provisioning structure (docs/device-topics.md): ``Parameters``,
 ``Mappings``, ``Resources`` (``AWS::IoT::Thing``, ``AWS::IoT::Certificate``, ``AWS::IoT::Policy``)
 and ``DeviceConfiguration``. Supported intrinsics: ``Ref``, ``Fn::Join``, ``Fn::Sub``,
 ``Fn::Select``, ``Fn::Split``, ``Fn::FindInMap``.

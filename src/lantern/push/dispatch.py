@@ -33,6 +33,7 @@ from lantern.push.ratelimit import RateLimiter
 from lantern.push.retry import RetryPolicy
 from lantern.push.scopes import schemes_allowed
 from lantern.push.tokens import parse_device_token
+from lantern.settings.push import not_configured_message
 from lantern.store.push import DeliveryRow
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ class DeliveryOutcome:
     token_invalid_since: float | None = None
     # False: the delivery-log row could not be committed (the outcome stands; /push says so).
     logged: bool = True
+    # For the caller, when the outcome's default message does not say it (e.g. which setting
+    # enables a provider that is not configured). Never payload content.
+    message: str | None = None
 
 
 def new_delivery_id() -> str:
@@ -117,7 +121,13 @@ class PushDispatcher:
             raise PushRequestInvalid("payload", "must be a JSON object")
         provider = self.providers.get(scheme)
         if provider is None:
-            outcome = DeliveryOutcome(new_delivery_id(), "config_error", 503, "NotConfigured")
+            outcome = DeliveryOutcome(
+                new_delivery_id(),
+                "config_error",
+                503,
+                "NotConfigured",
+                message=not_configured_message(scheme),
+            )
             return await self._record(key, scheme, address, outcome, 0.0)
         message = provider.prepare(address, payload)
         rate = key.rate_per_minute or self.default_rate_per_minute

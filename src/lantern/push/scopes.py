@@ -1,4 +1,4 @@
-"""Key scopes and the destination schemes each may use (PROTOCOL.md B4).
+"""Key scopes and the destination schemes each may use (docs/push-api.md).
 
 External collaborators may reach participants' phones only (``apns``, ``gcm``); internal services
 may also send email, SMS and Slack messages.

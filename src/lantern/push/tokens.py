@@ -6,7 +6,7 @@ from typing import Final
 
 from lantern.push.errors import PushRequestInvalid
 
-# Prefixes of B4, with the names legacy callers used in ``push_type``.
+# Prefixes of docs/push-api.md, with the names legacy callers used in ``push_type``.
 SCHEME_ALIASES: Final[dict[str, str]] = {
     "apns": "apns",
     "gcm": "gcm",

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lantern.mqtt.errors import ListenerBindFailed
 from lantern.mqtt.hooks import Authenticator, Authorizer, PublishInterceptor
 from lantern.mqtt.server import MQTTServer, MQTTServerConfig
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.metrics import MQTTCollector
+from lantern.runtime.ports import PortUnavailable
 
 __all__ = ["MQTTComponent", "ServerHooks"]
 
@@ -68,7 +70,10 @@ class MQTTComponent(Component):
         platform.metrics.register(MQTTCollector(self.server))
 
     async def start(self) -> None:
-        await self.server.start()
+        try:
+            await self.server.start()
+        except ListenerBindFailed as exc:
+            raise PortUnavailable(exc.listener, exc.host, exc.port, exc.errno) from exc
 
     async def stop(self) -> None:
         await self.server.stop()

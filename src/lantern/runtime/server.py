@@ -34,6 +34,7 @@ from lantern.runtime.http_protocol import (
     TlsGate,
     guarded_protocol_class,
 )
+from lantern.runtime.ports import PortUnavailable
 from lantern.settings import Settings
 from lantern.store import Database
 from lantern.store.objects import object_store_from_settings
@@ -231,7 +232,10 @@ async def _start_http(
     http_task = asyncio.create_task(http.serve(), name="http")
     while not http.started:
         if http_task.done():
-            http_task.result()  # raises the bind error
+            try:
+                http_task.result()  # raises the bind error
+            except OSError as exc:
+                raise PortUnavailable("http", http_cfg.host, http_cfg.port, exc.errno) from exc
             raise SystemExit(f"the HTTP server did not start on {http_cfg.host}:{http_cfg.port}")
         await asyncio.sleep(0.01)
     return http, http_task

@@ -45,7 +45,8 @@ _FIELDS: Final = frozenset(
         "cron",
         "repeat",
         "times",
-        "api_key",  # legacy callers put the key in the body (B4); read by authentication
+        # legacy callers put the key in the body (docs/push-api.md); read by authentication
+        "api_key",
     }
 )
 _LIMITS: Final = {"activity_id": 128, "participant_id": 128, "title": 256, "message": 4000}

@@ -1,4 +1,4 @@
-"""The push payload an occurrence sends, per destination scheme (PROTOCOL.md B4 shapes).
+"""The push payload an occurrence sends, per destination scheme (docs/push-api.md shapes).
 
 Shapes follow what the legacy worker sent through the gateway, so phones running the existing
 apps display them unchanged. APNs gets a ``collapse-id`` derived from the occurrence: should a

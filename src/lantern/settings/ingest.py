@@ -49,7 +49,8 @@ class IngestSettings(SectionModel):
 
     s3_direct_upload: bool = Field(
         default=True,
-        description="With S3, hand devices an S3 presigned PUT (PROTOCOL.md B2); false = devices "
+        description="With S3, hand devices an S3 presigned PUT (docs/device-topics.md); "
+        "false = devices "
         "upload to Lantern, which streams to S3 and enforces single use and size while uploading.",
     )
 

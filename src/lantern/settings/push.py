@@ -133,6 +133,23 @@ class SlackSettings(SectionModel):
     base_url: str = Field(default="https://hooks.slack.com/services")
 
 
+#: What enables each ``/push`` scheme, for the answer to a scheme no provider serves.
+ENABLED_BY: dict[str, str] = {
+    "apns": "push.apns.key_file with key_id, team_id and topic (LANTERN_PUSH__APNS__KEY_FILE, ...)",
+    "gcm": "push.fcm.service_account_file (LANTERN_PUSH__FCM__SERVICE_ACCOUNT_FILE)",
+    "mailto": "push.ses.sender (LANTERN_PUSH__SES__SENDER) or push.smtp.host "
+    "(LANTERN_PUSH__SMTP__HOST)",
+    "sms": "push.sns.enabled = true (LANTERN_PUSH__SNS__ENABLED=true)",
+    "slack": "push.slack.enabled = true (LANTERN_PUSH__SLACK__ENABLED=true)",
+}
+
+
+def not_configured_message(scheme: str) -> str:
+    """Why ``scheme`` cannot be sent here, and the setting that enables it."""
+    setting = ENABLED_BY.get(scheme, f"the push.{scheme} settings")
+    return f"no {scheme} provider is configured on this gateway; set {setting} to enable it"
+
+
 class PushSettings(SectionModel):
     """The app gateway: ``/push``, API keys and the providers."""
 

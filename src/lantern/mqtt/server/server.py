@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
 
 from lantern.mqtt.broker import Broker, Delivery, Message, Session
+from lantern.mqtt.errors import ListenerBindFailed
 from lantern.mqtt.hooks import (
     AllowAllAuthorizer,
     Authenticator,
@@ -118,7 +120,8 @@ class MQTTServer:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind every configured listener; on failure, close those already bound."""
+        """Bind every configured listener; on failure, close those already bound. A listener
+        that cannot bind raises :class:`ListenerBindFailed` naming it and its port."""
         cfg = self.config
         self._loop = asyncio.get_running_loop()
         factory = self._new_handler
@@ -128,30 +131,45 @@ class MQTTServer:
                 ctx = make_server_ssl_context(cfg.cert_file, cfg.key_file, cfg.ca_file)
                 for name, port in (("mqtts", cfg.tls_port), ("mqtt-alpn", cfg.alpn_port)):
                     if port is not None:
-                        self.listeners[name] = await start_tls_listener(
+                        self.listeners[name] = await _bound(
                             name,
                             cfg.host,
                             port,
-                            factory,
-                            ssl_context=ctx,
-                            handshake_timeout=cfg.handshake_timeout,
-                            max_connections=cfg.max_connections,
+                            start_tls_listener(
+                                name,
+                                cfg.host,
+                                port,
+                                factory,
+                                ssl_context=ctx,
+                                handshake_timeout=cfg.handshake_timeout,
+                                max_connections=cfg.max_connections,
+                            ),
                         )
             if cfg.tcp_port is not None:
-                self.listeners["tcp"] = await start_tcp_listener(
-                    "tcp", cfg.host, cfg.tcp_port, factory, max_connections=cfg.max_connections
+                self.listeners["tcp"] = await _bound(
+                    "tcp",
+                    cfg.host,
+                    cfg.tcp_port,
+                    start_tcp_listener(
+                        "tcp", cfg.host, cfg.tcp_port, factory, max_connections=cfg.max_connections
+                    ),
                 )
             if cfg.ws_port is not None:
                 from lantern.mqtt.transport.websocket import start_ws_listener
 
-                self.listeners["ws"] = await start_ws_listener(
+                self.listeners["ws"] = await _bound(
                     "ws",
                     cfg.host,
                     cfg.ws_port,
-                    factory,
-                    path="/mqtt",
-                    handshake_timeout=cfg.handshake_timeout,
-                    max_connections=cfg.max_connections,
+                    start_ws_listener(
+                        "ws",
+                        cfg.host,
+                        cfg.ws_port,
+                        factory,
+                        path="/mqtt",
+                        handshake_timeout=cfg.handshake_timeout,
+                        max_connections=cfg.max_connections,
+                    ),
                 )
         except BaseException:
             await self._close_listeners()
@@ -259,3 +277,13 @@ class MQTTServer:
         self._timer_at = None
         self.dispatch(self.broker.tick(self.loop.time()))
         self.arm_timer()
+
+
+async def _bound(name: str, host: str, port: int, starting: Awaitable[Listener]) -> Listener:
+    """``starting``'s listener; an address that cannot be bound becomes
+    :class:`ListenerBindFailed` naming the listener and its port."""
+    try:
+        return await starting
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ListenerBindFailed(name, host, port, exc.errno, why) from exc

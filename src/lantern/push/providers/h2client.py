@@ -4,7 +4,7 @@ Why not httpx here: profiling ``POST /push`` showed httpx/httpcore's HTTP/2 path
 per-request locks and cancel scopes, one TLS write per frame) costing ~1.3-1.5 ms of CPU per
 request, most of a push. This client is an :class:`asyncio.Protocol` instead, and coalesces the
 frames of the streams started in one loop iteration into few TLS writes (one per 16 streams).
-httpx stays in use for FCM and Slack (DESIGN.md: "httpx with h2").
+httpx (with h2) stays in use for FCM and Slack.
 
 Why not ``h2`` either: driven directly, h2 (with hyperframe: a state machine per stream, an object
 per frame and per event, flags, enums, validation) still cost a third of the relay's CPU per

@@ -1,7 +1,7 @@
 """The device registry: things, certificates, claims, provisioning templates, ownership tokens,
 policies and MQTT user accounts (Alembic branch ``registry``).
 
-``things`` and ``certificates`` are shared with other services (contract: registry_api.md); the
+``things`` and ``certificates`` are shared with other services (layers: docs/architecture.md); the
 other tables belong to provisioning and the gateway. Lantern never stores a device's private
 key: ``certificates.pem`` is the public certificate only. Secrets (ownership tokens, MQTT
 passwords) are stored as hashes.
