@@ -17,6 +17,10 @@ import httpx
 from support.net import free_port, wait_for_port
 
 
+class PortTaken(RuntimeError):
+    """The server could not bind a port this harness picked for it."""
+
+
 @dataclass
 class LanternProcess:
     """A ``lantern serve`` child process. Use as a context manager; ``stop()`` sends SIGTERM.
@@ -71,6 +75,19 @@ class LanternProcess:
         ]
 
     def start(self, timeout: float = 30.0) -> LanternProcess:
+        """Start and wait until ready. Ports picked by :func:`free_port` can be taken by another
+        socket before the server binds them (an outgoing connection's ephemeral port): when the
+        server says one of *our* two ports is in use, it is started again on fresh ones."""
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                self.http_port, self.mqtt_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> LanternProcess:
         # Output goes to a file, not a pipe: a chatty server must never block on a full pipe.
         log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the process
         self._log = log
@@ -84,9 +101,7 @@ class LanternProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"lantern serve exited with {self.proc.returncode}:\n{self._read_log()}"
-                )
+                self._raise_exited()
             if self.tls and not self.ca_file.exists():
                 time.sleep(0.05)
                 continue
@@ -108,15 +123,21 @@ class LanternProcess:
         assert self.proc is not None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"lantern serve exited with {self.proc.returncode}:\n{self._read_log()}"
-                )
+                self._raise_exited()
             try:
                 wait_for_port(self.mqtt_port, timeout=0.5)
                 return True
             except TimeoutError:
                 continue
         return False
+
+    def _raise_exited(self) -> None:
+        assert self.proc is not None
+        output = self._read_log()
+        ours = (f"port {self.http_port} ", f"port {self.mqtt_port} ")
+        if "is already in use" in output and any(p in output for p in ours):
+            raise PortTaken(output)
+        raise RuntimeError(f"lantern serve exited with {self.proc.returncode}:\n{output}")
 
     def _read_log(self) -> str:
         log = self._log

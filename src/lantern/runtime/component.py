@@ -61,6 +61,11 @@ class Component:
     def readiness_checks(self) -> Sequence[ReadinessCheck]:
         return ()
 
+    async def bind(self) -> None:
+        """Claim network addresses (bound, not yet accepting), before any component starts, so
+        a port in use stops ``serve`` at once. A component that binds is stopped even if its
+        :meth:`start` never ran."""
+
     async def start(self) -> None:
         """Start background work. Called in list order once the HTTP server is bound."""
 

@@ -2,9 +2,11 @@
 
 The server is built with the gateway's hooks (authentication, per-connection authorization, the
 reserved-topic router as publish interceptor): there is no moment at which it would admit a
-client without them. ``start()`` binds the listeners; it is the last component to start (every
-``$aws/...`` handler is registered by then) and the first to stop (no new messages while the
-writers drain). ``stop()`` sends DISCONNECT 0x8B to MQTT 5 clients.
+client without them. ``bind()`` binds the listeners right after the HTTP server (a port in use
+stops ``serve`` before anything else starts) without accepting; ``start()`` opens them. It is
+the last component to start (every ``$aws/...`` handler and writer is ready by then) and the
+first to stop (no new messages while the writers drain). ``stop()`` sends DISCONNECT 0x8B to
+MQTT 5 clients.
 """
 
 from __future__ import annotations
@@ -69,11 +71,16 @@ class MQTTComponent(Component):
         )
         platform.metrics.register(MQTTCollector(self.server))
 
-    async def start(self) -> None:
+    async def bind(self) -> None:
+        """Bind every listener (accepting nothing yet): a port in use stops ``serve`` before
+        any other component starts."""
         try:
-            await self.server.start()
+            await self.server.start(serve=False)
         except ListenerBindFailed as exc:
             raise PortUnavailable(exc.listener, exc.host, exc.port, exc.errno) from exc
+
+    async def start(self) -> None:
+        await self.server.serve()
 
     async def stop(self) -> None:
         await self.server.stop()

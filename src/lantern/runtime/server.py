@@ -148,7 +148,10 @@ async def start(settings: Settings, *, nofile_raised_from: int | None = None) ->
         http_cfg.public_url or f"{scheme}://{host}:{running.http_port}"
     ).rstrip("/")
     started: list[Component] = []
+    binders = [c for c in components if type(c).bind is not Component.bind]
     try:
+        for component in binders:
+            await component.bind()
         for component in components:
             began = time.monotonic()
             await component.start()
@@ -157,7 +160,7 @@ async def start(settings: Settings, *, nofile_raised_from: int | None = None) ->
             if took > SLOW_START_SECONDS:
                 log.warning("starting %s took %.1f s", component.name, took)
     except BaseException:
-        running.components = started
+        running.components = started + [c for c in binders if c not in started]
         await running.stop()
         raise
     # Everything built at startup lives for the whole run: move it out of the collector's view

@@ -119,9 +119,10 @@ class MQTTServer:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, serve: bool = True) -> None:
         """Bind every configured listener; on failure, close those already bound. A listener
-        that cannot bind raises :class:`ListenerBindFailed` naming it and its port."""
+        that cannot bind raises :class:`ListenerBindFailed` naming it and its port. With
+        ``serve=False`` the sockets are bound but accept nothing until :meth:`serve`."""
         cfg = self.config
         self._loop = asyncio.get_running_loop()
         factory = self._new_handler
@@ -143,6 +144,7 @@ class MQTTServer:
                                 ssl_context=ctx,
                                 handshake_timeout=cfg.handshake_timeout,
                                 max_connections=cfg.max_connections,
+                                start_serving=serve,
                             ),
                         )
             if cfg.tcp_port is not None:
@@ -151,7 +153,12 @@ class MQTTServer:
                     cfg.host,
                     cfg.tcp_port,
                     start_tcp_listener(
-                        "tcp", cfg.host, cfg.tcp_port, factory, max_connections=cfg.max_connections
+                        "tcp",
+                        cfg.host,
+                        cfg.tcp_port,
+                        factory,
+                        max_connections=cfg.max_connections,
+                        start_serving=serve,
                     ),
                 )
             if cfg.ws_port is not None:
@@ -169,11 +176,17 @@ class MQTTServer:
                         path="/mqtt",
                         handshake_timeout=cfg.handshake_timeout,
                         max_connections=cfg.max_connections,
+                        start_serving=serve,
                     ),
                 )
         except BaseException:
             await self._close_listeners()
             raise
+
+    async def serve(self) -> None:
+        """Start accepting on every listener bound by ``start(serve=False)``."""
+        for listener in self.listeners.values():
+            await listener.start_serving()
 
     async def stop(
         self, reason: ReasonCode = ReasonCode.SERVER_SHUTTING_DOWN, timeout: float = 5.0

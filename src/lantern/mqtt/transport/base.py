@@ -124,6 +124,10 @@ class Listener(Protocol):
         """The bound port (pass port 0 to bind a free one)."""
         ...
 
+    async def start_serving(self) -> None:
+        """Start accepting (a listener bound with ``start_serving=False``)."""
+        ...
+
     async def close(self) -> None:
         """Stop accepting; existing streams are closed by their owner."""
         ...

@@ -66,13 +66,29 @@ class StreamListener:
         self._flush_scheduled = False
 
     async def bind(
-        self, host: str, port: int, protocol_factory: Callable[[], asyncio.BaseProtocol]
+        self,
+        host: str,
+        port: int,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        *,
+        start_serving: bool = True,
     ) -> None:
-        """Bind and start accepting (called once by the ``start_*_listener`` functions)."""
+        """Bind and (unless ``start_serving`` is False) start accepting; called once by the
+        ``start_*_listener`` functions."""
         self._loop = asyncio.get_running_loop()
         self._server = await self._loop.create_server(
-            protocol_factory, host, port, reuse_address=True, backlog=1024
+            protocol_factory,
+            host,
+            port,
+            reuse_address=True,
+            backlog=1024,
+            start_serving=start_serving,
         )
+
+    async def start_serving(self) -> None:
+        """Start accepting on the bound socket."""
+        assert self._server is not None, "listener not bound"
+        await self._server.start_serving()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

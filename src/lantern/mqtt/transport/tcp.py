@@ -31,11 +31,12 @@ async def start_tcp_listener(
     factory: ReceiverFactory,
     *,
     max_connections: int,
+    start_serving: bool = True,
 ) -> Listener:
     """Listen on ``host:port`` (0 = a free port) and give each connection a new receiver.
 
     Over ``max_connections`` open connections, a new connection is accepted and closed at once.
     """
     listener = StreamListener(name, factory, max_connections=max_connections)
-    await listener.bind(host, port, lambda: TcpConnection(listener))
+    await listener.bind(host, port, lambda: TcpConnection(listener), start_serving=start_serving)
     return listener

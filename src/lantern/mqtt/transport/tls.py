@@ -263,6 +263,7 @@ async def start_tls_listener(
     ssl_context: ssl.SSLContext,
     handshake_timeout: float = 10.0,
     max_connections: int,
+    start_serving: bool = True,
 ) -> Listener:
     """Listen for TLS on ``host:port`` (0 = a free port); see the module docstring.
 
@@ -278,5 +279,5 @@ async def start_tls_listener(
         max_connections=max_connections,
         handshake_timeout=handshake_timeout,
     )
-    await listener.bind(host, port, lambda: TlsConnection(listener))
+    await listener.bind(host, port, lambda: TlsConnection(listener), start_serving=start_serving)
     return listener

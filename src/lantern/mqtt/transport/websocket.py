@@ -245,6 +245,7 @@ async def start_ws_listener(
     handshake_timeout: float = 10.0,
     max_connections: int,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    start_serving: bool = True,
 ) -> Listener:
     """Serve MQTT over WebSocket on ``host:port`` (0 = a free port), over TLS if ``ssl_context``.
 
@@ -257,7 +258,9 @@ async def start_ws_listener(
         return WebSocketStream(factory, path, handshake_timeout, max_message_size)
 
     if ssl_context is None:
-        return await start_tcp_listener(name, host, port, adapter, max_connections=max_connections)
+        return await start_tcp_listener(
+            name, host, port, adapter, max_connections=max_connections, start_serving=start_serving
+        )
     return await start_tls_listener(
         name,
         host,
@@ -266,6 +269,7 @@ async def start_ws_listener(
         ssl_context=ssl_context,
         handshake_timeout=handshake_timeout,
         max_connections=max_connections,
+        start_serving=start_serving,
     )
 
 
