@@ -78,20 +78,6 @@ class MQTTServer:
         self._timer_at: float | None = None
         self._drained: asyncio.Event | None = None
 
-    def use_hooks(
-        self,
-        authenticator: Authenticator,
-        authorizer: Authorizer,
-        interceptor: PublishInterceptor | None = None,
-        events: ConnectionEvents | None = None,
-    ) -> None:
-        """Replace the hooks (before ``start``; e.g. when the gateway is built after us)."""
-        self.authenticator = authenticator
-        self.authorizer = authorizer
-        self.interceptor = interceptor
-        self.events = events
-        self._update_receive_check()
-
     def _update_receive_check(self) -> None:
         authorizer = self.authorizer
         if isinstance(authorizer, AllowAllAuthorizer):

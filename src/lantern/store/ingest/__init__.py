@@ -16,7 +16,6 @@ from __future__ import annotations
 from lantern.store.ingest.observations import (
     count_observations,
     get_observation,
-    insert_observations,
     search_observations,
 )
 from lantern.store.ingest.outbox import due_outbox, mark_outbox, next_outbox_due, outbox_states
@@ -68,7 +67,6 @@ __all__ = [
     "get_observation",
     "insert_file",
     "insert_link",
-    "insert_observations",
     "insert_token",
     "list_files",
     "list_tokens",

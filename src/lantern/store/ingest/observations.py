@@ -39,7 +39,6 @@ __all__ = [
     "code_tuples",
     "count_observations",
     "get_observation",
-    "insert_observations",
     "insert_observations_sync",
     "observation_tuples",
     "outbox_tuples",
@@ -137,14 +136,6 @@ def insert_observations_sync(
             insert(fhir_outbox),
             [dict(zip(OUTBOX_COLUMNS, t, strict=True)) for t in outbox_tuples(rows, now)],
         )
-
-
-async def insert_observations(
-    conn: AsyncConnection, rows: Sequence[ObservationRow], *, outbox: bool, now: float
-) -> None:
-    """:func:`insert_observations_sync` on an async connection (its transaction)."""
-    if rows:
-        await conn.run_sync(lambda c: insert_observations_sync(c, rows, outbox=outbox, now=now))
 
 
 async def get_observation(

@@ -29,7 +29,6 @@ from lantern.store.sqlite.prepared import Prepared
 
 __all__ = [
     "claim_summaries",
-    "count_claim_devices",
     "count_claim_devices_sync",
     "get_claim",
     "get_claim_by_certificate",
@@ -40,8 +39,6 @@ __all__ = [
     "insert_claim",
     "insert_claim_sync",
     "insert_template",
-    "list_claims",
-    "list_templates",
     "list_templates_sync",
     "live_claim_sync",
     "revoke_claim",
@@ -106,11 +103,6 @@ def _claims_query(project: str | None) -> sa.Select[Any]:
     return query if project is None else query.where(claims.c.project == project)
 
 
-async def list_claims(conn: AsyncConnection, project: str | None = "default") -> list[ClaimRecord]:
-    rows = (await conn.execute(_claims_query(project))).all()
-    return [claim_record(r) for r in rows]
-
-
 def claim_summaries(
     conn: Connection, project: str | None = None, claim_id: str | None = None
 ) -> list[ClaimSummary]:
@@ -164,11 +156,6 @@ def count_claim_devices_sync(conn: Connection, claim_id: str) -> int:
     return int(row[0])
 
 
-async def count_claim_devices(conn: AsyncConnection, claim_id: str) -> int:
-    """How many things this claim has registered (used ownership tokens)."""
-    return await conn.run_sync(count_claim_devices_sync, claim_id)
-
-
 # -- templates ---------------------------------------------------------------------------------
 def get_template_sync(conn: Connection, name: str) -> TemplateRecord | None:
     row = _TEMPLATE_BY_NAME.first(conn, {"p_name": name})
@@ -184,12 +171,6 @@ def list_templates_sync(conn: Connection, project: str | None = "default") -> li
     if project is not None:
         query = query.where(provisioning_templates.c.project == project)
     return [template_record(r) for r in conn.execute(query)]
-
-
-async def list_templates(
-    conn: AsyncConnection, project: str | None = "default"
-) -> list[TemplateRecord]:
-    return await conn.run_sync(list_templates_sync, project)
 
 
 async def insert_template(conn: AsyncConnection, record: TemplateRecord) -> None:

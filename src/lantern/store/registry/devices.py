@@ -46,7 +46,6 @@ __all__ = [
     "get_certificate_sync",
     "get_thing",
     "get_thing_sync",
-    "get_token",
     "get_token_sync",
     "insert_certificate",
     "insert_certificate_sync",
@@ -58,7 +57,6 @@ __all__ = [
     "list_certificates_sync",
     "list_things",
     "list_things_sync",
-    "mark_token_used",
     "mark_token_used_sync",
     "set_certificate_status",
     "set_certificate_status_sync",
@@ -326,18 +324,7 @@ def get_token_sync(conn: Connection, token_hash: str) -> OwnershipTokenRecord | 
     return None if row is None else token_record(row)
 
 
-async def get_token(conn: AsyncConnection, token_hash: str) -> OwnershipTokenRecord | None:
-    return await conn.run_sync(get_token_sync, token_hash)
-
-
 def mark_token_used_sync(conn: Connection, token_hash: str, now: float, thing_name: str) -> bool:
     """Consume a token atomically: False if another request used it first."""
     params = {"p_hash": token_hash, "p_now": now, "p_thing": thing_name}
     return _USE_TOKEN.run(conn, params) > 0
-
-
-async def mark_token_used(
-    conn: AsyncConnection, token_hash: str, now: float, thing_name: str
-) -> bool:
-    """Consume a token atomically: False if another request used it first."""
-    return await conn.run_sync(mark_token_used_sync, token_hash, now, thing_name)
