@@ -39,9 +39,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -408,6 +409,58 @@ class BenchDevice(asyncio.Protocol):
             await self.slot
 
 
+class LoadDevice(Protocol):
+    """A benchmark device over MQTT: requests in flight in ``sent``, waiting for room."""
+
+    @property
+    def sent(self) -> Mapping[Any, float]: ...
+
+    async def wait_slot(self, window: int) -> None: ...
+
+
+D = TypeVar("D", bound=LoadDevice)
+
+
+async def closed_loop(
+    devices: Sequence[D], window: int, seconds: float, send: Callable[[D], None]
+) -> None:
+    """Every device keeps ``window`` requests in flight for ``seconds``."""
+    deadline = time.perf_counter() + seconds
+
+    async def drive(d: D) -> None:
+        while time.perf_counter() < deadline:
+            await d.wait_slot(window)
+            send(d)
+
+    await asyncio.gather(*(drive(d) for d in devices))
+
+
+async def drain(devices: Sequence[LoadDevice], timeout: float = 30.0) -> None:
+    """Wait until no device has a request in flight (at most ``timeout`` seconds)."""
+    deadline = time.perf_counter() + timeout
+    while any(d.sent for d in devices) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.01)
+
+
+async def paced_load(
+    devices: Sequence[D], rate: float, seconds: float, send: Callable[[D], None]
+) -> None:
+    """Offer ``rate`` requests/s in total for ``seconds``, spread evenly over ``devices``."""
+    per_device = rate / len(devices)
+    end = time.perf_counter() + seconds
+
+    async def paced_device(i: int, d: D) -> None:
+        next_at = time.perf_counter() + i / rate
+        while next_at < end:
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            send(d)
+            next_at += 1 / per_device
+
+    await asyncio.gather(*(paced_device(i, d) for i, d in enumerate(devices)))
+
+
 async def run_mqtt(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with database_urls(args, Path(tmp)) as urls:
@@ -445,30 +498,13 @@ async def _run_mqtt(args: argparse.Namespace, label: str, server: Server, work: 
         await asyncio.wait_for(dev.connack, 10)
         devices.append(dev)
 
-    async def closed_loop(seconds: float) -> int:
-        deadline = time.perf_counter() + seconds
-        start = sum(d.acked for d in devices)
-
-        async def drive(d: BenchDevice) -> None:
-            while time.perf_counter() < deadline:
-                await d.wait_slot(args.mqtt_inflight)
-                d.publish()
-
-        await asyncio.gather(*(drive(d) for d in devices))
-        return sum(d.acked for d in devices) - start
-
-    async def drain() -> None:
-        deadline = time.perf_counter() + 30
-        while any(d.sent for d in devices) and time.perf_counter() < deadline:
-            await asyncio.sleep(0.01)
-
-    await closed_loop(1.0)  # warm-up
-    await drain()
+    await closed_loop(devices, args.mqtt_inflight, 1.0, BenchDevice.publish)  # warm-up
+    await drain(devices)
     acked_before = sum(d.acked for d in devices)
     cpu0 = cpu_seconds(server.proc.pid)
     t0 = time.perf_counter()
-    await closed_loop(args.seconds)
-    await drain()
+    await closed_loop(devices, args.mqtt_inflight, args.seconds, BenchDevice.publish)
+    await drain(devices)
     elapsed = time.perf_counter() - t0
     n = sum(d.acked for d in devices) - acked_before
     cpu = cpu_seconds(server.proc.pid) - cpu0
@@ -479,21 +515,9 @@ async def _run_mqtt(args: argparse.Namespace, label: str, server: Server, work: 
         f"server CPU {cpu / max(1, n) * 1e6:.0f} us/observation)"
     )
     half = args.half_rate or rate / 2
-    per_device = half / len(devices)
     record[0] = True
-    end = time.perf_counter() + args.seconds
-
-    async def paced_device(i: int, d: BenchDevice) -> None:
-        next_at = time.perf_counter() + i / half
-        while next_at < end:
-            delay = next_at - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            d.publish()
-            next_at += 1 / per_device
-
-    await asyncio.gather(*(paced_device(i, d) for i, d in enumerate(devices)))
-    await drain()
+    await paced_load(devices, half, args.seconds, BenchDevice.publish)
+    await drain(devices)
     record[0] = False
     p50, p99 = percentiles(latencies)
     print(

@@ -37,8 +37,11 @@ from ingest import (
     Server,
     _str,
     _varint,
+    closed_loop,
     connect_packet,
     cpu_seconds,
+    drain,
+    paced_load,
     percentiles,
     register_devices,
 )
@@ -186,31 +189,14 @@ async def _run(args: argparse.Namespace, server: Server, work: Path) -> None:
 
     devices = await connect(server, registered, on_accepted)
 
-    async def closed_loop(seconds: float) -> int:
-        deadline = time.perf_counter() + seconds
-        start = sum(d.accepted for d in devices)
-
-        async def drive(d: ShadowDevice) -> None:
-            while time.perf_counter() < deadline:
-                await d.wait_slot(args.inflight)
-                d.update()
-
-        await asyncio.gather(*(drive(d) for d in devices))
-        return sum(d.accepted for d in devices) - start
-
-    async def drain() -> None:
-        deadline = time.perf_counter() + 30
-        while any(d.sent for d in devices) and time.perf_counter() < deadline:
-            await asyncio.sleep(0.01)
-
-    await closed_loop(1.0)  # warm-up
-    await drain()
+    await closed_loop(devices, args.inflight, 1.0, ShadowDevice.update)  # warm-up
+    await drain(devices)
     before = sum(d.accepted for d in devices)
     deltas_before = sum(d.deltas for d in devices)
     cpu0 = cpu_seconds(server.proc.pid)
     t0 = time.perf_counter()
-    await closed_loop(args.seconds)
-    await drain()
+    await closed_loop(devices, args.inflight, args.seconds, ShadowDevice.update)
+    await drain(devices)
     elapsed = time.perf_counter() - t0
     n = sum(d.accepted for d in devices) - before
     deltas = sum(d.deltas for d in devices) - deltas_before
@@ -222,21 +208,9 @@ async def _run(args: argparse.Namespace, server: Server, work: Path) -> None:
         f"{elapsed:.1f}s; server CPU {cpu / max(1, n) * 1e6:.0f} us/update)"
     )
     half = args.half_rate or rate / 2
-    per_device = half / len(devices)
     record[0] = True
-    end = time.perf_counter() + args.seconds
-
-    async def paced(i: int, d: ShadowDevice) -> None:
-        next_at = time.perf_counter() + i / half
-        while next_at < end:
-            delay = next_at - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            d.update()
-            next_at += 1 / per_device
-
-    await asyncio.gather(*(paced(i, d) for i, d in enumerate(devices)))
-    await drain()
+    await paced_load(devices, half, args.seconds, ShadowDevice.update)
+    await drain(devices)
     record[0] = False
     p50, p99 = percentiles(latencies)
     print(
