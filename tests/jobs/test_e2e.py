@@ -21,10 +21,11 @@ from typing import Any
 import httpx
 import pytest
 from awscrt import mqtt, mqtt5, mqtt_request_response
-from awsiot import ServiceStreamOptions, iotjobs, mqtt5_client_builder, mqtt_connection_builder
+from awsiot import ServiceStreamOptions, iotjobs
 
 from jobs.databases import copy_postgres_template, drop_postgres_database
 from lantern.device import Endpoint, provision, write_credentials
+from support.aws_sdk import mqtt5_mtls_client, mqtt311_mtls_connection
 from support.process import LanternProcess
 
 TIMEOUT = 20.0
@@ -143,22 +144,7 @@ def postgres_server(
 
 
 def mqtt5_client(server: Server, thing: str, certs: Path) -> tuple[mqtt5.Client, Future[Any]]:
-    connected: Future[Any] = Future()
-    stopped: Future[Any] = Future()
-    client = mqtt5_client_builder.mtls_from_path(
-        endpoint="localhost",
-        port=server.proc.mqtt_port,
-        cert_filepath=str(certs / f"{thing}.pem"),
-        pri_key_filepath=str(certs / f"{thing}.key"),
-        ca_filepath=str(server.proc.ca_file),
-        client_id=thing,
-        clean_session=True,
-        on_lifecycle_connection_success=lambda e: connected.set_result(True),
-        on_lifecycle_stopped=lambda e: stopped.set_result(True),
-    )
-    client.start()
-    connected.result(TIMEOUT)
-    return client, stopped
+    return mqtt5_mtls_client(server.proc.mqtt_port, server.proc.ca_file, thing, certs, TIMEOUT)
 
 
 def test_v2_client_complete_update_with_notify_streams(server: Server) -> None:
@@ -276,17 +262,9 @@ def test_v2_client_complete_update_with_notify_streams(server: Server) -> None:
 
 def test_v1_client_over_mqtt311(server: Server) -> None:
     thing, certs = server.new_thing("v1dev")
-    conn = mqtt_connection_builder.mtls_from_path(
-        endpoint="localhost",
-        port=server.proc.mqtt_port,
-        cert_filepath=str(certs / f"{thing}.pem"),
-        pri_key_filepath=str(certs / f"{thing}.key"),
-        ca_filepath=str(server.proc.ca_file),
-        client_id=thing,
-        clean_session=True,
-        keep_alive_secs=30,
+    conn = mqtt311_mtls_connection(
+        server.proc.mqtt_port, server.proc.ca_file, thing, certs, TIMEOUT, keep_alive_secs=30
     )
-    conn.connect().result(TIMEOUT)
     inbox: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
     try:
         for topic in (

@@ -14,9 +14,10 @@ from typing import Any
 
 import httpx
 from awscrt import mqtt, mqtt5, mqtt_request_response
-from awsiot import iotshadow, mqtt5_client_builder, mqtt_connection_builder
+from awsiot import iotshadow
 
 from lantern.device import Endpoint, provision, write_credentials
+from support.aws_sdk import mqtt5_mtls_client, mqtt311_mtls_connection
 from support.process import LanternProcess
 
 TIMEOUT = 20.0
@@ -89,22 +90,10 @@ def serving(root: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
 
 def mqtt5_client(server: Server, thing: str, certs: Path) -> mqtt5.Client:
     """A connected MQTT 5 client; end it with :func:`stop_mqtt5` (waits until it stopped)."""
-    connected: Future[Any] = Future()
-    stopped: Future[Any] = Future()
-    client = mqtt5_client_builder.mtls_from_path(
-        endpoint="localhost",
-        port=server.proc.mqtt_port,
-        cert_filepath=str(certs / f"{thing}.pem"),
-        pri_key_filepath=str(certs / f"{thing}.key"),
-        ca_filepath=str(server.proc.ca_file),
-        client_id=thing,
-        clean_session=True,
-        on_lifecycle_connection_success=lambda e: connected.set_result(True),
-        on_lifecycle_stopped=lambda e: stopped.set_result(True),
+    client, stopped = mqtt5_mtls_client(
+        server.proc.mqtt_port, server.proc.ca_file, thing, certs, TIMEOUT
     )
     _stopped[id(client)] = stopped
-    client.start()
-    connected.result(TIMEOUT)
     return client
 
 
@@ -121,17 +110,9 @@ def shadow_client_v2(client: mqtt5.Client) -> iotshadow.IotShadowClientV2:
 
 
 def mqtt311_connection(server: Server, thing: str, certs: Path) -> mqtt.Connection:
-    connection = mqtt_connection_builder.mtls_from_path(
-        endpoint="localhost",
-        port=server.proc.mqtt_port,
-        cert_filepath=str(certs / f"{thing}.pem"),
-        pri_key_filepath=str(certs / f"{thing}.key"),
-        ca_filepath=str(server.proc.ca_file),
-        client_id=thing,
-        clean_session=True,
+    return mqtt311_mtls_connection(
+        server.proc.mqtt_port, server.proc.ca_file, thing, certs, TIMEOUT
     )
-    connection.connect().result(TIMEOUT)
-    return connection
 
 
 def stop_mqtt5(client: mqtt5.Client) -> None:
