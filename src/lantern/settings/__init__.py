@@ -20,7 +20,10 @@ from pydantic_settings import BaseSettings, EnvSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
 
 from lantern.errors import ConfigError
+from lantern.settings.aws import AWSSettings
 from lantern.settings.base import SectionModel
+from lantern.settings.cluster import ClusterSettings
+from lantern.settings.console import ConsoleSettings
 from lantern.settings.http import HTTPSettings
 from lantern.settings.ingest import IngestSettings
 from lantern.settings.jobs import JobsSettings
@@ -55,6 +58,11 @@ class Settings(BaseModel):
         description="Extra DNS names or IP addresses for the server certificate.",
     )
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    log_format: str = Field(
+        default="text",
+        pattern="^(text|json)$",
+        description="text: human-readable lines; json: one JSON object per line.",
+    )
     log_sql_statements: bool = Field(
         default=False,
         description="Log every SQL statement (never its parameters). Off: SQL and driver "
@@ -68,6 +76,9 @@ class Settings(BaseModel):
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     push: PushSettings = Field(default_factory=PushSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    aws: AWSSettings = Field(default_factory=AWSSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @property
     def effective_database_url(self) -> str:
