@@ -26,6 +26,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help (not Rich panels): flags show no `<bool>` value and lines wrap at 80 columns.
+    rich_markup_mode=None,
 )
 
 
