@@ -16,6 +16,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from lantern.api.firmware import deployment_json, firmware_json
 from lantern.cli.common import (
     ConfigOption,
     DataDirOption,
@@ -25,6 +26,7 @@ from lantern.cli.common import (
     settings_from,
     when,
 )
+from lantern.cli.output import JsonOption, group_json, print_json
 from lantern.jobs.catalog import FirmwareCatalog, ThingGroups
 from lantern.jobs.clock import SystemClock
 from lantern.jobs.deployments import AbortCriterion, DeploymentService, DeploymentSpec
@@ -128,13 +130,19 @@ def upload(
 
 @app.command("list")
 def list_firmware(
-    project: ProjectOption = "default", data_dir: DataDirOption = None, config: ConfigOption = None
+    project: ProjectOption = "default",
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """List firmware images."""
     settings = settings_from(data_dir, config)
 
     async def go(svc: Services) -> None:
         records = await svc.queries.list_firmware(project)
+        if as_json:
+            print_json([firmware_json(r) for r in records])
+            return
         if not records:
             console.print("No firmware yet. Upload one: lantern firmware upload FILE --version V")
             return
@@ -151,6 +159,7 @@ def list_firmware(
 @app.command("show")
 def show_firmware(
     firmware_id: FirmwareIdArg,
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -160,6 +169,9 @@ def show_firmware(
     async def go(svc: Services) -> None:
         r = await svc.queries.firmware(firmware_id)
         users = await svc.queries.firmware_users(firmware_id)
+        if as_json:
+            print_json({**firmware_json(r), "usedBy": users})
+            return
         console.print(f"[bold]{r.id}[/]  {r.name} {r.version}  (project {r.project})")
         console.print(f"  size      {r.size} bytes\n  sha256    {r.sha256}")
         console.print(f"  uploaded  {when(r.created_at)}")
@@ -255,13 +267,19 @@ def create_deployment(
 
 @deployments_app.command("list")
 def list_deployments(
-    project: ProjectOption = "default", data_dir: DataDirOption = None, config: ConfigOption = None
+    project: ProjectOption = "default",
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """List deployments with their execution counts."""
     settings = settings_from(data_dir, config)
 
     async def go(svc: Services) -> None:
         items = await svc.queries.list_deployments(project)
+        if as_json:
+            print_json([deployment_json(d) for d in items])
+            return
         if not items:
             console.print("No deployments. Create one: lantern deployments create --firmware ID …")
             return
@@ -288,6 +306,7 @@ def list_deployments(
 @deployments_app.command("show")
 def show_deployment(
     deployment_id: DeploymentIdArg,
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -296,6 +315,9 @@ def show_deployment(
 
     async def go(svc: Services) -> None:
         d = await svc.queries.deployment(deployment_id)
+        if as_json:
+            print_json(deployment_json(d))
+            return
         job = d.job
         console.print(
             f"[bold]{job.job_id}[/]  {job.status.value}  firmware {job.firmware_id} "
@@ -403,14 +425,21 @@ def remove_from_group(
 
 @groups_app.command("list")
 def list_groups(
-    project: ProjectOption = "default", data_dir: DataDirOption = None, config: ConfigOption = None
+    project: ProjectOption = "default",
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """List thing groups."""
     settings = settings_from(data_dir, config)
 
     async def go(svc: Services) -> None:
+        groups = await svc.queries.list_groups(project)
+        if as_json:
+            print_json([group_json(g) for g in groups])
+            return
         table = Table("group", "members", "description", "created")
-        for g in await svc.queries.list_groups(project):
+        for g in groups:
             table.add_row(g.name, str(g.member_count), g.description, when(g.created_at))
         console.print(table)
 
@@ -421,6 +450,7 @@ def list_groups(
 def show_group(
     name: GroupArg,
     project: ProjectOption = "default",
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -429,6 +459,9 @@ def show_group(
 
     async def go(svc: Services) -> None:
         group, members = await svc.queries.group(name, project)
+        if as_json:
+            print_json(group_json(group, members))
+            return
         console.print(f"[bold]{group.name}[/] ({len(members)} member(s)) {group.description}")
         for m in members:
             console.print(f"  {m}")
