@@ -22,6 +22,7 @@ from lantern.cli.common import (
     DataDirOption,
     console,
     fail,
+    id_table,
     run_async,
     settings_from,
     when,
@@ -319,18 +320,24 @@ def show_deployment(
             print_json(deployment_json(d))
             return
         job = d.job
-        console.print(
-            f"[bold]{job.job_id}[/]  {job.status.value}  firmware {job.firmware_id} "
-            f"{job.document.get('firmwareVersion', '')}"
-        )
+        version = job.document.get("firmwareVersion", "")
+        target = {
+            "group": f"group {job.target_group}",
+            "all": "every thing of the project",
+        }.get(job.target_kind, "the things named")
+        console.print(f"Deployment [bold]{job.job_id}[/]  {job.status.value}")
+        console.print(f"  firmware id       {job.firmware_id or '-'}")
+        console.print(f"  firmware version  {version or '-'}")
+        console.print(f"  target            {target}  ({d.total} thing(s))")
+        console.print(f"  created           {when(job.created_at)}")
         if job.reason:
-            console.print(f"  reason: {job.reason}")
+            console.print(f"  reason            {job.reason}")
         counts = Table("status", "executions")
         for status, n in sorted(d.counts.items()):
             counts.add_row(status.value, str(n))
         counts.add_row("[bold]total[/]", str(d.total))
         console.print(counts)
-        devices = Table("thing", "status", "progress", "version", "last update")
+        devices = id_table("thing", "status", "progress", "execution version", "last update")
         for e in d.executions:
             progress = e.status_details.get("percentProgress") or e.status_details.get("progress")
             devices.add_row(
@@ -341,6 +348,11 @@ def show_deployment(
                 when(e.last_updated_at),
             )
         console.print(devices)
+        if d.executions:
+            console.print(
+                "[dim]execution version: the job execution's versionNumber (it grows with each "
+                "update a device makes), not the firmware version.[/]"
+            )
 
     _run(settings, go)
 
