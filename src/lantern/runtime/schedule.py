@@ -111,7 +111,11 @@ class ScheduleComponent(Component):
             store, DispatcherDeliver(dispatcher, keys), self.clock, self.settings
         )
         self.service = ScheduleService(
-            store, self.clock, schemes_allowed, on_change=self.scheduler.wake
+            store,
+            self.clock,
+            schemes_allowed,
+            on_change=self.scheduler.wake,
+            schemes_configured=lambda: frozenset(dispatcher.providers),
         )
 
     def routers(self) -> Sequence[APIRouter]:
