@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -43,54 +44,62 @@ class Fleet:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp("fleet")
     env = {"LANTERN_PUSH__SLACK__ENABLED": "true"}
-    with LanternProcess(root / "lantern-data", env=env) as server:
-        f = Fleet(server)
-        endpoint = f"127.0.0.1:{server.mqtt_port}"
-        f.ok("claims", "create", "--template", "DefaultProvisioningTemplate", "--out", f"{root}/c")
-        claim = next((root / "c").glob("claim-*.pem"))
-        out = f.ok(
-            "device", "provision", "--claimCert", str(claim), "--claimKey",
-            str(claim.with_suffix(".key")), "--serialNumber", "4711", "--manufacturer", "acme",
-            "--name", "bedside", "--model", "m1", "--endpoint", endpoint,
-            "--certs-dir", f"{root}/certs",
-        )  # fmt: skip
-        thing = out.strip().splitlines()[-1]
-        (root / "hello.txt").write_text("hello")
-        f.ok(
-            "device", "upload-file", "--deviceName", thing, "--fileName", "hello",
-            "--filePath", str(root / "hello.txt"), "--certs-dir", f"{root}/certs",
-            "--endpoint", endpoint,
-        )  # fmt: skip
-        f.ok("shadows", "update", thing, '{"state": {"desired": {"on": true}}}', "--name", "cfg")
-        f.ok("keys", "create", "--name", "research-org", "--scope", "internal")
-        key_id = f.json("keys", "list")[0]["keyId"]  # type: ignore[index]
-        f.ok("tokens", "create", "--name", "reader")
-        f.ok(
-            "schedules", "create", "--key", key_id, "--activity", "walk", "--participant", "p1",
-            "--to", "slack:T0001/B0001/abcdefghijkl", "--title", "t", "--message", "m",
-            "--timezone", "Europe/London", "--start", "2030-01-01T09:00", "--repeat", "daily",
-            "--times", "09:00",
-        )  # fmt: skip
-        policy = root / "policy.json"
-        policy.write_text(
-            json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}],
-                }
-            )
+    # A generous start timeout: this suite shares a small machine with others.
+    server = LanternProcess(root / "lantern-data", env=env).start(timeout=120)
+    try:
+        yield from _populate(server, root)
+    finally:
+        server.stop()
+
+
+def _populate(server: LanternProcess, root: Path) -> Iterator[Fleet]:
+    f = Fleet(server)
+    endpoint = f"127.0.0.1:{server.mqtt_port}"
+    f.ok("claims", "create", "--template", "DefaultProvisioningTemplate", "--out", f"{root}/c")
+    claim = next((root / "c").glob("claim-*.pem"))
+    out = f.ok(
+        "device", "provision", "--claimCert", str(claim), "--claimKey",
+        str(claim.with_suffix(".key")), "--serialNumber", "4711", "--manufacturer", "acme",
+        "--name", "bedside", "--model", "m1", "--endpoint", endpoint,
+        "--certs-dir", f"{root}/certs",
+    )  # fmt: skip
+    thing = out.strip().splitlines()[-1]
+    (root / "hello.txt").write_text("hello")
+    f.ok(
+        "device", "upload-file", "--deviceName", thing, "--fileName", "hello",
+        "--filePath", str(root / "hello.txt"), "--certs-dir", f"{root}/certs",
+        "--endpoint", endpoint,
+    )  # fmt: skip
+    f.ok("shadows", "update", thing, '{"state": {"desired": {"on": true}}}', "--name", "cfg")
+    f.ok("keys", "create", "--name", "research-org", "--scope", "internal")
+    key_id = f.json("keys", "list")[0]["keyId"]  # type: ignore[index]
+    f.ok("tokens", "create", "--name", "reader")
+    f.ok(
+        "schedules", "create", "--key", key_id, "--activity", "walk", "--participant", "p1",
+        "--to", "slack:T0001/B0001/abcdefghijkl", "--title", "t", "--message", "m",
+        "--timezone", "Europe/London", "--start", "2030-01-01T09:00", "--repeat", "daily",
+        "--times", "09:00",
+    )  # fmt: skip
+    policy = root / "policy.json"
+    policy.write_text(
+        json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}],
+            }
         )
-        f.ok("policies", "put", "connect-only", "--file", str(policy))
-        f.ok("mqtt-users", "create", "gateway-1", "--policy", "connect-only", "--password-stdin",
-             input="correct-horse-battery\n")  # fmt: skip
-        (root / "fw.bin").write_bytes(b"\x7fELF" * 1000)
-        f.ok("firmware", "upload", str(root / "fw.bin"), "--version", "2.0.1")
-        firmware_id = f.json("firmware", "list")[0]["firmwareId"]  # type: ignore[index]
-        f.ok("groups", "create", "ward-3")
-        f.ok("groups", "add", "ward-3", thing)
-        f.ok("deployments", "create", "--firmware", firmware_id, "--group", "ward-3")
-        deployment_id = f.json("deployments", "list")[0]["deploymentId"]  # type: ignore[index]
-        health = httpx.get(f"{server.http_url}/healthz", timeout=5)
-        assert health.status_code == 200
-        f.ids.update(thing=thing, key=key_id, firmware=firmware_id, deployment=deployment_id)
-        yield f
+    )
+    f.ok("policies", "put", "connect-only", "--file", str(policy))
+    f.ok("mqtt-users", "create", "gateway-1", "--policy", "connect-only", "--password-stdin",
+         input="correct-horse-battery\n")  # fmt: skip
+    (root / "fw.bin").write_bytes(b"\x7fELF" * 1000)
+    f.ok("firmware", "upload", str(root / "fw.bin"), "--version", "2.0.1")
+    firmware_id = f.json("firmware", "list")[0]["firmwareId"]  # type: ignore[index]
+    f.ok("groups", "create", "ward-3")
+    f.ok("groups", "add", "ward-3", thing)
+    f.ok("deployments", "create", "--firmware", firmware_id, "--group", "ward-3")
+    deployment_id = f.json("deployments", "list")[0]["deploymentId"]  # type: ignore[index]
+    health = httpx.get(f"{server.http_url}/healthz", timeout=5)
+    assert health.status_code == 200
+    f.ids.update(thing=thing, key=key_id, firmware=firmware_id, deployment=deployment_id)
+    yield f

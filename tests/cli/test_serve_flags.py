@@ -33,7 +33,8 @@ class ServeWithFlags(LanternProcess):
 
 
 def test_serve_listens_on_the_flag_ports(tmp_path: Path) -> None:
-    with ServeWithFlags(tmp_path / "lantern-data") as server:
+    server = ServeWithFlags(tmp_path / "lantern-data").start(timeout=120)  # a busy machine
+    try:
         assert httpx.get(f"{server.http_url}/healthz", timeout=5).status_code == 200
         context = ssl.create_default_context(cafile=str(server.ca_file))
         with (
@@ -45,6 +46,8 @@ def test_serve_listens_on_the_flag_ports(tmp_path: Path) -> None:
             with socket.socket() as probe:
                 assert probe.connect_ex(("127.0.0.1", decoy)) != 0
         assert str(server.mqtt_port) in server.current_output()  # the banner names it
+    finally:
+        server.stop()
 
 
 def test_serve_help_shows_both_port_flags() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import shutil
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -20,9 +22,9 @@ from lantern.runtime.datadir import DataDir
 from lantern.settings import Settings, load_settings
 from lantern.store import Database
 
-# Piped output (scripts, CI logs) gets wide tables so ids are never cut to fit 80 columns.
-_PIPE_WIDTH = None if sys.stdout.isatty() else 200
-console = Console(highlight=False, soft_wrap=True, width=_PIPE_WIDTH)
+# Piped output (scripts, CI logs) without COLUMNS gets wide tables: see fit_width.
+PIPE_WIDTH = 200
+console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")
@@ -37,6 +39,18 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", envvar="LANTERN_CONFIG", help="TOML settings file."),
 ]
+
+
+def fit_width() -> None:
+    """Lay out this command's output for its terminal: ``COLUMNS`` when set (a user or a script
+    choosing), else the terminal's width, else (piped) :data:`PIPE_WIDTH` columns."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        console.width = int(columns)
+    elif sys.stdout.isatty():
+        console.width = shutil.get_terminal_size().columns
+    else:
+        console.width = PIPE_WIDTH
 
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:

@@ -22,12 +22,12 @@ from lantern.cli.common import (
     DataDirOption,
     console,
     fail,
-    id_table,
     run_async,
     settings_from,
     when,
 )
 from lantern.cli.output import JsonOption, group_json, print_json
+from lantern.cli.tables import Col, print_table
 from lantern.jobs.catalog import FirmwareCatalog, ThingGroups
 from lantern.jobs.clock import SystemClock
 from lantern.jobs.deployments import AbortCriterion, DeploymentService, DeploymentSpec
@@ -147,12 +147,17 @@ def list_firmware(
         if not records:
             console.print("No firmware yet. Upload one: lantern firmware upload FILE --version V")
             return
-        table = Table("id", "name", "version", "size", "sha256", "uploaded")
-        for r in records:
-            table.add_row(
-                r.id, r.name, r.version, str(r.size), r.sha256[:16] + "…", when(r.created_at)
-            )
-        console.print(table)
+        print_table(
+            [
+                Col("id", id=True),
+                Col("name"),
+                Col("version"),
+                Col("size", drop=2, justify="right"),
+                Col("sha256", drop=3),
+                Col("uploaded", drop=1),
+            ],
+            [[r.id, r.name, r.version, str(r.size), r.sha256, when(r.created_at)] for r in records],
+        )
 
     _run(settings, go)
 
@@ -284,22 +289,37 @@ def list_deployments(
         if not items:
             console.print("No deployments. Create one: lantern deployments create --firmware ID …")
             return
-        table = Table("id", "firmware", "status", "things", "succeeded", "failed", "created")
+        rows = []
         for d in items:
             failed = sum(
                 d.counts.get(s, 0)
                 for s in (ExecStatus.FAILED, ExecStatus.REJECTED, ExecStatus.TIMED_OUT)
             )
-            table.add_row(
-                d.job.job_id,
-                str(d.job.document.get("firmwareVersion", "")),
-                d.job.status.value,
-                str(d.total),
-                str(d.counts.get(ExecStatus.SUCCEEDED, 0)),
-                str(failed),
-                when(d.job.created_at),
+            rows.append(
+                [
+                    d.job.job_id,
+                    d.job.firmware_id or "",
+                    str(d.job.document.get("firmwareVersion", "")),
+                    d.job.status.value,
+                    str(d.total),
+                    str(d.counts.get(ExecStatus.SUCCEEDED, 0)),
+                    str(failed),
+                    when(d.job.created_at),
+                ]
             )
-        console.print(table)
+        print_table(
+            [
+                Col("deployment", id=True),
+                Col("firmware", id=True, drop=2),
+                Col("version"),
+                Col("status"),
+                Col("things", justify="right"),
+                Col("ok", justify="right"),
+                Col("failed", justify="right"),
+                Col("created", drop=1),
+            ],
+            rows,
+        )
 
     _run(settings, go)
 
@@ -337,21 +357,33 @@ def show_deployment(
             counts.add_row(status.value, str(n))
         counts.add_row("[bold]total[/]", str(d.total))
         console.print(counts)
-        devices = id_table("thing", "status", "progress", "execution version", "last update")
+        rows = []
         for e in d.executions:
             progress = e.status_details.get("percentProgress") or e.status_details.get("progress")
-            devices.add_row(
-                e.thing_name,
-                e.status.value,
-                f"{progress}%" if progress and progress.isdigit() else (progress or ""),
-                str(e.version_number),
-                when(e.last_updated_at),
+            rows.append(
+                [
+                    e.thing_name,
+                    e.status.value,
+                    f"{progress}%" if progress and progress.isdigit() else (progress or ""),
+                    str(e.version_number),
+                    when(e.last_updated_at),
+                ]
             )
-        console.print(devices)
+        print_table(
+            [
+                Col("thing", id=True),
+                Col("status"),
+                Col("progress", justify="right"),
+                Col("execution version", justify="right"),
+                Col("last update", drop=1),
+            ],
+            rows,
+        )
         if d.executions:
             console.print(
                 "[dim]execution version: the job execution's versionNumber (it grows with each "
-                "update a device makes), not the firmware version.[/]"
+                "update a device makes), not the firmware version.[/]",
+                soft_wrap=False,
             )
 
     _run(settings, go)
@@ -450,10 +482,15 @@ def list_groups(
         if as_json:
             print_json([group_json(g) for g in groups])
             return
-        table = Table("group", "members", "description", "created")
-        for g in groups:
-            table.add_row(g.name, str(g.member_count), g.description, when(g.created_at))
-        console.print(table)
+        print_table(
+            [
+                Col("group", id=True),
+                Col("members", justify="right"),
+                Col("description", drop=2),
+                Col("created", drop=1),
+            ],
+            [[g.name, str(g.member_count), g.description, when(g.created_at)] for g in groups],
+        )
 
     _run(settings, go)
 

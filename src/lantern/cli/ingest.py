@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from lantern.api.files import file_json
 from lantern.cli.common import (
@@ -23,6 +22,7 @@ from lantern.cli.common import (
     with_store,
 )
 from lantern.cli.output import JsonOption, print_json, token_json
+from lantern.cli.tables import Col, print_table
 from lantern.ingest import queries, tokens
 from lantern.runtime.datadir import DataDir
 from lantern.store import Database
@@ -79,10 +79,20 @@ def tokens_list(
     if not records:
         console.print("No tokens. Create one with `lantern tokens create --project default`.")
         return
-    table = Table("id", "project", "scope", "name", "created", "revoked")
-    for r in records:
-        table.add_row(r.id, r.project, r.scope, r.name, _when(r.created_at), _when(r.revoked_at))
-    console.print(table)
+    print_table(
+        [
+            Col("id", id=True),
+            Col("project"),
+            Col("scope"),
+            Col("name", drop=2),
+            Col("created", drop=1),
+            Col("revoked"),
+        ],
+        [
+            [r.id, r.project, r.scope, r.name, _when(r.created_at), _when(r.revoked_at)]
+            for r in records
+        ],
+    )
 
 
 @tokens_app.command("revoke")
@@ -116,18 +126,29 @@ def files_list(
     if not records:
         console.print("No files yet. Devices upload with `lantern device upload-file`.")
         return
-    table = Table("fileId", "thing", "fileName", "contentType", "size", "sha256", "uploaded")
-    for r in records:
-        table.add_row(
-            r.id,
-            r.thing_name,
-            r.file_name,
-            r.content_type,
-            str(r.size),
-            r.sha256[:16] + "…",
-            _when(r.created_at),
-        )
-    console.print(table)
+    print_table(
+        [
+            Col("fileId", id=True),
+            Col("thing", id=True),
+            Col("fileName"),
+            Col("contentType", drop=3),
+            Col("size", drop=2, justify="right"),
+            Col("sha256", drop=5),
+            Col("uploaded", drop=4),
+        ],
+        [
+            [
+                r.id,
+                r.thing_name,
+                r.file_name,
+                r.content_type,
+                str(r.size),
+                r.sha256,
+                _when(r.created_at),
+            ]
+            for r in records
+        ],
+    )
     console.print("[dim]Download one with `lantern files get <fileId> --output <path>`.[/]")
 
 

@@ -16,6 +16,7 @@ from lantern.cli import provisioning as provisioning_cli
 from lantern.cli import push as push_cli
 from lantern.cli import schedules as schedules_cli
 from lantern.cli import shadows as shadows_cli
+from lantern.cli.common import fit_width
 from lantern.cli.serve import serve_command
 from lantern.device.ingest import upload_file_command, upload_observation_command
 from lantern.device.jobs import firmware_update_command
@@ -37,6 +38,7 @@ def _every_command(ctx: typer.Context) -> None:
     # actions in the audit log as cli:<OS user>.
     if ctx.invoked_subcommand != "serve":
         set_actor(cli_actor())
+    fit_width()
 
 
 app.command("serve")(serve_command)

@@ -15,12 +15,12 @@ from lantern.cli.common import (
     DataDirOption,
     console,
     fail,
-    id_table,
     run_async,
     settings_from,
     with_store,
 )
 from lantern.cli.output import JsonOption, mqtt_user_json, policy_json, print_json
+from lantern.cli.tables import Col, print_table
 from lantern.gateway import accounts
 from lantern.store import Database
 
@@ -93,10 +93,10 @@ def users_list(
     if as_json:
         print_json([mqtt_user_json(u) for u in users])
         return
-    table = id_table("user", "project", "policy")
-    for u in users:
-        table.add_row(u.username, u.project, u.policy_name or "[dim](none: no access)[/]")
-    console.print(table)
+    print_table(
+        [Col("user", id=True), Col("project", drop=1), Col("policy", id=True)],
+        [[u.username, u.project, u.policy_name or "[dim](none: no access)[/]"] for u in users],
+    )
 
 
 @app.command("passwd")
@@ -157,15 +157,23 @@ def policies_list(
     if as_json:
         print_json([policy_json(p) for p in policies])
         return
-    table = id_table("policy", "project", "project-wide", "statements")
-    for p in policies:
-        table.add_row(
-            p.name,
-            p.project,
-            "yes" if p.project_wide else "",
-            str(len(p.document.get("Statement", []))),
-        )
-    console.print(table)
+    print_table(
+        [
+            Col("policy", id=True),
+            Col("project", drop=1),
+            Col("project-wide"),
+            Col("statements", justify="right"),
+        ],
+        [
+            [
+                p.name,
+                p.project,
+                "yes" if p.project_wide else "",
+                str(len(p.document.get("Statement", []))),
+            ]
+            for p in policies
+        ],
+    )
 
 
 @policies_app.command("show")

@@ -20,7 +20,6 @@ from lantern.cli.common import (
     DataDirOption,
     console,
     fail,
-    id_table,
     load_ca,
     run_async,
     settings_from,
@@ -28,6 +27,7 @@ from lantern.cli.common import (
     with_store,
 )
 from lantern.cli.output import JsonOption, print_json
+from lantern.cli.tables import Col, print_table
 from lantern.pki import KeyType
 from lantern.provisioning import admin
 from lantern.provisioning.queries import CertificateRecord, ClaimRecord, RegistryQueries
@@ -106,25 +106,38 @@ def claims_list(
     if as_json:
         print_json([claim_json(r) for r in rows])
         return
-    table = id_table("claim", "templates", "devices", "status", "certificate", "created")
+    if not rows:
+        console.print(
+            "No claims yet: `lantern claims create --template "
+            "DefaultProvisioningTemplate --out ./claim`."
+        )
+        return
+    table = []
     for claim, used in ((r.claim, r.devices) for r in rows):
         limit = f"{used}/{claim.device_limit}" if claim.device_limit else str(used)
         status = (
             f"[red]revoked {when(claim.revoked_at)}[/]" if claim.revoked_at else "[green]active[/]"
         )
-        table.add_row(
-            claim.id,
-            ", ".join(claim.allowed_templates),
-            limit,
-            status,
-            claim.certificate_id[:12],
-            when(claim.created_at),
+        table.append(
+            [
+                claim.id,
+                ", ".join(claim.allowed_templates),
+                limit,
+                status,
+                claim.certificate_id,
+                when(claim.created_at),
+            ]
         )
-    console.print(
-        table
-        if rows
-        else "No claims yet: `lantern claims create --template "
-        "DefaultProvisioningTemplate --out ./claim`."
+    print_table(
+        [
+            Col("claim", id=True),
+            Col("templates"),
+            Col("devices", justify="right"),
+            Col("status"),
+            Col("certificate", id=True, drop=2),
+            Col("created", drop=1),
+        ],
+        table,
     )
 
 
@@ -154,18 +167,30 @@ def templates_list(
     if as_json:
         print_json([template_json(t) for t in templates])
         return
-    table = id_table("name", "enabled", "parameters", "hook", "version", "description")
+    rows = []
     for t in templates:
         params = ", ".join(p for p in t.body.get("Parameters", {}) if "::" not in p)
-        table.add_row(
-            t.name,
-            "yes" if t.enabled else "[red]no[/]",
-            params,
-            t.pre_provisioning_hook_url or "",
-            str(t.version),
-            t.description,
+        rows.append(
+            [
+                t.name,
+                "yes" if t.enabled else "[red]no[/]",
+                params,
+                t.pre_provisioning_hook_url or "",
+                str(t.version),
+                t.description,
+            ]
         )
-    console.print(table)
+    print_table(
+        [
+            Col("name", id=True),
+            Col("enabled"),
+            Col("parameters", drop=2),
+            Col("hook", drop=3),
+            Col("version", drop=1),
+            Col("description", drop=4),
+        ],
+        rows,
+    )
 
 
 @templates_app.command("show")
@@ -262,18 +287,32 @@ def things_list(
     if as_json:
         print_json([thing_json(t) for t in rows])
         return
-    table = id_table("thing", "serial", "manufacturer", "model", "name", "template", "created")
-    for t in rows:
-        table.add_row(
-            t.name,
-            t.serial_number or "",
-            t.manufacturer or "",
-            t.model or "",
-            t.device_name or "",
-            t.template_name or "",
-            when(t.created_at),
-        )
-    console.print(table if rows else "No things yet: devices appear here once they provision.")
+    if not rows:
+        console.print("No things yet: devices appear here once they provision.")
+        return
+    print_table(
+        [
+            Col("thing", id=True),
+            Col("serial", drop=1),
+            Col("manufacturer", drop=4),
+            Col("model", drop=3),
+            Col("name", drop=2),
+            Col("template", drop=5),
+            Col("created", drop=6),
+        ],
+        [
+            [
+                t.name,
+                t.serial_number or "",
+                t.manufacturer or "",
+                t.model or "",
+                t.device_name or "",
+                t.template_name or "",
+                when(t.created_at),
+            ]
+            for t in rows
+        ],
+    )
 
 
 @things_app.command("show")
@@ -338,12 +377,16 @@ def certs_list(
     if as_json:
         print_json([certificate_json(c) for c in certs])
         return
-    table = id_table("certificate", "kind", "status", "thing", "created")
-    for c in certs:
-        # 16 hex digits identify a certificate (commands accept unique prefixes); `certs show`
-        # prints the whole id.
-        table.add_row(c.id[:16], c.kind, c.status, c.thing_name or "", when(c.created_at))
-    console.print(table)
+    print_table(
+        [
+            Col("certificate", id=True),
+            Col("kind", drop=2),
+            Col("status"),
+            Col("thing", id=True),
+            Col("created", drop=1),
+        ],
+        [[c.id, c.kind, c.status, c.thing_name or "", when(c.created_at)] for c in certs],
+    )
 
 
 @certs_app.command("show")
@@ -377,7 +420,7 @@ def _set_status(certificate: str, status: str, data_dir: Path | None, config: Pa
         with_store(settings, lambda db: admin.set_certificate_status(db, certificate, status))
     )
     console.print(
-        f"Certificate [bold]{cert.id[:12]}[/] is now {cert.status}"
+        f"Certificate [bold]{cert.id}[/] is now {cert.status}"
         + (
             "; a running server closes its connections within a second."
             if status != "ACTIVE"

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from lantern.cli.common import (
     ConfigOption,
@@ -22,6 +21,7 @@ from lantern.cli.common import (
     with_store,
 )
 from lantern.cli.output import JsonOption, api_key_json, delivery_json, print_json
+from lantern.cli.tables import Col, print_table
 from lantern.push.client import PushClient, PushFailed
 from lantern.push.keys import KeyService
 from lantern.push.queries import ApiKeyRow, PushQueries
@@ -128,19 +128,37 @@ def list_keys(
         )
         return
     default = settings.push.default_rate_per_minute
-    table = Table()
-    table.add_column("id", no_wrap=True)
-    for column in ("name", "scope", "rate/min", "created", "status", "note", "source"):
-        table.add_column(column)
+    table = []
     for row in rows:
         rate = str(row.rate_per_minute) if row.rate_per_minute else f"{default} (default)"
         note = row.revoke_note or ""
         if row.replaced_by:
             note = f"{note} → {row.replaced_by}".strip()
-        table.add_row(
-            row.id, row.name, row.scope, rate, _when(row.created_at), _status(row), note, row.source
+        table.append(
+            [
+                row.id,
+                row.name,
+                row.scope,
+                rate,
+                _when(row.created_at),
+                _status(row),
+                note,
+                row.source,
+            ]
         )
-    console.print(table)
+    print_table(
+        [
+            Col("id", id=True),
+            Col("name"),
+            Col("scope"),
+            Col("rate/min", drop=2),
+            Col("created", drop=3),
+            Col("status"),
+            Col("note", drop=1),
+            Col("source", drop=4),
+        ],
+        table,
+    )
 
 
 @keys_app.command("revoke")
@@ -210,26 +228,35 @@ def list_deliveries(
     if not rows:
         console.print("No deliveries recorded (yet).")
         return
-    table = Table("time")
-    table.add_column("id", no_wrap=True)
-    for column in ("key", "scheme", "address hash", "status", "http", "reason"):
-        table.add_column(column)
-    table.add_column("attempts", justify="right")
-    table.add_column("ms", justify="right")
-    for r in rows:
-        table.add_row(
-            _when(r.created_at),
-            r.id,
-            r.key_id or "",
-            r.scheme,
-            r.address_hash[:16],
-            r.status,
-            str(r.http_status),
-            r.reason or "",
-            str(r.attempts),
-            f"{r.latency_ms:.1f}",
-        )
-    console.print(table)
+    print_table(
+        [
+            Col("time", drop=4),
+            Col("id", id=True),
+            Col("key", id=True, drop=3),
+            Col("scheme"),
+            Col("address hash", drop=7),
+            Col("status"),
+            Col("http", drop=2, justify="right"),
+            Col("reason", drop=1),
+            Col("attempts", drop=5, justify="right"),
+            Col("ms", drop=6, justify="right"),
+        ],
+        [
+            [
+                _when(r.created_at),
+                r.id,
+                r.key_id or "",
+                r.scheme,
+                r.address_hash[:16],
+                r.status,
+                str(r.http_status),
+                r.reason or "",
+                str(r.attempts),
+                f"{r.latency_ms:.1f}",
+            ]
+            for r in rows
+        ],
+    )
 
 
 def push_command(

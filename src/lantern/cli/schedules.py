@@ -22,6 +22,7 @@ from lantern.cli.common import (
     with_store,
 )
 from lantern.cli.output import JsonOption, print_json
+from lantern.cli.tables import Col, print_table
 from lantern.push.keys import KeyNotFound, KeyService
 from lantern.push.scopes import schemes_allowed
 from lantern.schedule import ScheduleError, ScheduleService, SystemClock
@@ -178,23 +179,34 @@ def list_(
     if not views:
         console.print("no schedules. Create one: lantern schedules create --help")
         return
-    table = Table()
-    table.add_column("id", no_wrap=True)
-    for name in ("key", "activity", "participant", "rule", "zone", "state", "next fire"):
-        table.add_column(name, overflow="fold")
+    rows = []
     for v in views:
         nxt = v["next_fire_times"][0] if v["next_fire_times"] else "-"
-        table.add_row(
-            v["id"],
-            v["key_id"],
-            v["activity_id"],
-            v["participant_id"],
-            _rule(v),
-            v["timezone"],
-            v["state"],
-            nxt,
+        rows.append(
+            [
+                v["id"],
+                v["key_id"],
+                v["activity_id"],
+                v["participant_id"],
+                _rule(v),
+                v["timezone"],
+                v["state"],
+                nxt,
+            ]
         )
-    console.print(table)
+    print_table(
+        [
+            Col("id", id=True),
+            Col("key", id=True, drop=4),
+            Col("activity", drop=3),
+            Col("participant", drop=2),
+            Col("rule", drop=5),
+            Col("zone", drop=6),
+            Col("state"),
+            Col("next fire", drop=1),
+        ],
+        rows,
+    )
 
 
 @app.command("show")
