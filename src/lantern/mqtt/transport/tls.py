@@ -82,16 +82,15 @@ class TlsListener(StreamListener):
     def handshake_failed(self, peer: str, reason: str, detail: str | None = None) -> None:
         """Count and log (rate-limited) one refused handshake from ``peer``."""
         self.handshake_failures[reason] += 1
-        why = _EXPLAINED.get(reason, reason.replace("_", " "))
-        if detail:
-            why = f"{why}: {detail}"
+        why = reason.replace("_", " ")  # OpenSSL's words: "certificate verify failed"
+        explained = [part for part in (detail, _EXPLAINED.get(reason)) if part]
         self.refusals.info(
             f"tls_{reason}",
-            "refused TLS handshake on %s from %s: %s (%s)",
+            "refused TLS handshake on %s from %s: %s%s",
             self.name,
             peer,
             why,
-            reason,
+            f" ({'; '.join(explained)})" if explained else "",
             peer=peer,
             listener=self.name,
             reason=reason,
