@@ -37,7 +37,11 @@ def serve_command(
         http=None if http_port is None else {"port": http_port},
         mqtt=None if mqtt_port is None else {"port": mqtt_port},
     )
-    configure_logging(settings.log_level, sql_statements=settings.log_sql_statements)
+    configure_logging(
+        settings.log_level,
+        sql_statements=settings.log_sql_statements,
+        fmt=settings.log_format,
+    )
 
     def ready(running: RunningServer) -> None:
         console.print("[bold green]Lantern is running.[/]")

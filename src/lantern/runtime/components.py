@@ -15,6 +15,7 @@ from lantern.runtime.component import Component, Platform
 from lantern.runtime.gateway import GatewayComponent
 from lantern.runtime.ingest import IngestComponent
 from lantern.runtime.jobs import JobsComponent
+from lantern.runtime.metrics import GroupCommitCollector
 from lantern.runtime.mqtt import MQTTComponent
 from lantern.runtime.push import PushComponent
 from lantern.runtime.schedule import ScheduleComponent
@@ -53,6 +54,7 @@ class Components:
 
 def build_components(platform: Platform) -> Components:
     """Build every component for ``platform``, each with its dependencies."""
+    platform.metrics.register(GroupCommitCollector())
     gateway = GatewayComponent(platform)
     mqtt = MQTTComponent(platform, gateway.hooks)
     gateway.attach(mqtt.server)

@@ -21,6 +21,7 @@ from lantern.ingest.forwarder import FhirForwarder
 from lantern.ingest.observations import FHIR_INGEST_TOPIC, ObservationService
 from lantern.ingest.writer import GroupCommitWriter
 from lantern.runtime.component import Component, Platform
+from lantern.runtime.service_metrics import IngestCollector
 from lantern.store.ingest import open_observation_sink
 from lantern.store.objects import S3ObjectStore
 from lantern.store.signing import UrlSigner, load_or_create_signing_key
@@ -66,6 +67,7 @@ class IngestComponent(Component):
             max_upload_bytes=cfg.max_upload_bytes,
         )
         self._reconciler: asyncio.Task[None] | None = None
+        platform.metrics.register(IngestCollector(self.observations))
         router.route(FHIR_INGEST_TOPIC, self.observations.handle)
         router.route(CREATE_LINK_TOPIC, self.files.handle)
 

@@ -25,6 +25,7 @@ from lantern.jobs.queries import JobsQueries
 from lantern.jobs.throttle import TokenBuckets
 from lantern.jobs.timer import JobsTimer
 from lantern.runtime.component import Component, Platform
+from lantern.runtime.service_metrics import JobsCollector
 from lantern.store.signing import UrlSigner, load_or_create_signing_key
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class JobsComponent(Component):
         self.device_api = JobsDeviceAPI(platform.db, self.renderer, self.clock, limiter)
         self.device_api.register(router)
         self.timer = JobsTimer(platform.db, self.renderer, self.clock, router)
+        platform.metrics.register(JobsCollector(self.device_api, self.timer))
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 

@@ -66,7 +66,7 @@ class ConnectFlow(HandlerBase):
             code = result.reason_code
             if code < 0x80:
                 code = ReasonCode.NOT_AUTHORIZED
-            self._refuse(code, "refused by authenticator")
+            self._refuse(code, result.reason or "refused by authenticator")
             self._task = None
             return
         try:
@@ -81,15 +81,32 @@ class ConnectFlow(HandlerBase):
         """Refuse a client id whose session belongs to another principal (CONNACK 0x87)."""
         if not self._server.broker.owned_by_another(client_id, principal):
             return False
-        log.info(
-            "refused %r from %s: the client id belongs to a session of another principal",
-            client_id,
-            self.remote_address,
+        self._refuse(
+            ReasonCode.NOT_AUTHORIZED,
+            f"the client id {client_id!r} belongs to a session of another principal",
         )
-        self._refuse(ReasonCode.NOT_AUTHORIZED, "client id owned by another principal")
         return True
 
     def _refuse(self, code: ReasonCode, why: str) -> None:
+        """CONNACK ``code`` and close; counted by reason code and logged (rate-limited)."""
+        server = self._server
+        name = code.name.lower()
+        server.stats.connects_refused[name] += 1
+        peer = self.remote_address
+        listener = self._stream.listener if self._stream is not None else "?"
+        server.refusals.info(
+            f"connect_{name}",
+            "refused CONNECT from %s on %s (client %r): %s (CONNACK %s)",
+            peer,
+            listener,
+            self._client_id,
+            why,
+            code.name,
+            peer=peer,
+            listener=listener,
+            client_id=self._client_id,
+            reason=name,
+        )
         self._reason = why
         self._will_on_close = False
         self._send(Connack(False, code))

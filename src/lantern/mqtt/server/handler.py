@@ -59,6 +59,9 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
         self._stream = stream
         server = self._server
         server.handlers.add(self)
+        lstats = self._lstats = server.stats.listener(stream.listener)
+        lstats.open += 1
+        lstats.accepted += 1
         self._last_activity = server.loop.time()
         self._timer = server.loop.call_later(server.config.connect_timeout, self._connect_timeout)
 
@@ -66,12 +69,14 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
         if self._closed:
             return
         self._last_activity = self._server.loop.time()
+        self._lstats.bytes_in += len(data)
         self._conn.receive_data(data)
         self._process()
 
     def stream_closed(self, exc: BaseException | None) -> None:
         self._closed = True
         self._gone = True
+        self._lstats.open -= 1
         server = self._server
         server.handler_closed(self)
         if self._timer is not None:

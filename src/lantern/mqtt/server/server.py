@@ -31,10 +31,12 @@ from lantern.mqtt.properties import EMPTY_PROPERTIES, Properties
 from lantern.mqtt.reason_codes import ReasonCode
 from lantern.mqtt.server.config import MQTTServerConfig
 from lantern.mqtt.server.handler import ConnectionHandler
+from lantern.mqtt.server.stats import ServerStats
 from lantern.mqtt.transport import Listener
 from lantern.mqtt.transport.ssl_context import make_server_ssl_context
 from lantern.mqtt.transport.tcp import start_tcp_listener
 from lantern.mqtt.transport.tls import start_tls_listener
+from lantern.ratelog import RateLimitedLog
 
 __all__ = ["MQTTServer"]
 
@@ -73,6 +75,9 @@ class MQTTServer:
         self.listeners: dict[str, Listener] = {}
         self.stats_publish_denied = 0
         self.stats_qos0_dropped_slow = 0
+        self.stats = ServerStats()
+        #: INFO lines about refused TLS handshakes and CONNECTs, rate-limited per reason.
+        self.refusals = RateLimitedLog(log, per_window=config.log_refusals_per_minute)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -131,6 +136,7 @@ class MQTTServer:
                                 handshake_timeout=cfg.handshake_timeout,
                                 max_connections=cfg.max_connections,
                                 start_serving=serve,
+                                refusals=self.refusals,
                             ),
                         )
             if cfg.tcp_port is not None:
