@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.responses import RedirectResponse, Response
 
 from lantern.console.deps import ConsoleDeps
-from lantern.console.pages import overview, signin
+from lantern.console.pages import claims, devices, firmware, overview, signin
 from lantern.console.routes import Routes
 from lantern.console.static import static_endpoint
 
@@ -25,4 +25,7 @@ def build_console_router(deps: ConsoleDeps) -> APIRouter:
     router.add_api_route("/console/", slash, methods=["GET"])
     signin.add_routes(router, routes, deps)
     overview.add_routes(routes, deps)
+    devices.add_routes(routes, deps)
+    claims.add_routes(routes, deps)
+    firmware.add_routes(routes, deps)
     return router

@@ -66,13 +66,16 @@
   }
 
   document.addEventListener("htmx:afterSettle", function (event) {
-    if (event.detail.target && event.detail.target.id === "figures-box") sampleLive();
+    const target = event.detail.target;
+    if (target && target.id === "figures-box") sampleLive();
+    else initSeries();
   });
 
   // Device page: one chart per observation code, from the series embedded as JSON data.
   function initSeries() {
     document.querySelectorAll(".chart[data-series]").forEach(function (el) {
-      if (typeof uPlot === "undefined") return;
+      if (typeof uPlot === "undefined" || el.dataset.drawn) return;
+      el.dataset.drawn = "1";
       const points = JSON.parse(el.dataset.series);
       const xs = points.map(function (p) { return p[0]; });
       const ys = points.map(function (p) { return p[1]; });
