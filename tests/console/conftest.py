@@ -18,12 +18,6 @@ from support.process import LanternProcess
 CHROMIUM = Path("/usr/bin/chromium")
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-if not CHROMIUM.exists():  # scripts/check installs it; say so rather than fail obscurely
-    pytest.skip(
-        "the console tests need Debian's Chromium at /usr/bin/chromium "
-        "(apt-get install chromium; scripts/check does this)",
-        allow_module_level=True,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +39,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanternProcess]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[playwright_sync.Browser]:
+    if not CHROMIUM.exists():  # scripts/check installs it; say so rather than fail obscurely
+        pytest.skip(
+            "the browser tests need Debian's Chromium at /usr/bin/chromium "
+            "(apt-get install chromium; scripts/check does this)"
+        )
     with playwright_sync.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         yield chromium
