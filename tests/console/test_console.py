@@ -25,6 +25,11 @@ PAGES = [
     ("devices", "/console/devices", "Devices"),
     ("claims", "/console/claims", "Claims"),
     ("firmware", "/console/firmware", "Firmware and deployments"),
+    ("observations", "/console/observations", "Observations"),
+    ("files", "/console/files", "Files"),
+    ("keys", "/console/keys", "API keys"),
+    ("schedules", "/console/schedules", "Schedules"),
+    ("deliveries", "/console/deliveries", "Push deliveries"),
 ]
 
 

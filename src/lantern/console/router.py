@@ -6,7 +6,16 @@ from fastapi import APIRouter
 from starlette.responses import RedirectResponse, Response
 
 from lantern.console.deps import ConsoleDeps
-from lantern.console.pages import claims, devices, firmware, overview, signin
+from lantern.console.pages import (
+    browse,
+    claims,
+    devices,
+    firmware,
+    keys,
+    overview,
+    schedules,
+    signin,
+)
 from lantern.console.routes import Routes
 from lantern.console.static import static_endpoint
 
@@ -28,4 +37,7 @@ def build_console_router(deps: ConsoleDeps) -> APIRouter:
     devices.add_routes(routes, deps)
     claims.add_routes(routes, deps)
     firmware.add_routes(routes, deps)
+    browse.add_routes(routes, deps)
+    keys.add_routes(routes, deps)
+    schedules.add_routes(routes, deps)
     return router
