@@ -12,6 +12,7 @@ from lantern.cli import device as device_cli
 from lantern.cli import firmware as firmware_cli
 from lantern.cli import ingest as ingest_cli
 from lantern.cli import mqtt_users as mqtt_users_cli
+from lantern.cli import operators as operators_cli
 from lantern.cli import provisioning as provisioning_cli
 from lantern.cli import push as push_cli
 from lantern.cli import schedules as schedules_cli
@@ -59,6 +60,7 @@ app.add_typer(mqtt_users_cli.policies_app, name="policies")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(device_cli.app, name="device")
 app.add_typer(shadows_cli.app, name="shadows")
+app.add_typer(operators_cli.app, name="operators")
 device_cli.app.command("firmware-update")(firmware_update_command)
 device_cli.app.command("upload-observation")(upload_observation_command)
 device_cli.app.command("upload-file")(upload_file_command)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from lantern.runtime.audit import AuditComponent
 from lantern.runtime.component import Component, Platform
+from lantern.runtime.console import ConsoleComponent
 from lantern.runtime.gateway import GatewayComponent
 from lantern.runtime.ingest import IngestComponent
 from lantern.runtime.jobs import JobsComponent
@@ -32,6 +33,7 @@ class Components:
     jobs: JobsComponent
     shadows: ShadowsComponent
     audit: AuditComponent
+    console: ConsoleComponent
 
     def start_order(self) -> list[Component]:
         """Started in this order, stopped in reverse: the MQTT listeners open last (every
@@ -44,6 +46,7 @@ class Components:
             self.jobs,
             self.shadows,
             self.audit,
+            self.console,
             self.mqtt,
         ]
 
@@ -59,13 +62,15 @@ def build_components(platform: Platform) -> Components:
     mqtt = MQTTComponent(platform, gateway.hooks)
     gateway.attach(mqtt.server)
     push = PushComponent(platform)
+    jobs = JobsComponent(platform, gateway.router)
     return Components(
         gateway=gateway,
         mqtt=mqtt,
         push=push,
         schedule=ScheduleComponent(platform, push.dispatcher, push.keys),
         ingest=IngestComponent(platform, gateway.router),
-        jobs=JobsComponent(platform, gateway.router),
+        jobs=jobs,
         shadows=ShadowsComponent(platform, gateway.router),
         audit=AuditComponent(platform),
+        console=ConsoleComponent(platform, mqtt.server, jobs, push.keys),
     )
