@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lantern.runtime.audit import AuditComponent
+from lantern.runtime.awsapi import AwsApiComponent
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.gateway import GatewayComponent
 from lantern.runtime.ingest import IngestComponent
@@ -31,6 +32,7 @@ class Components:
     jobs: JobsComponent
     shadows: ShadowsComponent
     audit: AuditComponent
+    awsapi: AwsApiComponent
 
     def start_order(self) -> list[Component]:
         """Started in this order, stopped in reverse: the MQTT listeners open last (every
@@ -43,6 +45,7 @@ class Components:
             self.jobs,
             self.shadows,
             self.audit,
+            self.awsapi,
             self.mqtt,
         ]
 
@@ -66,4 +69,5 @@ def build_components(platform: Platform) -> Components:
         jobs=JobsComponent(platform, gateway.router),
         shadows=ShadowsComponent(platform, gateway.router),
         audit=AuditComponent(platform),
+        awsapi=AwsApiComponent(platform, gateway),
     )
