@@ -29,8 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from botocore.loaders import Loader
-from botocore.model import OperationModel, ServiceModel, Shape
+from botocore.loaders import Loader  # type: ignore[import-untyped]
+from botocore.model import (  # type: ignore[import-untyped]
+    OperationModel,
+    ServiceModel,
+    Shape,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
