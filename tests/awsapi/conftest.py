@@ -7,16 +7,19 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from awsiot import mqtt5_client_builder
 from botocore.config import Config
 
 from support.process import LanternProcess
 
 REGION = "eu-central-1"
+TIMEOUT = 15.0
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +77,32 @@ def iot(client_for: Factory, admin_key: dict[str, str]) -> Any:
 
 def data_dir_of(server: LanternProcess) -> Path:
     return server.data_dir
+
+
+def sdk_device(server: LanternProcess, thing: str, cert: Path, key: Path) -> dict[str, Any]:
+    """A started MQTT 5 client and the futures of its lifecycle."""
+    events: dict[str, Future[Any]] = {
+        name: Future() for name in ("connected", "failed", "disconnected", "stopped", "message")
+    }
+
+    def once(name: str) -> Any:
+        return lambda e: events[name].done() or events[name].set_result(e)
+
+    client = mqtt5_client_builder.mtls_from_path(
+        endpoint="localhost",
+        port=server.mqtt_port,
+        cert_filepath=str(cert),
+        pri_key_filepath=str(key),
+        ca_filepath=str(server.ca_file),
+        client_id=thing,
+        clean_session=True,
+        on_lifecycle_connection_success=once("connected"),
+        on_lifecycle_connection_failure=once("failed"),
+        on_lifecycle_disconnection=once("disconnected"),
+        on_lifecycle_stopped=once("stopped"),
+        on_publish_received=lambda d: (
+            events["message"].done() or events["message"].set_result(d.publish_packet)
+        ),
+    )
+    client.start()
+    return {"client": client, **events}

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from lantern.awsapi import certificates, policies, things
+from lantern.awsapi import certificates, data, endpoint, groups, policies, templates, things
 from lantern.awsapi.common import AwsDeps
 from lantern.awsapi.service import AwsService
 from lantern.iam.verifier import SignatureVerifier
 
-__all__ = ["build_aws_router", "build_iot"]
+__all__ = ["build_aws_router", "build_iot", "build_iot_data"]
 
 
 def build_iot(deps: AwsDeps) -> AwsService:
     iot = AwsService("iot")
-    for family in (things, certificates, policies):
+    for family in (things, groups, certificates, policies, templates, endpoint):
         family.register(iot, deps)
     return iot
+
+
+def build_iot_data(broker: data.Broker) -> AwsService:
+    """iot-data's Publish and retained messages (its shadow operations are
+    :mod:`lantern.api.shadows`)."""
+    service = AwsService("iot-data")
+    data.register(service, broker)
+    return service
 
 
 def build_aws_router(

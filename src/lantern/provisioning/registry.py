@@ -23,10 +23,12 @@ from lantern.store.registry import access, devices
 
 __all__ = [
     "CertificateInUse",
+    "TemplateInUse",
     "attach_certificate",
     "create_certificate",
     "create_thing",
     "delete_certificate",
+    "delete_template",
     "detach_certificate",
     "update_thing",
 ]
@@ -34,6 +36,10 @@ __all__ = [
 
 class CertificateInUse(AdminConflict):
     """The certificate is ACTIVE, attached to a thing, or has policies: it cannot be deleted."""
+
+
+class TemplateInUse(AdminConflict):
+    """A live claim may still use the template: it cannot be deleted."""
 
 
 def _check_attributes(attributes: Mapping[str, object]) -> dict[str, str]:
@@ -183,3 +189,20 @@ async def delete_certificate(db: Database, certificate_id: str) -> None:
                 )
             await reg.delete_certificates(conn, [certificate_id])
             await act.record(conn)
+
+
+async def delete_template(db: Database, name: str) -> None:
+    """Delete a template no live claim may use (audited as ``template.delete``)."""
+    from lantern.store.registry import claims
+
+    async with audited(db, "template.delete", name) as act, db.transaction() as conn:
+        if await reg.get_template(conn, name) is None:
+            raise AdminNotFound(f"template {name} does not exist; see `lantern templates list`")
+        users = await conn.run_sync(lambda c: claims.template_users_sync(c, name))
+        if users:
+            raise TemplateInUse(
+                f"template {name} is allowed to claim(s) {', '.join(users[:5])}; revoke them "
+                "first (`lantern claims revoke ID`)"
+            )
+        await claims.delete_template(conn, name)
+        await act.record(conn)

@@ -8,21 +8,44 @@ from collections.abc import Collection, Sequence
 
 from fastapi import APIRouter
 
-from lantern.awsapi.app import build_aws_router, build_iot
+from lantern.awsapi.app import build_aws_router, build_iot, build_iot_data
 from lantern.awsapi.common import AwsDeps
 from lantern.iam.keys import AccessKeys
 from lantern.iam.secretbox import data_dir_box
 from lantern.iam.verifier import SignatureVerifier
+from lantern.mqtt.broker import Message
+from lantern.mqtt.server import MQTTServer
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.gateway import GatewayComponent
 
 __all__ = ["AwsApiComponent"]
 
 
+class ServerBroker:
+    """iot-data's view of the MQTT server: publish as the server, read retained messages."""
+
+    def __init__(self, server: MQTTServer) -> None:
+        self.server = server
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        self.server.publish(topic, payload, qos=qos, retain=retain)
+
+    def _live(self) -> list[Message]:
+        return self.server.broker.retained.matching("#", self.server.loop.time())
+
+    def retained(self, topic: str) -> tuple[bytes, int] | None:
+        for message in self.server.broker.retained.matching(topic, self.server.loop.time()):
+            return message.payload, message.qos
+        return None
+
+    def retained_topics(self) -> list[tuple[str, int, int]]:
+        return sorted((m.topic, len(m.payload), m.qos) for m in self._live())
+
+
 class AwsApiComponent(Component):
     name = "awsapi"
 
-    def __init__(self, platform: Platform, gateway: GatewayComponent) -> None:
+    def __init__(self, platform: Platform, gateway: GatewayComponent, server: MQTTServer) -> None:
         super().__init__(platform)
         # TODO(cluster): on a cluster, seal with a key from the shared secrets (see
         # lantern.iam.secretbox) so every node opens the same rows.
@@ -38,6 +61,7 @@ class AwsApiComponent(Component):
             kick=self._kick,
         )
         self.iot = build_iot(self.deps)
+        self.data = build_iot_data(ServerBroker(server))
 
     def _kick(self, certificate_ids: Collection[str]) -> int:
         watcher = self.gateway.watcher
@@ -50,7 +74,7 @@ class AwsApiComponent(Component):
 
     def routers(self) -> Sequence[APIRouter]:
         account = self.platform.settings.aws.account_id
-        return (build_aws_router([self.iot], self.verifier, account),)
+        return (build_aws_router([self.iot, self.data], self.verifier, account),)
 
     async def start(self) -> None:
         self.box.source.key()  # creates access-keys.key (0600) on the first start

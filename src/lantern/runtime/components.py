@@ -69,5 +69,5 @@ def build_components(platform: Platform) -> Components:
         jobs=JobsComponent(platform, gateway.router),
         shadows=ShadowsComponent(platform, gateway.router),
         audit=AuditComponent(platform),
-        awsapi=AwsApiComponent(platform, gateway),
+        awsapi=AwsApiComponent(platform, gateway, mqtt.server),
     )
