@@ -6,6 +6,7 @@ import typer
 
 import lantern
 from lantern.audit import cli_actor, set_actor
+from lantern.cli import access_keys as access_keys_cli
 from lantern.cli import audit as audit_cli
 from lantern.cli import devcerts
 from lantern.cli import device as device_cli
@@ -61,6 +62,7 @@ app.add_typer(audit_cli.app, name="audit")
 app.add_typer(device_cli.app, name="device")
 app.add_typer(shadows_cli.app, name="shadows")
 app.add_typer(operators_cli.app, name="operators")
+app.add_typer(access_keys_cli.app, name="access-keys")
 device_cli.app.command("firmware-update")(firmware_update_command)
 device_cli.app.command("upload-observation")(upload_observation_command)
 device_cli.app.command("upload-file")(upload_file_command)

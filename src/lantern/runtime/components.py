@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lantern.runtime.audit import AuditComponent
+from lantern.runtime.awsapi import AwsApiComponent
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.console import ConsoleComponent
 from lantern.runtime.gateway import GatewayComponent
@@ -34,6 +35,7 @@ class Components:
     shadows: ShadowsComponent
     audit: AuditComponent
     console: ConsoleComponent
+    awsapi: AwsApiComponent
 
     def start_order(self) -> list[Component]:
         """Started in this order, stopped in reverse: the MQTT listeners open last (every
@@ -47,6 +49,7 @@ class Components:
             self.shadows,
             self.audit,
             self.console,
+            self.awsapi,
             self.mqtt,
         ]
 
@@ -73,4 +76,5 @@ def build_components(platform: Platform) -> Components:
         shadows=ShadowsComponent(platform, gateway.router),
         audit=AuditComponent(platform),
         console=ConsoleComponent(platform, mqtt.server, jobs, push.keys),
+        awsapi=AwsApiComponent(platform, gateway, mqtt.server),
     )
