@@ -86,7 +86,7 @@ def database() -> Iterator[str]:
 def cluster(root: Path, size: int, env: dict[str, str] | None = None) -> Iterator[list[Node]]:
     """``size`` nodes of one cluster, started one after the other."""
     _nats_reachable()
-    with ExitStack() as stack, database() as url:
+    with database() as url, ExitStack() as stack:
         name = cluster_name(url)
         stack.callback(_drop_buckets, name)
         nodes: list[Node] = []

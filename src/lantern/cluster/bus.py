@@ -81,6 +81,7 @@ class Bus:
         self.name = name
         self.prefix = f"lantern.{name}"
         self.errors = 0
+        self.closing = False  # set before closing our own connections: no warnings then
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def connect(self, label: str, *, no_echo: bool = False) -> _OrderedClient:
@@ -117,6 +118,8 @@ class Bus:
         log.warning("NATS: %s", exc)
 
     async def _disconnected(self) -> None:
+        if self.closing:
+            return
         log.warning("NATS connection lost; reconnecting (messages to other nodes are buffered)")
 
     async def _reconnected(self) -> None:

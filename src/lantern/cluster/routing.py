@@ -82,6 +82,7 @@ class ClusterRouter:
         await self._routes.flush()
 
     async def stop(self) -> None:
+        self.bus.closing = True
         if self._syncing is not None:
             self._syncing.cancel()
         for client in (self._routes, self._shared):
