@@ -1,0 +1,1 @@
+"""Clustering: several ``lantern serve`` nodes acting as one platform (docs/cluster.md)."""
