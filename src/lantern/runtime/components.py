@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lantern.runtime.audit import AuditComponent
+from lantern.runtime.cluster import ClusterComponent
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.gateway import GatewayComponent
 from lantern.runtime.ingest import IngestComponent
@@ -31,11 +32,16 @@ class Components:
     jobs: JobsComponent
     shadows: ShadowsComponent
     audit: AuditComponent
+    cluster: ClusterComponent | None = None
 
     def start_order(self) -> list[Component]:
         """Started in this order, stopped in reverse: the MQTT listeners open last (every
         device topic has its handler) and close first (nothing new while writers drain)."""
+        # A cluster node connects to NATS and registers first (a node that cannot reach NATS
+        # stops before anything else starts) and leaves the registry last.
+        first = [self.cluster] if self.cluster is not None else []
         return [
+            *first,
             self.gateway,
             self.push,
             self.schedule,
@@ -66,4 +72,9 @@ def build_components(platform: Platform) -> Components:
         jobs=JobsComponent(platform, gateway.router),
         shadows=ShadowsComponent(platform, gateway.router),
         audit=AuditComponent(platform),
+        cluster=(
+            None
+            if platform.cluster is None
+            else ClusterComponent(platform, platform.cluster, mqtt.server)
+        ),
     )

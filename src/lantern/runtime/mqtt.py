@@ -65,6 +65,7 @@ class MQTTComponent(Component):
             keepalive_max=s.keepalive_max,
             session_expiry_max=s.session_expiry_max,
             topic_alias_maximum=s.topic_alias_maximum,
+            reuse_port=platform.reuse_port,
         )
         self.server = MQTTServer(
             self.config, hooks.authenticator, hooks.authorizer, hooks.interceptor

@@ -264,6 +264,7 @@ async def start_tls_listener(
     handshake_timeout: float = 10.0,
     max_connections: int,
     start_serving: bool = True,
+    reuse_port: bool = False,
 ) -> Listener:
     """Listen for TLS on ``host:port`` (0 = a free port); see the module docstring.
 
@@ -279,5 +280,11 @@ async def start_tls_listener(
         max_connections=max_connections,
         handshake_timeout=handshake_timeout,
     )
-    await listener.bind(host, port, lambda: TlsConnection(listener), start_serving=start_serving)
+    await listener.bind(
+        host,
+        port,
+        lambda: TlsConnection(listener),
+        start_serving=start_serving,
+        reuse_port=reuse_port,
+    )
     return listener
