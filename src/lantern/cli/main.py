@@ -7,6 +7,7 @@ import typer
 import lantern
 from lantern.audit import cli_actor, set_actor
 from lantern.cli import audit as audit_cli
+from lantern.cli import cluster as cluster_cli
 from lantern.cli import devcerts
 from lantern.cli import device as device_cli
 from lantern.cli import firmware as firmware_cli
@@ -57,6 +58,7 @@ app.add_typer(mqtt_users_cli.policies_app, name="policies")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(device_cli.app, name="device")
 app.add_typer(shadows_cli.app, name="shadows")
+app.add_typer(cluster_cli.app, name="cluster")
 device_cli.app.command("firmware-update")(firmware_update_command)
 device_cli.app.command("upload-observation")(upload_observation_command)
 device_cli.app.command("upload-file")(upload_file_command)
