@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from lantern.runtime.audit import AuditComponent
 from lantern.runtime.awsapi import AwsApiComponent
+from lantern.runtime.cluster import ClusterComponent
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.console import ConsoleComponent
 from lantern.runtime.gateway import GatewayComponent
@@ -36,11 +37,16 @@ class Components:
     audit: AuditComponent
     console: ConsoleComponent
     awsapi: AwsApiComponent
+    cluster: ClusterComponent | None = None
 
     def start_order(self) -> list[Component]:
         """Started in this order, stopped in reverse: the MQTT listeners open last (every
         device topic has its handler) and close first (nothing new while writers drain)."""
+        # A cluster node connects to NATS and registers first (a node that cannot reach NATS
+        # stops before anything else starts) and leaves the registry last.
+        first = [self.cluster] if self.cluster is not None else []
         return [
+            *first,
             self.gateway,
             self.push,
             self.schedule,
@@ -77,4 +83,9 @@ def build_components(platform: Platform) -> Components:
         audit=AuditComponent(platform),
         console=ConsoleComponent(platform, mqtt.server, jobs, push.keys),
         awsapi=AwsApiComponent(platform, gateway, mqtt.server),
+        cluster=(
+            None
+            if platform.cluster is None
+            else ClusterComponent(platform, platform.cluster, mqtt.server)
+        ),
     )

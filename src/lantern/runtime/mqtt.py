@@ -67,6 +67,7 @@ class MQTTComponent(Component):
             session_expiry_max=s.session_expiry_max,
             topic_alias_maximum=s.topic_alias_maximum,
             log_refusals_per_minute=s.log_refusals_per_minute,
+            reuse_port=platform.reuse_port,
         )
         self.server = MQTTServer(
             self.config, hooks.authenticator, hooks.authorizer, hooks.interceptor

@@ -144,6 +144,7 @@ class MQTTServer:
                                 max_connections=cfg.max_connections,
                                 start_serving=serve,
                                 refusals=self.refusals,
+                                reuse_port=cfg.reuse_port,
                             ),
                         )
             if cfg.tcp_port is not None:
@@ -158,6 +159,7 @@ class MQTTServer:
                         factory,
                         max_connections=cfg.max_connections,
                         start_serving=serve,
+                        reuse_port=cfg.reuse_port,
                     ),
                 )
             if cfg.ws_port is not None:
@@ -176,11 +178,18 @@ class MQTTServer:
                         handshake_timeout=cfg.handshake_timeout,
                         max_connections=cfg.max_connections,
                         start_serving=serve,
+                        reuse_port=cfg.reuse_port,
                     ),
                 )
         except BaseException:
             await self._close_listeners()
             raise
+
+    def set_accepting(self, accepting: bool) -> None:
+        """Accept new connections, or (False) close each new one at once; open connections
+        stay either way. Used while a cluster node is not ready."""
+        for listener in self.listeners.values():
+            listener.accepting = accepting
 
     async def serve(self) -> None:
         """Start accepting on every listener bound by ``start(serve=False)``."""
