@@ -57,7 +57,19 @@ def make_claim_in_console(console: Console, into: Path) -> dict[str, bytes]:
 
 
 def provision_from(server: LanternProcess, claim: Path, out: Path, serial: str) -> str:
-    """Provision a device with the claim files downloaded from the console; its thing name."""
+    """Provision a device with the claim files downloaded from the console (or, when that test
+    did not run, made by `lantern claims create`); its thing name."""
+    if not (claim / "ca.pem").exists():
+        made = lantern(
+            server,
+            "claims",
+            "create",
+            "--template",
+            "DefaultProvisioningTemplate",
+            "--out",
+            str(claim),
+        )
+        assert made.returncode == 0, made.stderr
     cert = next(p for p in claim.glob("*.pem") if p.name != "ca.pem")
     result = provision(
         Endpoint("localhost", server.mqtt_port),
@@ -183,7 +195,49 @@ def test_firmware_upload_and_deployment_reach_100_percent(
     assert console.page.evaluate("window.__notReloaded") is True  # updated without a reload
     assert console.page.locator("[data-count=SUCCEEDED]").inner_text() == "1"
     assert (tmp_path / "installed.bin").read_bytes() == image.read_bytes()
+    expect(console.page.locator("#deployment-status")).to_have_text("COMPLETED")
     console.shot("deployment-finished")
+    assert console.page.get_by_role("button", name="Cancel").count() == 0  # nothing to cancel
+
+    # A second deployment nobody runs is canceled from its page.
+    console.goto("/console/firmware")
+    console.page.get_by_label("Things").fill(thing)
+    console.page.get_by_role("button", name="Create deployment").click()
+    console.page.get_by_role("button", name="Cancel").click()  # the dialog is accepted
+    expect(console.page.locator("#deployment-status")).to_have_text("CANCELED")
+    console.shot("deployment-canceled")
+    assert not console.errors, console.errors
+
+
+def test_api_key_secret_is_shown_once_then_rotated_and_revoked(server, console_factory) -> None:
+    console = console_factory()
+    console.sign_in_token(admin_token(server))
+    console.goto("/console/keys")
+    console.page.get_by_label("Name").fill("study-server")
+    console.page.get_by_label("Scope").select_option("external")
+    console.page.get_by_role("button", name="Create key").click()
+    secret = console.page.locator("#key-secret").inner_text().strip()
+    # The secret authenticates /push (a 503/400 answer, never 401), and is not shown again.
+    answer = httpx.post(
+        server.http_url + "/push", headers={"Authorization": f"Bearer {secret}"}, json={}
+    )
+    assert answer.status_code != 401
+    console.goto("/console/keys")
+    assert console.page.locator("#key-secret").count() == 0
+    console.page.get_by_role("button", name="Rotate").click()
+    rotated = console.page.locator("#key-secret").inner_text().strip()
+    assert rotated != secret
+    old = httpx.post(
+        server.http_url + "/push", headers={"Authorization": f"Bearer {secret}"}, json={}
+    )
+    assert old.status_code == 401
+    console.page.get_by_role("button", name="Revoke").click()
+    console.page.get_by_text("revoked.").wait_for()
+    new = httpx.post(
+        server.http_url + "/push", headers={"Authorization": f"Bearer {rotated}"}, json={}
+    )
+    assert new.status_code == 401
+    console.shot("keys")
     assert not console.errors, console.errors
 
 
