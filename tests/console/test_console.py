@@ -17,9 +17,11 @@ from playwright.sync_api import expect
 
 from console.conftest import Console, admin_token, lantern
 from lantern.device import DeviceClient, Endpoint, provision, write_credentials
+from lantern.device.ingest import observation_payload, upload_observation
 from lantern.device.jobs import firmware_update
 from support.process import LanternProcess
 
+LOINC = "http://loinc.org"
 PAGES = [
     ("overview", "/console", "Overview"),
     ("devices", "/console/devices", "Devices"),
@@ -179,6 +181,9 @@ def test_firmware_upload_and_deployment_reach_100_percent(
             key_file=files / f"{thing}.key",
             client_id=thing,
         ) as client:
+            for value in (61, 64, 70):
+                body = observation_payload(value, "beats/min", "8867-4", LOINC, "Heart rate")
+                upload_observation(client, thing, body)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 result = firmware_update(client, thing, tmp_path / "installed.bin")
@@ -197,6 +202,13 @@ def test_firmware_upload_and_deployment_reach_100_percent(
     assert (tmp_path / "installed.bin").read_bytes() == image.read_bytes()
     expect(console.page.locator("#deployment-status")).to_have_text("COMPLETED")
     console.shot("deployment-finished")
+    # The device page: its job execution, its observations and a chart of their code.
+    console.page.get_by_role("link", name=thing).click()
+    console.page.get_by_role("heading", name="Job executions").wait_for()
+    assert console.page.locator("td.status-SUCCEEDED").count() == 1
+    assert console.page.get_by_role("cell", name="64 beats/min").count() == 1
+    console.page.wait_for_selector(".chart[data-label='Heart rate'] canvas")
+    console.shot("device-page")
     assert console.page.get_by_role("button", name="Cancel").count() == 0  # nothing to cancel
 
     # A second deployment nobody runs is canceled from its page.
@@ -300,6 +312,13 @@ def test_a_viewer_can_change_nothing(server, console_factory) -> None:
     assert answer.status == 403
     after = len(httpx.get(server.http_url + "/v1/claims", headers=_admin(server)).json()["claims"])
     assert after == before
+    audit = httpx.get(
+        server.http_url + "/v1/audit", params={"actor": "operator:vera"}, headers=_admin(server)
+    ).json()["entries"]
+    assert [(e["action"], e["outcome"]) for e in audit] == [
+        ("console.denied", "denied"),
+        ("console.sign_in", "ok"),
+    ]
     assert not console.errors, console.errors
 
 
@@ -320,6 +339,11 @@ def test_state_changes_without_the_csrf_token_are_refused(server, console_factor
         console.url("/console/claims"), form={**form, "csrf": console.csrf()}
     )
     assert right.status == 200
+    # Recorded in the audit log as the console's user, like the same action from the CLI.
+    audit = httpx.get(
+        server.http_url + "/v1/audit", params={"action": "claim.create"}, headers=_admin(server)
+    ).json()["entries"]
+    assert audit[0]["actor"] == "admin-token" and audit[0]["outcome"] == "ok"
 
 
 def _admin(server: LanternProcess) -> dict[str, str]:

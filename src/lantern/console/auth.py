@@ -17,11 +17,13 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from lantern.audit import set_actor
+from lantern.audit import DENIED, set_actor
+from lantern.audit.recorder import write_entry
 from lantern.console.render import render
 from lantern.errors import LanternError
 from lantern.operators import ConsoleSession, SessionStore
 from lantern.security import tokens_equal
+from lantern.store import Database
 
 __all__ = [
     "COOKIE",
@@ -112,10 +114,23 @@ class _FormTooLarge(Exception):
     pass
 
 
+async def _record_denied(
+    db: Database, session: ConsoleSession, request: Request, reason: str
+) -> None:
+    """A refused state-changing request, in the audit log (``console.denied``); never raises."""
+    try:
+        async with db.transaction() as conn:
+            what = f"{request.method} {request.url.path}"
+            await write_entry(conn, session.actor, "console.denied", what, DENIED, {"why": reason})
+    except Exception:
+        log.exception("cannot record a refused console request")
+
+
 def guarded(
     sessions: SessionStore, handler: Handler, *, needs: str = "viewer"
 ) -> Callable[[Request], Awaitable[Response]]:
-    """``handler`` behind the session, CSRF and role checks (see the module docstring)."""
+    """``handler`` behind the session, CSRF and role checks (see the module docstring).
+    Refused state-changing requests of a signed-in session are recorded as ``console.denied``."""
 
     async def endpoint(request: Request) -> Response:
         remote = request.client.host if request.client is not None else None
@@ -138,10 +153,13 @@ def guarded(
                 return _refused(request, 413, "The form is too large.")
             given = form.get("csrf") or request.headers.get("x-csrf-token", "")
             if not given or not tokens_equal(given, session.csrf_token):
+                await _record_denied(sessions.db, session, request, "csrf")
                 return _refused(
                     request, 403, "The request lacks this session's CSRF token: reload the page."
                 )
         if not role_allows(session.role, needs):
+            if changing:
+                await _record_denied(sessions.db, session, request, "role")
             return _refused(
                 request, 403, f"Your role ({session.role}) may not do this: it needs {needs}."
             )
