@@ -132,6 +132,11 @@ def test_claim_is_created_and_downloaded_as_a_zip(server, console_factory, claim
 def test_every_page_renders_without_errors(server, console_factory, artifacts) -> None:
     console = console_factory()
     console.sign_in_token(admin_token(server))
+    # Keyboard: the first Tab reaches "Skip to content", which moves the focus to the page.
+    console.page.keyboard.press("Tab")
+    assert console.page.evaluate("document.activeElement.textContent") == "Skip to content"
+    console.page.keyboard.press("Enter")
+    assert console.page.evaluate("document.activeElement.id") == "main"
     for name, path, heading in PAGES:
         console.goto(path)
         console.page.get_by_role("heading", name=heading, exact=True).wait_for()

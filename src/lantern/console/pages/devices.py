@@ -29,6 +29,7 @@ __all__ = ["add_routes"]
 
 STATUS_ACTIONS = {"activate": "ACTIVE", "deactivate": "INACTIVE", "revoke": "REVOKED"}
 RECENT_DEPLOYMENTS = 20
+SHOWN_DEVICES = 500
 
 
 def _matches(thing: ThingRecord, text: str, attribute: str) -> bool:
@@ -57,7 +58,13 @@ def add_routes(routes: Routes, deps: ConsoleDeps) -> None:
             if _matches(thing, text, attribute):
                 rows.append((thing, is_online))
         context = page.base(
-            "devices", rows=rows, q=text, attr=attribute, online=online, total=len(rows)
+            "devices",
+            rows=rows[:SHOWN_DEVICES],
+            q=text,
+            attr=attribute,
+            online=online,
+            total=len(rows),
+            shown=min(len(rows), SHOWN_DEVICES),
         )
         return render("devices.html", context)
 
