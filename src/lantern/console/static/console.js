@@ -15,6 +15,7 @@
         event.detail.isError = false;
         event.detail.target = flash;
         event.detail.swapOverride = "innerHTML";
+        event.detail.selectOverride = ".flash";
       }
     }
   });
