@@ -385,3 +385,40 @@ def test_templates_and_claims_are_changed_from_the_claims_page(server, console_f
     console.shot("claims-after-changes")
     # The refused hook was answered 400: the browser reports that failed load, nothing else.
     assert [e for e in console.errors if "400" not in e] == []
+
+
+def test_a_schedule_is_paused_and_resumed(server, console_factory) -> None:
+    console = console_factory()
+    console.sign_in_token(admin_token(server))
+    console.goto("/console/keys")
+    console.page.get_by_label("Name").fill("reminders")
+    console.page.get_by_role("button", name="Create key").click()
+    secret = console.page.locator("#key-secret").inner_text().strip()
+    made = httpx.post(
+        server.http_url + "/schedules",
+        headers={"Authorization": f"Bearer {secret}"},
+        json={
+            "activity_id": "walk",
+            "participant_id": "p-1",
+            "destinations": ["apns:" + "ab" * 32],
+            "title": "Walk",
+            "message": "Time for a walk",
+            "timezone": "Europe/London",
+            "start": "2030-01-01T09:00:00",
+            "repeat": "daily",
+            "times": ["09:00"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    schedule_id = made.json()["id"]
+    console.goto("/console/schedules")
+    row = console.page.locator("tr", has_text=schedule_id)
+    row.get_by_role("button", name="Pause").click()
+    console.page.get_by_text(f"Schedule {schedule_id} is now paused.").wait_for()
+    console.page.locator("tr", has_text=schedule_id).get_by_role("button", name="Resume").click()
+    console.page.get_by_text(f"Schedule {schedule_id} is now active.").wait_for()
+    console.page.get_by_role("link", name=schedule_id).click()
+    console.page.get_by_role("heading", name="History").wait_for()
+    assert "ab" * 32 not in console.page.content()  # the destination token is not shown
+    console.shot("schedule")
+    assert not console.errors, console.errors
