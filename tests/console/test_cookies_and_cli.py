@@ -71,17 +71,15 @@ def test_operators_commands(tls_server: LanternProcess, tmp_path: Path) -> None:
     )
     assert again.returncode == 1 and "already exists" in again.stderr
     listed = json.loads(lantern(tls_server, "operators", "list", "--json").stdout)
-    assert listed == {
-        "operators": [
-            {
-                "name": "ops",
-                "role": "operator",
-                "disabled": False,
-                "createdAt": listed["operators"][0]["createdAt"],
-                "disabledAt": None,
-            }
-        ]
-    }
+    assert listed == [
+        {
+            "name": "ops",
+            "role": "operator",
+            "disabled": False,
+            "createdAt": listed[0]["createdAt"],
+            "disabledAt": None,
+        }
+    ]
     assert "password" not in json.dumps(listed)
     disabled = lantern(tls_server, "operators", "disable", "ops")
     assert disabled.returncode == 0 and "disabled" in disabled.stdout
