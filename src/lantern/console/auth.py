@@ -32,6 +32,7 @@ __all__ = [
     "Page",
     "guarded",
     "role_allows",
+    "served_over_https",
     "set_session_cookie",
 ]
 
@@ -79,15 +80,23 @@ class Page:
 Handler = Callable[[Page], Awaitable[Response]]
 
 
-def set_session_cookie(response: Response, request: Request, session_id: str) -> None:
-    """The session cookie: HttpOnly, SameSite=Strict, Secure when served over TLS."""
+def served_over_https(request: Request, https_public_url: bool) -> bool:
+    """Whether the browser reached the console over HTTPS: TLS here, or a public URL in https
+    (a reverse proxy ends TLS in front of Lantern)."""
+    return request.url.scheme == "https" or https_public_url
+
+
+def set_session_cookie(
+    response: Response, request: Request, session_id: str, https_public_url: bool = False
+) -> None:
+    """The session cookie: HttpOnly, SameSite=Strict, Secure when served over HTTPS."""
     response.set_cookie(
         COOKIE,
         session_id,
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=served_over_https(request, https_public_url),
     )
 
 

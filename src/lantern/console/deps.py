@@ -51,3 +51,4 @@ class ConsoleDeps:
     jobs_changed: Callable[[], Awaitable[object]]
     api_keys: KeyService | None = None
     auth_failures: AuthFailures | None = None
+    https_public_url: bool = False  # [http] public_url is https: cookies are Secure

@@ -64,6 +64,7 @@ class ConsoleComponent(Component):
             jobs_changed=jobs.timer.tick,
             api_keys=keys,
             auth_failures=platform.auth_failures,
+            https_public_url=(platform.settings.http.public_url or "").startswith("https://"),
         )
 
     def routers(self) -> Sequence[APIRouter]:
