@@ -337,6 +337,10 @@ def test_state_changes_without_the_csrf_token_are_refused(server, console_factor
         console.url("/console/claims"), form={**form, "csrf": "not-the-token"}
     )
     assert missing.status == 403 and wrong.status == 403
+    huge = console.page.request.post(
+        console.url("/console/claims"), form={**form, "description": "x" * 70_000}
+    )
+    assert huge.status == 413
     claims = httpx.get(server.http_url + "/v1/claims", headers=_admin(server)).json()["claims"]
     assert not [c for c in claims if c["description"] == "csrf probe"]
     # The right token works (the refusals were about the token, not the form).

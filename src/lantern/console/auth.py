@@ -112,9 +112,14 @@ async def read_form(request: Request) -> dict[str, str]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         return {}
-    raw = await request.body()
-    if len(raw) > MAX_FORM_BYTES:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
         raise _FormTooLarge
+    raw = bytearray()
+    async for chunk in request.stream():  # never more than the limit in memory
+        raw += chunk
+        if len(raw) > MAX_FORM_BYTES:
+            raise _FormTooLarge
     parsed = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
     return {k: v[0] for k, v in parsed.items()}
 
