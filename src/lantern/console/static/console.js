@@ -24,6 +24,15 @@
     return Math.max(240, el.clientWidth - 4);
   }
 
+  // Live charts span minutes: label their ticks with the time of day only.
+  function clockLabels(u, splits) {
+    function two(n) { return (n < 10 ? "0" : "") + n; }
+    return splits.map(function (v) {
+      const d = new Date(v * 1000);
+      return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds());
+    });
+  }
+
   function makeChart(el, label, data, window) {
     const x = { time: true };
     // A live chart shows the last `window` seconds, so its first points do not span years.
@@ -34,7 +43,7 @@
       legend: { show: false },
       scales: { x: x, y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } } },
       series: [{}, { label: label, stroke: "#0b5cad", width: 2, fill: "rgba(11,92,173,0.08)" }],
-      axes: [{}, { size: 50 }],
+      axes: [window ? { values: clockLabels, space: 80 } : {}, { size: 50 }],
     };
     return new uPlot(opts, data, el);
   }
