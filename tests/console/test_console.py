@@ -279,6 +279,11 @@ def test_revoking_a_device_drops_its_mqtt_connection(
         assert connected.wait(10)
         console = console_factory()
         console.sign_in_token(admin_token(server))
+        # The list's filters: online now, seen in the last 5 minutes, by attribute-less name.
+        console.goto(f"/console/devices?q={thing[:6]}&online=yes&seen=5")
+        console.page.get_by_role("link", name=thing).wait_for()
+        console.goto("/console/devices?online=no")
+        assert console.page.get_by_role("link", name=thing).count() == 0
         console.goto(f"/console/devices/{thing}")
         console.page.get_by_text("online", exact=True).wait_for()
         console.page.get_by_role("button", name="Revoke").click()  # the dialog is accepted

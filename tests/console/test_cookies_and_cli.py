@@ -18,7 +18,7 @@ from support.process import LanternProcess
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanternProcess]:
     data_dir = tmp_path_factory.mktemp("console-tls") / "lantern-data"
-    with LanternProcess(data_dir, env={"LANTERN_HTTP__TLS": "true"}).start() as proc:
+    with LanternProcess(data_dir, env={"LANTERN_HTTP__TLS": "true"}).start(timeout=90) as proc:
         yield proc
 
 

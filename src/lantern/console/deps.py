@@ -34,6 +34,10 @@ class LiveStats(Protocol):
         """PUBLISH packets received since start, when the server counts them."""
         ...
 
+    def last_seen(self) -> dict[str, float]:
+        """When each thing was last seen connected since the server started (sampled)."""
+        ...
+
 
 @dataclass
 class ConsoleDeps:
