@@ -60,6 +60,7 @@ def build_components(platform: Platform) -> Components:
     mqtt = MQTTComponent(platform, gateway.hooks)
     gateway.attach(mqtt.server)
     push = PushComponent(platform)
+    awsapi = AwsApiComponent(platform, gateway, mqtt.server)
     return Components(
         gateway=gateway,
         mqtt=mqtt,
@@ -67,7 +68,7 @@ def build_components(platform: Platform) -> Components:
         schedule=ScheduleComponent(platform, push.dispatcher, push.keys),
         ingest=IngestComponent(platform, gateway.router),
         jobs=JobsComponent(platform, gateway.router),
-        shadows=ShadowsComponent(platform, gateway.router),
+        shadows=ShadowsComponent(platform, gateway.router, verifier=awsapi.verifier),
         audit=AuditComponent(platform),
-        awsapi=AwsApiComponent(platform, gateway, mqtt.server),
+        awsapi=awsapi,
     )
