@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lantern.awsapi.app import build_iot, build_iot_data
 from lantern.awsapi.common import AwsDeps
-from lantern.awsapi.service import _route_path, kind_of
+from lantern.awsapi.service import AwsService, _route_path, kind_of, routes
 from lantern.iam.keys import AccessKeys
 from lantern.iam.secretbox import data_dir_box
 from lantern.iam.verifier import SignatureVerifier
@@ -48,12 +48,25 @@ async def test_every_operation_is_routed(sqlite_db: Database, tmp_path: Path) ->
     assert set(iot.handlers) == IOT
     assert set(data.handlers) == IOT_DATA
     verifier = SignatureVerifier(AccessKeys(sqlite_db, data_dir_box(tmp_path)))
-    routes = {r.name: r for r in iot.routes(verifier, lambda: "000000000000")}
-    assert routes["aws.DescribeThing"].path == "/things/{thingName}"
-    assert routes["aws.DescribeThing"].methods == {"GET", "HEAD"}
-    assert routes["aws.ListAttachedPolicies"].path == "/attached-policies/{target:path}"
-    data_routes = {r.name: r.path for r in data.routes(verifier, lambda: "000000000000")}
-    assert data_routes["aws.Publish"] == "/topics/{topic:path}"
+    served = {r.name: r for r in routes([iot, data], verifier, lambda: "000000000000")}
+    assert served["aws.DescribeThing"].path == "/things/{thingName}"
+    assert served["aws.DescribeThing"].methods == {"GET", "HEAD"}
+    assert served["aws.ListAttachedPolicies"].path == "/attached-policies/{target:path}"
+    assert served["aws.Publish"].path == "/topics/{topic:path}"
+
+
+async def test_services_sharing_a_path_share_one_route(sqlite_db: Database, tmp_path: Path) -> None:
+    iot, jobs = AwsService("iot"), AwsService("iot-jobs-data")
+
+    async def handler(call: object) -> None:
+        return None
+
+    iot.operation("ListJobExecutionsForThing")(handler)
+    jobs.operation("GetPendingJobExecutions")(handler)
+    verifier = SignatureVerifier(AccessKeys(sqlite_db, data_dir_box(tmp_path)))
+    [route] = routes([iot, jobs], verifier, lambda: "000000000000")
+    assert route.path == "/things/{thingName}/jobs"
+    assert route.name == "aws.ListJobExecutionsForThing|GetPendingJobExecutions"
 
 
 def test_route_paths_and_kinds() -> None:
@@ -62,3 +75,37 @@ def test_route_paths_and_kinds() -> None:
     assert _route_path("/a/{rest+}") == "/a/{rest:path}"
     assert kind_of("ListThings") == "read" and kind_of("GetPolicy") == "read"
     assert kind_of("DeleteThing") == "delete" and kind_of("CreateJob") == "write"
+
+
+async def test_the_credential_scope_picks_the_service(sqlite_db: Database, tmp_path: Path) -> None:
+    import httpx
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from lantern.api.app import create_app
+    from lantern.awsapi.app import build_aws_router
+    from lantern.awsapi.service import Call
+
+    iot, jobs = AwsService("iot"), AwsService("iot-jobs-data")
+
+    @iot.operation("ListJobExecutionsForThing")
+    async def control(call: Call) -> dict[str, str]:
+        return {"served": "iot", "thing": call.params["thingName"]}
+
+    @jobs.operation("GetPendingJobExecutions")
+    async def device(call: Call) -> dict[str, str]:
+        return {"served": "iot-jobs-data", "thing": call.params["thingName"]}
+
+    keys = AccessKeys(sqlite_db, data_dir_box(tmp_path))
+    record, secret = await keys.create("t", "readonly")
+    app = create_app([build_aws_router([iot, jobs], SignatureVerifier(keys), "000000000000")])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://lantern.test"
+    ) as client:
+        for service in ("iot", "iot-jobs-data"):
+            req = AWSRequest(method="GET", url="http://lantern.test/things/t-1/jobs")
+            SigV4Auth(Credentials(record.id, secret), service, "eu-west-1").add_auth(req)
+            answer = await client.get("/things/t-1/jobs", headers=dict(req.headers.items()))
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {"served": service, "thing": "t-1"}
