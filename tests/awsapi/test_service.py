@@ -109,3 +109,13 @@ async def test_the_credential_scope_picks_the_service(sqlite_db: Database, tmp_p
             answer = await client.get("/things/t-1/jobs", headers=dict(req.headers.items()))
             assert answer.status_code == 200, answer.text
             assert answer.json() == {"served": service, "thing": "t-1"}
+
+
+def test_arns_name_the_request_region_and_the_account() -> None:
+    from lantern.awsapi.service import Call
+    from lantern.iam.keys import ActiveKey
+    from lantern.iam.verifier import Caller
+
+    caller = Caller(ActiveKey("LKIA", "n", "admin", "s"), "sa-east-1", "iot")
+    call = Call("DescribeThing", {}, caller, "123456789012")
+    assert call.arn("thing/x") == "arn:aws:iot:sa-east-1:123456789012:thing/x"
