@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from lantern.awsapi import certificates, data, endpoint, groups, policies, templates, things
 from lantern.awsapi.common import AwsDeps
-from lantern.awsapi.service import AwsService
+from lantern.awsapi.service import AwsService, routes
 from lantern.iam.verifier import SignatureVerifier
 
 __all__ = ["build_aws_router", "build_iot", "build_iot_data"]
@@ -32,6 +32,5 @@ def build_aws_router(
 ) -> APIRouter:
     """One router with every implemented operation of ``services`` (SigV4-signed)."""
     router = APIRouter(tags=["aws-iot"])
-    for service in services:
-        router.routes.extend(service.routes(verifier, lambda: account))
+    router.routes.extend(routes(services, verifier, lambda: account))
     return router
