@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from lantern.cluster.bus import Bus, cluster_name
+from lantern.cluster.bus import Bus
 from lantern.cluster.retained import RetainedSync
 from lantern.cluster.routing import ClusterRouter
 from lantern.cluster.sessions import SessionDirectory
@@ -27,8 +27,10 @@ log = logging.getLogger("lantern.cluster")
 
 
 class ClusterMQTT:
-    def __init__(self, settings: ClusterSettings, database_url: str, server: MQTTServer) -> None:
-        self.name = cluster_name(database_url)
+    def __init__(self, settings: ClusterSettings, name: str, server: MQTTServer) -> None:
+        """``name``: the cluster's name on NATS (:func:`~lantern.cluster.bus.cluster_name` of
+        the database URL)."""
+        self.name = name
         self.bus = Bus(settings, self.name)
         # TODO(clusterplat): take the node id from lantern.cluster.node once it exists.
         self.node_id = settings.node_id or uuid.uuid4().hex

@@ -51,12 +51,13 @@ class RetainedSync:
         self._kv: KeyValue | None = None
         self._writes: asyncio.Queue[tuple[str, bytes | None]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._watcher: Any = None
         self.applied = 0
 
     async def start(self) -> None:
         js = self.client.jetstream()
         self._kv = await js.create_key_value(bucket=self.bucket, history=1)
-        watcher = await self._kv.watchall()
+        watcher = self._watcher = await self._kv.watchall()
         loaded = asyncio.get_running_loop().create_future()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._watch(watcher, loaded)))
@@ -67,6 +68,9 @@ class RetainedSync:
         # Let queued writes reach the bucket (bounded), then stop.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._writes.join(), 5)
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

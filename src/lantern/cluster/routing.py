@@ -88,9 +88,10 @@ class ClusterRouter:
         for client in (self._routes, self._shared):
             if client is not None and not client.is_closed:
                 try:
-                    await client.drain()
+                    await client.flush(timeout=2)  # what the last connections published
                 except Exception as exc:
-                    log.debug("NATS drain: %s", exc)
+                    log.debug("NATS flush at stop: %s", exc)
+                await client.close()
 
     @property
     def routes_client(self) -> _OrderedClient:
