@@ -69,6 +69,11 @@ class ClusterMQTT:
         await self.bus.settle()
         await self.router.stop()
 
+    @property
+    def nats_connected(self) -> bool:
+        """Whether this node's NATS connections are up (for /readyz)."""
+        return self.bus.connected(self.router._routes, self.router._shared)
+
     def describe(self) -> str:
         return f"cluster          {self.name}, node {self.node_id}, MQTT routed over NATS"
 
@@ -103,6 +108,16 @@ class ClusterMQTTCollector(Collector):
                 "Sessions handed to this node by another one.",
                 value=sessions.taken_over,
             )
+        yield CounterMetricFamily(
+            "lantern_cluster_publish_failures",
+            "Messages not handed to NATS (disconnected and its buffer full): lost for other nodes.",
+            value=self.node.bus.publish_failures,
+        )
+        yield GaugeMetricFamily(
+            "lantern_cluster_nats_connected",
+            "1 when this node's NATS connections are up.",
+            value=1 if self.node.nats_connected else 0,
+        )
         yield GaugeMetricFamily(
             "lantern_cluster_routes",
             "Filters this node subscribes to on NATS.",

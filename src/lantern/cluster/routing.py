@@ -129,11 +129,18 @@ class ClusterRouter:
             if self._syncing is None or self._syncing.done():
                 self._syncing = self.server.loop.create_task(self._sync())
 
-    def routes_settled(self) -> asyncio.Future[Any] | None:
-        """None if NATS already has every route; else a future done when it has."""
-        if self._settled.is_set():
+    def routes_settled(self, with_retained: bool) -> asyncio.Future[Any] | None:
+        """None if NATS already has every route (and, ``with_retained``, this node every
+        retained message change the cluster made); else a future done when it has."""
+        waits: list[Any] = []
+        if not self._settled.is_set():
+            waits.append(self._settled.wait())
+        if with_retained and self.retained is not None:
+            waits.append(self.retained.caught_up())
+        if not waits:
             return None
-        return asyncio.ensure_future(self._settled.wait())
+        gathered: asyncio.Future[Any] = asyncio.gather(*waits)
+        return gathered
 
     async def _sync(self) -> None:
         """Make the NATS subscriptions match the local filters (one change at a time)."""

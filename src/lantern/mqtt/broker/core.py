@@ -285,25 +285,44 @@ class Broker:
     # -- subscriptions -------------------------------------------------------------------
 
     def subscribe(
-        self, session: Session, key: str, subscription: Subscription, now: float
+        self,
+        session: Session,
+        key: str,
+        subscription: Subscription,
+        now: float,
+        *,
+        with_retained: bool = True,
     ) -> tuple[bool, list[Delivery]]:
         """Add or replace a subscription (``key`` = the filter as sent, incl. ``$share/..``).
 
         Returns whether it is new, and the retained messages to send per Retain Handling
-        (shared subscriptions get none, [MQTT-3.8.4-4... 4.8.2]).
+        (none with ``with_retained=False``: the caller asks :meth:`retained_for` later).
         """
         existed = key in session.subscriptions
         session.subscriptions[key] = subscription
         self.trie.add(subscription)
         if not existed and self.link is not None:
             self.link.interest(subscription.topic_filter, subscription.group, True)
-        out: list[Delivery] = []
+        if not with_retained:
+            return not existed, []
+        return not existed, self.retained_for(session, subscription, not existed, now)
+
+    def wants_retained(self, subscription: Subscription, new: bool) -> bool:
+        """Whether Retain Handling sends retained messages for this subscription (shared
+        subscriptions get none, [MQTT-3.8.4-4... 4.8.2])."""
         handling = subscription.retain_handling
-        if subscription.group is None and (handling == 0 or (handling == 1 and not existed)):
+        return subscription.group is None and (handling == 0 or (handling == 1 and new))
+
+    def retained_for(
+        self, session: Session, subscription: Subscription, new: bool, now: float
+    ) -> list[Delivery]:
+        """The retained messages a (``new``) subscription gets, per Retain Handling."""
+        out: list[Delivery] = []
+        if self.wants_retained(subscription, new):
             for message in self.retained.matching(subscription.topic_filter, now):
                 qos = min(subscription.qos, message.qos)
                 self._deliver(session, message, qos, True, subscription.sub_ids, now, out)
-        return not existed, out
+        return out
 
     def unsubscribe(self, session: Session, key: str) -> bool:
         """Remove a subscription; False if the session had none with that filter."""
