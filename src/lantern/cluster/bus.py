@@ -44,6 +44,11 @@ DirectHandler = Callable[[bytes, bytes], None]
 class _OrderedClient(Client):
     def __init__(self) -> None:
         super().__init__()
+        if not hasattr(self, "_sid") or not hasattr(Client, "_process_msg"):
+            raise RuntimeError(
+                "this nats-py version has no Client._sid/_process_msg, which the cluster's "
+                "ordered delivery relies on; install a nats-py version pyproject allows"
+            )
         self.direct: dict[int, DirectHandler] = {}
 
     async def _process_msg(
