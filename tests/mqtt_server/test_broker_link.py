@@ -3,9 +3,10 @@ lantern.mqtt.broker.handoff)."""
 
 from __future__ import annotations
 
+from test_broker_core import online, sub
+
 from lantern.mqtt.broker import Broker, Message
 from lantern.mqtt.broker.handoff import adopt, hand_off
-from test_broker_core import online, sub
 
 
 class Link:
@@ -75,7 +76,7 @@ def test_shared_groups_are_left_to_the_cluster_which_names_the_member_node() -> 
 
 def test_hand_off_and_adopt_keep_subscriptions_in_flight_and_queued_in_order() -> None:
     old = Broker(max_inflight=2)
-    s, conn, _, _ = online(old, "dev", clean=False, expiry=300, rm=2)
+    s, _conn, _, _ = online(old, "dev", clean=False, expiry=300, rm=2)
     sub(old, s, "t/#", qos=2)
     for i in range(5):
         old.publish(Message(f"t/{i}", str(i).encode(), 1), 0.0)
