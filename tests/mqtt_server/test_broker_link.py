@@ -29,6 +29,10 @@ def linked() -> tuple[Broker, Link]:
         forward = staticmethod(link.forward)
         interest = staticmethod(link.interest_changed)
 
+        @staticmethod
+        def session_changed(session: object, ended: bool) -> None:
+            pass
+
     broker.link = Adapter()
     return broker, link
 

@@ -55,6 +55,7 @@ class ClusterMQTT:
             self.origin,
         )
         await self.sessions.start()
+        self.router.sessions = self.sessions
         self.server.join_cluster(self.router, self.sessions, self.router.routes_settled)
         log.info(
             "cluster %s: node %s routes MQTT over NATS (subjects %s.*)",
@@ -64,6 +65,8 @@ class ClusterMQTT:
         )
 
     async def stop(self) -> None:
+        if self.sessions is not None:
+            await self.sessions.stop()
         if self.retained is not None:
             await self.retained.stop()
         await self.bus.settle()

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
     from lantern.cluster.bus import _OrderedClient
     from lantern.cluster.retained import RetainedSync
+    from lantern.cluster.sessions import SessionDirectory
+    from lantern.mqtt.broker import Session
     from lantern.mqtt.server import MQTTServer
 
 __all__ = ["ClusterRouter", "RouterStats"]
@@ -64,6 +66,7 @@ class ClusterRouter:
         self.prefix = bus.prefix
         self.stats = RouterStats()
         self.retained: RetainedSync | None = None
+        self.sessions: SessionDirectory | None = None
         self._routes: _OrderedClient | None = None  # no_echo: publishing and plain filters
         self._shared: _OrderedClient | None = None  # queue subscriptions
         self._seq = 0
@@ -128,6 +131,10 @@ class ClusterRouter:
             self._settled.clear()
             if self._syncing is None or self._syncing.done():
                 self._syncing = self.server.loop.create_task(self._sync())
+
+    def session_changed(self, session: Session, ended: bool) -> None:
+        if self.sessions is not None:
+            self.sessions.changed(session.client_id)
 
     def routes_settled(self, with_retained: bool) -> asyncio.Future[Any] | None:
         """None if NATS already has every route (and, ``with_retained``, this node every

@@ -156,6 +156,8 @@ class Broker:
         if session.inflight:
             self._resend_inflight(session, out)
         self._drain(session, now, out)
+        if self.link is not None:
+            self.link.session_changed(session, False)
         return ConnectOutcome(session, present, taken_over, out)
 
     def owned_by_another(self, client_id: str, owner: object) -> bool:
@@ -205,6 +207,8 @@ class Broker:
             self._discard(session)
             return out
         _drop_direct(session)  # replies to this connection end with it
+        if self.link is not None:
+            self.link.session_changed(session, False)
         if session.expiry_interval != NEVER_EXPIRES:
             session.expires_at = now + session.expiry_interval
             self._schedule(session.expires_at, session)
@@ -301,8 +305,10 @@ class Broker:
         existed = key in session.subscriptions
         session.subscriptions[key] = subscription
         self.trie.add(subscription)
-        if not existed and self.link is not None:
-            self.link.interest(subscription.topic_filter, subscription.group, True)
+        if self.link is not None:
+            if not existed:
+                self.link.interest(subscription.topic_filter, subscription.group, True)
+            self.link.session_changed(session, False)
         if not with_retained:
             return not existed, []
         return not existed, self.retained_for(session, subscription, not existed, now)
@@ -332,6 +338,7 @@ class Broker:
         self.trie.remove(session.client_id, sub.topic_filter, sub.group)
         if self.link is not None:
             self.link.interest(sub.topic_filter, sub.group, False)
+            self.link.session_changed(session, False)
         return True
 
     # -- internals -----------------------------------------------------------------------
@@ -518,6 +525,8 @@ class Broker:
             if link is not None:
                 link.interest(sub.topic_filter, sub.group, False)
         session.subscriptions.clear()
+        if link is not None:
+            link.session_changed(session, True)
         session.timer_generation += 1
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
