@@ -122,6 +122,8 @@ class SessionDirectory:
                     await kv.delete(key, last=entry.revision)
             return
         value = json.dumps(record).encode()
+        if entry is not None and entry.value == value:
+            return  # as stored (a session without expiry: its node is all there is)
         if entry is None:
             with contextlib.suppress(Exception):
                 await kv.create(key, value)
