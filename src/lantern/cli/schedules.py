@@ -21,6 +21,7 @@ from lantern.cli.common import (
     settings_from,
     with_store,
 )
+from lantern.cli.output import JsonOption, print_json
 from lantern.push.keys import KeyNotFound, KeyService
 from lantern.push.scopes import schemes_allowed
 from lantern.schedule import ScheduleError, ScheduleService, SystemClock
@@ -54,6 +55,13 @@ def _run(data_dir: Any, config: Any, fn: Any) -> Any:
         return run_async(with_store(settings, fn))
     except ScheduleError as exc:
         raise fail(exc.message, "see `lantern schedules --help`") from None
+
+
+def _masked(view: dict[str, Any]) -> dict[str, Any]:
+    """The view with each destination masked, as the table shows it: an operator's listing
+    does not print participants' device tokens."""
+    destinations = [{**d, "destination": mask(d["destination"])} for d in view["destinations"]]
+    return {**view, "destinations": destinations}
 
 
 def _print_schedule(view: dict[str, Any]) -> None:
@@ -126,6 +134,7 @@ def list_(
     activity: Annotated[str | None, typer.Option("--activity")] = None,
     participant: Annotated[str | None, typer.Option("--participant")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -137,6 +146,9 @@ def list_(
         )
 
     views = _run(data_dir, config, go)
+    if as_json:
+        print_json([_masked(v) for v in views])
+        return
     if not views:
         console.print("no schedules. Create one: lantern schedules create --help")
         return
@@ -163,6 +175,7 @@ def list_(
 def show(
     schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...).")],
     history: Annotated[int, typer.Option("--history", min=0, help="Recent occurrences.")] = 10,
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -174,6 +187,9 @@ def show(
         return view, (await queries.history(schedule_id, history) if history else [])
 
     view, occurrences = _run(data_dir, config, go)
+    if as_json:
+        print_json({**_masked(view), "occurrences": occurrences})
+        return
     _print_schedule(view)
     if occurrences:
         table = Table("scheduled", "fired", "status", "results", "detail")

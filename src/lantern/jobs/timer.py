@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
@@ -111,6 +112,13 @@ class JobsTimer:
         self.notifier = notifier
         self.units = units if units is not None else JobsStore(db.transactions)
         self._lock = asyncio.Lock()
+        #: What the timer did, for metrics: executions timed out and released (queued by the
+        #: rollout), deployments completed and aborted, notifications published by kind.
+        self.timed_out = 0
+        self.released = 0
+        self.completed = 0
+        self.aborted = 0
+        self.notifications: Counter[str] = Counter()
 
     async def tick(self) -> TickReport:
         """One pass of every time-driven duty (see the module docstring)."""
@@ -134,6 +142,10 @@ class JobsTimer:
                 if advanced.completed:
                     report.completed.append(job.job_id)
             report.published = await self.flush()
+            self.timed_out += len(report.timed_out)
+            self.released += sum(report.released.values())
+            self.completed += len(report.completed)
+            self.aborted += len(report.aborted)
             return report
 
     async def flush(self) -> int:
@@ -152,6 +164,7 @@ class JobsTimer:
             return
         try:
             self.notifier.publish(topic, payload, qos=1)
+            self.notifications[notify.kind(topic)] += 1
         except Exception:
             # Delivery is best effort, as in AWS; the state is already recorded.
             log.exception("could not publish %s", topic)

@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lantern.mqtt.broker.link import ClusterLink
 from lantern.mqtt.broker.message import Message
 from lantern.mqtt.broker.retained import RetainedStore
 from lantern.mqtt.broker.session import NEVER_EXPIRES, Delivery, Session
@@ -98,6 +99,8 @@ class Broker:
         self.stats = BrokerStats()
         self._timers: list[tuple[float, int, int, Session]] = []
         self._timer_seq = 0
+        # Other nodes of a cluster (lantern.mqtt.broker.link); None on a single node.
+        self.link: ClusterLink | None = None
 
     # -- connections ---------------------------------------------------------------------
 
@@ -292,6 +295,8 @@ class Broker:
         existed = key in session.subscriptions
         session.subscriptions[key] = subscription
         self.trie.add(subscription)
+        if not existed and self.link is not None:
+            self.link.interest(subscription.topic_filter, subscription.group, True)
         out: list[Delivery] = []
         handling = subscription.retain_handling
         if subscription.group is None and (handling == 0 or (handling == 1 and not existed)):
@@ -306,22 +311,55 @@ class Broker:
         if sub is None:
             return False
         self.trie.remove(session.client_id, sub.topic_filter, sub.group)
+        if self.link is not None:
+            self.link.interest(sub.topic_filter, sub.group, False)
         return True
 
     # -- internals -----------------------------------------------------------------------
+
+    def publish_remote(self, message: Message, now: float) -> list[Delivery]:
+        """Route a message that started on another node of the cluster to this node's plain
+        subscriptions (never forwarded again; its node stored it if retained)."""
+        out: list[Delivery] = []
+        self._route_plain(self.trie.match(message.topic)[0], message, now, out)
+        return out
+
+    def publish_shared(
+        self, message: Message, group: str, topic_filter: str, now: float
+    ) -> list[Delivery]:
+        """Deliver to one member (here) of ``$share/<group>/<topic_filter>``: the cluster
+        chose this node for it."""
+        out: list[Delivery] = []
+        found = self.trie.shared_group(topic_filter, group)
+        if found is not None and found.members:
+            self._route(found.pick(), message, now, out)
+        return out
 
     def _publish(self, message: Message, now: float, out: list[Delivery]) -> None:
         if message.retain:
             self.retained.store(message)
         plain, groups = self.trie.match(message.topic)
+        self._route_plain(plain, message, now, out)
+        link = self.link
+        if link is None:
+            for group in groups:
+                self._route(group.pick(), message, now, out)
+        else:
+            link.forward(message)  # the link balances shared groups cluster-wide
+
+    def _route_plain(
+        self,
+        plain: list[dict[str, Subscription]],
+        message: Message,
+        now: float,
+        out: list[Delivery],
+    ) -> None:
         if len(plain) == 1:
             # One node matched: at most one subscription per session, no merging needed.
             for sub in plain[0].values():
                 self._route(sub, message, now, out)
         elif plain:
             self._route_merged(plain, message, now, out)
-        for group in groups:
-            self._route(group.pick(), message, now, out)
 
     def _route(self, sub: Subscription, message: Message, now: float, out: list[Delivery]) -> None:
         session = sub.session
@@ -451,8 +489,11 @@ class Broker:
             session.queue = None
         session.inflight.clear()
         session.held_bytes = 0
+        link = self.link
         for sub in session.subscriptions.values():
             self.trie.remove(session.client_id, sub.topic_filter, sub.group)
+            if link is not None:
+                link.interest(sub.topic_filter, sub.group, False)
         session.subscriptions.clear()
         session.timer_generation += 1
         if self.sessions.get(session.client_id) is session:

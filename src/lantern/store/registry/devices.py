@@ -328,3 +328,13 @@ def mark_token_used_sync(conn: Connection, token_hash: str, now: float, thing_na
     """Consume a token atomically: False if another request used it first."""
     params = {"p_hash": token_hash, "p_now": now, "p_thing": thing_name}
     return _USE_TOKEN.run(conn, params) > 0
+
+
+async def detach_certificate(conn: AsyncConnection, certificate_id: str, now: float) -> bool:
+    """Detach a certificate from its thing (it can no longer connect as that thing)."""
+    result = await conn.execute(
+        sa.update(certificates)
+        .where(certificates.c.id == certificate_id)
+        .values(thing_name=None, updated_at=now)
+    )
+    return bool(result.rowcount)
