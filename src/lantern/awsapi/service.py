@@ -46,7 +46,7 @@ from lantern.iam import sigv4
 from lantern.iam.errors import AwsError, access_denied
 from lantern.iam.verifier import Caller, Kind, SignatureVerifier, allowed
 
-__all__ = ["AwsService", "Call", "Handler", "kind_of", "request_of"]
+__all__ = ["AwsService", "Call", "Handler", "kind_of"]
 
 log = logging.getLogger(__name__)
 
@@ -86,21 +86,6 @@ def kind_of(operation: str) -> Kind:
     if operation.startswith("Delete"):
         return "delete"
     return "write"
-
-
-def request_of(request: Request, body: bytes) -> sigv4.HttpRequest:
-    """The request as SigV4 sees it: the path and query exactly as sent."""
-    headers: dict[str, list[str]] = {}
-    for name, value in request.scope["headers"]:
-        headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
-    raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
-    return sigv4.HttpRequest(
-        request.method,
-        raw_path.decode("latin-1"),
-        request.scope.get("query_string", b"").decode("latin-1"),
-        headers,
-        body,
-    )
 
 
 @dataclass
@@ -176,7 +161,7 @@ class _Endpoint:
     async def answer(self, request: Request) -> Response:
         try:
             body = await request.body()
-            caller = await self.verifier.authenticate(request_of(request, body))
+            caller = await self.verifier.authenticate(sigv4.from_asgi(request.scope, body))
             if not allowed(caller.key.role, self.kind):
                 raise access_denied(
                     caller.key.id, f"{self.service.model.signing_name}:{self.op.name}", "*"
