@@ -19,7 +19,7 @@ from awscrt import mqtt_request_response
 from awsiot import iotjobs
 from botocore.exceptions import ClientError
 
-from awsapi.conftest import REGION, TIMEOUT, Factory, create_key
+from awsapi.conftest import REGION, TIMEOUT, Factory, cli, create_key
 from support.aws_sdk import mqtt5_mtls_client
 from support.process import LanternProcess
 
@@ -318,3 +318,36 @@ def test_error_types(server: LanternProcess, iot: Any, client_for: Factory) -> N
     with pytest.raises(ClientError) as info:
         iot.cancel_job(jobId="err")
     assert code_of(info) == "InvalidRequestException"
+
+
+def test_cli_jobs(server: LanternProcess, iot: Any, tmp_path: Path) -> None:
+    iot.create_thing(thingName="cli-1")
+    doc = tmp_path / "job.json"
+    doc.write_text(json.dumps({"operation": "rotate-logs"}))
+    made = cli(server, "jobs", "create", "rotate", "--document", str(doc), "--things", "cli-1")
+    assert made.returncode == 0, made.stderr
+    assert "Job rotate created for 1 thing(s)" in made.stdout
+    assert "lantern jobs show rotate" in made.stdout
+
+    def queued() -> Any:
+        e = iot.describe_job_execution(jobId="rotate", thingName="cli-1")["execution"]
+        return e["status"] == "QUEUED" and e["versionNumber"] == 1
+
+    wait_for(queued, "the server to queue the CLI's job")
+    listed = cli(server, "jobs", "list", "--json")
+    assert {"jobId": "rotate", "kind": "generic"}.items() <= next(
+        j for j in json.loads(listed.stdout) if j["jobId"] == "rotate"
+    ).items()
+    shown = json.loads(cli(server, "jobs", "show", "rotate", "--json").stdout)
+    assert shown["document"] == {"operation": "rotate-logs"}
+    assert shown["executions"][0]["thingName"] == "cli-1"
+    refused = cli(server, "jobs", "delete", "rotate")
+    assert refused.returncode == 1 and "cancel it first or delete with force" in refused.stderr
+    canceled = cli(server, "jobs", "cancel", "rotate", "--reason-code", "OPS")
+    assert canceled.returncode == 0 and "1 execution(s) canceled" in canceled.stdout
+    assert iot.describe_job(jobId="rotate")["job"]["reasonCode"] == "OPS"
+    assert cli(server, "jobs", "delete", "rotate").returncode == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    failed = cli(server, "jobs", "create", "bad", "--document", str(bad), "--things", "cli-1")
+    assert failed.returncode == 1 and "must be a JSON object" in failed.stderr
