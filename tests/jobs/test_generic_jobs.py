@@ -327,3 +327,9 @@ async def test_single_executions(kit: Kit) -> None:
     assert await kit.queries.job_executions("x") == []
     with pytest.raises(JobsNotFound):
         await kit.jobs.cancel_execution("x", "dev1")
+
+
+async def test_a_snapshot_job_of_an_empty_group_completes(kit: Kit) -> None:
+    await kit.groups.create("empty")
+    await kit.jobs.create(JobSpec(job_id="none", groups=["empty"], document="{}"))
+    assert (await kit.timer.tick()).completed == ["none"]

@@ -222,7 +222,11 @@ def _advance(conn: Connection, listed: JobRecord, now: float) -> _Advanced:
         return _Advanced(released=_release(conn, job, counts, planned, now))
     if job.continuous:
         return _Advanced()  # a continuous job runs until it is canceled
-    if job.rollout_started_at is not None and not repo.count_unfinished(conn, job.job_id):
+    if job.rollout_started_at is None:
+        if counts:
+            return _Advanced()
+        repo.start_rollout(conn, job.job_id, now)  # a job without executions (an empty group)
+    if not repo.count_unfinished(conn, job.job_id):
         repo.complete_job(conn, job.job_id, now)
         return _Advanced(completed=True)
     return _Advanced()
