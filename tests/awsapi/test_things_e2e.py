@@ -156,6 +156,7 @@ def test_policies(iot: Any) -> None:
 
 
 def test_access_key_refusals(server: LanternProcess, client_for: Factory, iot: Any) -> None:
+    assert (server.data_dir / "access-keys.key").stat().st_mode & 0o777 == 0o600
     reader = create_key(server, "reader", "readonly")
     ro = client_for("iot", reader, region="us-west-2")
     ro.list_things()  # any region: the ARNs follow it

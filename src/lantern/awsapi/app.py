@@ -15,7 +15,7 @@ from lantern.awsapi import (
     things,
 )
 from lantern.awsapi.common import AwsDeps
-from lantern.awsapi.service import AwsService
+from lantern.awsapi.service import AwsService, routes
 from lantern.iam.verifier import SignatureVerifier
 
 __all__ = ["build_aws_router", "build_iot", "build_iot_data"]
@@ -41,6 +41,5 @@ def build_aws_router(
 ) -> APIRouter:
     """One router with every implemented operation of ``services`` (SigV4-signed)."""
     router = APIRouter(tags=["aws-iot"])
-    for service in services:
-        router.routes.extend(service.routes(verifier, lambda: account))
+    router.routes.extend(routes(services, verifier, lambda: account))
     return router
