@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from lantern.awsapi import certificates, data, endpoint, groups, policies, templates, things
+from lantern.awsapi import (
+    certificates,
+    data,
+    endpoint,
+    groups,
+    jobs,
+    policies,
+    templates,
+    things,
+)
 from lantern.awsapi.common import AwsDeps
 from lantern.awsapi.service import AwsService, routes
 from lantern.iam.verifier import SignatureVerifier
@@ -14,7 +23,7 @@ __all__ = ["build_aws_router", "build_iot", "build_iot_data"]
 
 def build_iot(deps: AwsDeps) -> AwsService:
     iot = AwsService("iot")
-    for family in (things, groups, certificates, policies, templates, endpoint):
+    for family in (things, groups, certificates, policies, templates, endpoint, jobs):
         family.register(iot, deps)
     return iot
 

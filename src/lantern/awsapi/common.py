@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from lantern.iam.errors import AwsError
+from lantern.jobs.generic import JobService
 from lantern.pki import CertificateAuthority
 from lantern.store import Database
 
@@ -39,6 +40,10 @@ class AwsDeps:
     mqtt_endpoint: Callable[[], str]
     http_endpoint: Callable[[], str]
     kick: Callable[[Collection[str]], int] | None = None
+    # Generic jobs (lantern.awsapi.jobs): the service, and what to call after a change so
+    # devices are notified at once (the jobs timer's tick).
+    jobs: JobService | None = None
+    jobs_changed: Callable[[], Awaitable[object]] | None = None
 
 
 def invalid(message: str) -> AwsError:

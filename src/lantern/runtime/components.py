@@ -72,7 +72,7 @@ def build_components(platform: Platform) -> Components:
     gateway.attach(mqtt.server)
     push = PushComponent(platform)
     jobs = JobsComponent(platform, gateway.router)
-    awsapi = AwsApiComponent(platform, gateway, mqtt.server)
+    awsapi = AwsApiComponent(platform, gateway, mqtt.server, jobs)
     return Components(
         gateway=gateway,
         mqtt=mqtt,
