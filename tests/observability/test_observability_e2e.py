@@ -131,6 +131,7 @@ def test_failures_move_metrics_and_are_logged_rate_limited(
     with DeviceConnection(server.mqtt_port, device) as conn:
         assert conn.puback(conn.publish("$aws/rules/FHIRIngest", observation("97"))) == 0
         assert conn.puback(conn.publish("$aws/rules/FHIRIngest", b"{not json")) == 0x99
+        assert conn.puback(conn.publish("$aws/rules/CreateFileUploadLink", b"[]")) == 0x99
 
     # A client certificate from another CA.
     foreign_client_handshake(server, tmp_path / "other-ca")
@@ -191,6 +192,8 @@ def test_failures_move_metrics_and_are_logged_rate_limited(
     assert sample(metrics, "lantern_mqtt_sent_bytes_total", listener="mqtts") > 0
     assert sample(metrics, "lantern_ingest_observations_accepted_total") == 1
     assert sample(metrics, "lantern_ingest_observations_rejected_total", reason="InvalidJson") == 1
+    assert sample(metrics, "lantern_ingest_upload_links_total", outcome="InvalidPayload") == 1
+    assert sample(metrics, "lantern_ingest_upload_links_total", outcome="accepted") == 0
     assert sample(metrics, "lantern_store_batch_size_count", writer="observations") >= 1
     assert sample(metrics, "lantern_store_commit_seconds_count", writer="registry-writes") >= 1
     for path in ("create_keys", "register_thing"):

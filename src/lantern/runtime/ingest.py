@@ -67,7 +67,7 @@ class IngestComponent(Component):
             max_upload_bytes=cfg.max_upload_bytes,
         )
         self._reconciler: asyncio.Task[None] | None = None
-        platform.metrics.register(IngestCollector(self.observations))
+        platform.metrics.register(IngestCollector(self.observations, self.files))
         router.route(FHIR_INGEST_TOPIC, self.observations.handle)
         router.route(CREATE_LINK_TOPIC, self.files.handle)
 
