@@ -121,6 +121,16 @@ class FhirForwarder:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Forward until ``stop`` is set (a cluster runs this on one node at a time)."""
+        task = asyncio.create_task(self._loop(), name="fhir-forwarder")
+        try:
+            await stop.wait()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="fhir-forwarder")

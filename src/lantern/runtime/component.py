@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from prometheus_client import CollectorRegistry
 
 from lantern.audit.auth_failures import AuthFailures
+from lantern.cluster.mode import ClusterRole
 from lantern.pki import CertificateAuthority
 from lantern.runtime.datadir import DataDir
 from lantern.settings import Settings
@@ -30,6 +31,7 @@ class Platform:
     What one component needs from another (the gateway's router, the push dispatcher) is a
     typed constructor argument, wired in :func:`lantern.runtime.components.build_components`.
     ``http_base_url`` is known once the HTTP server is bound, before any component starts.
+    ``cluster`` is set on a node of a cluster (``cluster.nats_url``, or a ``--workers`` worker).
     """
 
     settings: Settings
@@ -40,6 +42,10 @@ class Platform:
     auth_failures: AuthFailures
     http_base_url: str = ""
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    #: This node's place in a cluster (None: a lone server); see docs/cluster.md.
+    cluster: ClusterRole | None = None
+    #: Listeners share their ports with sibling worker processes (``serve --workers``).
+    reuse_port: bool = False
 
     def admin_token(self) -> str:
         """The admin token (read from the data directory on each call: rotating it needs no

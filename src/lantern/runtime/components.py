@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lantern.runtime.audit import AuditComponent
+from lantern.runtime.awsapi import AwsApiComponent
+from lantern.runtime.cluster import ClusterComponent
 from lantern.runtime.component import Component, Platform
+from lantern.runtime.console import ConsoleComponent
 from lantern.runtime.gateway import GatewayComponent
 from lantern.runtime.ingest import IngestComponent
 from lantern.runtime.jobs import JobsComponent
@@ -32,11 +35,18 @@ class Components:
     jobs: JobsComponent
     shadows: ShadowsComponent
     audit: AuditComponent
+    console: ConsoleComponent
+    awsapi: AwsApiComponent
+    cluster: ClusterComponent | None = None
 
     def start_order(self) -> list[Component]:
         """Started in this order, stopped in reverse: the MQTT listeners open last (every
         device topic has its handler) and close first (nothing new while writers drain)."""
+        # A cluster node connects to NATS and registers first (a node that cannot reach NATS
+        # stops before anything else starts) and leaves the registry last.
+        first = [self.cluster] if self.cluster is not None else []
         return [
+            *first,
             self.gateway,
             self.push,
             self.schedule,
@@ -44,6 +54,8 @@ class Components:
             self.jobs,
             self.shadows,
             self.audit,
+            self.console,
+            self.awsapi,
             self.mqtt,
         ]
 
@@ -59,13 +71,22 @@ def build_components(platform: Platform) -> Components:
     mqtt = MQTTComponent(platform, gateway.hooks)
     gateway.attach(mqtt.server)
     push = PushComponent(platform)
+    jobs = JobsComponent(platform, gateway.router)
+    awsapi = AwsApiComponent(platform, gateway, mqtt.server, jobs)
     return Components(
         gateway=gateway,
         mqtt=mqtt,
         push=push,
         schedule=ScheduleComponent(platform, push.dispatcher, push.keys),
         ingest=IngestComponent(platform, gateway.router),
-        jobs=JobsComponent(platform, gateway.router),
-        shadows=ShadowsComponent(platform, gateway.router),
+        jobs=jobs,
+        shadows=ShadowsComponent(platform, gateway.router, verifier=awsapi.verifier),
         audit=AuditComponent(platform),
+        console=ConsoleComponent(platform, mqtt.server, jobs, push.keys),
+        awsapi=awsapi,
+        cluster=(
+            None
+            if platform.cluster is None
+            else ClusterComponent(platform, platform.cluster, mqtt.server)
+        ),
     )

@@ -15,11 +15,13 @@ from fastapi import APIRouter
 
 from lantern.api.fhir import build_fhir_router
 from lantern.api.files import build_files_router
+from lantern.cluster.singleton import Singleton
 from lantern.gateway.router import ReservedTopicRouter
 from lantern.ingest.files import CREATE_LINK_TOPIC, FileLinkService
 from lantern.ingest.forwarder import FhirForwarder
 from lantern.ingest.observations import FHIR_INGEST_TOPIC, ObservationService
 from lantern.ingest.writer import GroupCommitWriter
+from lantern.runtime.cluster import duty_singleton
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.service_metrics import IngestCollector
 from lantern.store.ingest import open_observation_sink
@@ -68,6 +70,13 @@ class IngestComponent(Component):
         )
         self._reconciler: asyncio.Task[None] | None = None
         platform.metrics.register(IngestCollector(self.observations, self.files))
+        # In a cluster the outbox is forwarded by one node at a time.
+        forwarder = self.forwarder
+        self._forwarding: Singleton | None = (
+            None
+            if forwarder is None
+            else duty_singleton(platform, "fhir-forwarder", forwarder.run_until)
+        )
         router.route(FHIR_INGEST_TOPIC, self.observations.handle)
         router.route(CREATE_LINK_TOPIC, self.files.handle)
 
@@ -87,7 +96,9 @@ class IngestComponent(Component):
 
     async def start(self) -> None:
         await self.writer.start()
-        if self.forwarder is not None:
+        if self._forwarding is not None:
+            await self._forwarding.start()
+        elif self.forwarder is not None:
             await self.forwarder.start()
         direct = self.platform.settings.ingest.s3_direct_upload
         if direct and isinstance(self.platform.objects, S3ObjectStore):
@@ -107,6 +118,8 @@ class IngestComponent(Component):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reconciler
         await self.writer.stop()
+        if self._forwarding is not None:
+            await self._forwarding.stop()
         if self.forwarder is not None:
             await self.forwarder.stop()
 

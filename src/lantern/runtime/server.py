@@ -18,7 +18,10 @@ import uvicorn
 
 from lantern.api.app import create_app
 from lantern.audit.auth_failures import AuthFailures
+from lantern.cluster.mode import ClusterRole, WorkerRole, check_cluster_settings
+from lantern.cluster.node import node_id
 from lantern.pki import CertificateAuthority
+from lantern.runtime.cluster_material import share_platform_material
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.components import build_components
 from lantern.runtime.datadir import DataDir
@@ -48,9 +51,12 @@ class EmbeddedUvicorn(uvicorn.Server):
     capped and timed by ``guard`` (:mod:`lantern.runtime.http_protocol`), whose protocol class
     must be ``config.http``."""
 
-    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard) -> None:
+    def __init__(
+        self, config: uvicorn.Config, guard: ConnectionGuard, *, reuse_port: bool = False
+    ) -> None:
         super().__init__(config)
         self.guard = guard
+        self.reuse_port = reuse_port
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -80,7 +86,11 @@ class EmbeddedUvicorn(uvicorn.Server):
             else lambda: TlsGate(http_protocol, self.guard, context)
         )
         server = await loop.create_server(
-            factory, host=config.host, port=config.port, backlog=config.backlog
+            factory,
+            host=config.host,
+            port=config.port,
+            backlog=config.backlog,
+            reuse_port=self.reuse_port or None,
         )
         self.servers = [server]
         self.started = True
@@ -119,11 +129,19 @@ class RunningServer:
         await _close_platform(self.platform)
 
 
-async def start(settings: Settings, *, nofile_raised_from: int | None = None) -> RunningServer:
+async def start(
+    settings: Settings,
+    *,
+    nofile_raised_from: int | None = None,
+    worker: WorkerRole | None = None,
+) -> RunningServer:
     """Prepare the data directory, CA and database, then start HTTP and every component.
 
     Connection caps are fitted to the file descriptor limit first (:mod:`.fdlimits`);
-    ``nofile_raised_from`` is the soft limit before ``serve`` raised it (for the banner)."""
+    ``nofile_raised_from`` is the soft limit before ``serve`` raised it (for the banner).
+    ``worker``: this process is one of the workers of ``serve --workers`` (ports shared)."""
+    one_machine = worker is not None and worker.one_machine
+    check_cluster_settings(settings, one_machine=one_machine)
     limit = current_limit()
     settings, caps = fit_settings(settings, limit, open_descriptors())
     if nofile_raised_from is not None and nofile_raised_from != limit:
@@ -132,7 +150,16 @@ async def start(settings: Settings, *, nofile_raised_from: int | None = None) ->
     data = DataDir(settings.data_dir.resolve())
     first_run = data.ensure()
     data.tighten()
-    platform = await _open_platform(settings, data)
+    role = None
+    if settings.cluster.nats_url is not None:
+        role = ClusterRole(
+            node_id=node_id(settings.cluster.node_id, data.root),
+            nats_url=settings.cluster.nats_url,
+            one_machine=one_machine,
+            worker=None if worker is None else worker.index,
+        )
+    platform = await _open_platform(settings, data, role)
+    platform.reuse_port = worker is not None
     try:
         built = build_components(platform)
         components = built.start_order()
@@ -179,13 +206,17 @@ async def start(settings: Settings, *, nofile_raised_from: int | None = None) ->
     return running
 
 
-async def _open_platform(settings: Settings, data: DataDir) -> Platform:
-    """The CA, the admin token, the database and the object store every component shares."""
-    ca, _ = CertificateAuthority.load_or_create(data.ca_dir, settings.server_names)
-    data.admin_token()
+async def _open_platform(settings: Settings, data: DataDir, role: ClusterRole | None) -> Platform:
+    """The CA, the admin token, the database and the object store every component shares.
+    A node of a cluster on PostgreSQL first forms or joins the cluster's shared material
+    (:mod:`.cluster_material`), then loads it from its data directory like a lone server."""
     db = await Database.open(settings.effective_database_url)
-    objects = object_store_from_settings(settings.ingest, data.files_dir)
     try:
+        if role is not None and not role.one_machine:
+            await share_platform_material(settings, data, db)
+        ca, _ = CertificateAuthority.load_or_create(data.ca_dir, settings.server_names)
+        data.admin_token()
+        objects = object_store_from_settings(settings.ingest, data.files_dir)
         await objects.start()
     except BaseException:
         await db.close()
@@ -197,6 +228,7 @@ async def _open_platform(settings: Settings, data: DataDir) -> Platform:
         db=db,
         objects=objects,
         auth_failures=AuthFailures(db),
+        cluster=role,
     )
 
 
@@ -232,7 +264,7 @@ async def _start_http(
         # uvicorn's X-Forwarded-* rewriting would only add a middleware hop to every request.
         proxy_headers=False,
     )
-    http = EmbeddedUvicorn(config, guard)
+    http = EmbeddedUvicorn(config, guard, reuse_port=platform.reuse_port)
     http_task = asyncio.create_task(http.serve(), name="http")
     while not http.started:
         if http_task.done():
@@ -245,7 +277,12 @@ async def _start_http(
     return http, http_task
 
 
-async def serve(settings: Settings, on_ready: Callable[[RunningServer], None]) -> None:
+async def serve(
+    settings: Settings,
+    on_ready: Callable[[RunningServer], None],
+    *,
+    worker: WorkerRole | None = None,
+) -> None:
     """Run until SIGINT or SIGTERM, then shut down gracefully. Everything this process (and
     its writer process) creates is private to its user: umask 077 before anything is made."""
     os.umask(0o077)
@@ -254,7 +291,7 @@ async def serve(settings: Settings, on_ready: Callable[[RunningServer], None]) -
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    running = await start(settings, nofile_raised_from=raised_from)
+    running = await start(settings, nofile_raised_from=raised_from, worker=worker)
     on_ready(running)
     try:
         await stop.wait()

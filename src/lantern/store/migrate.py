@@ -10,8 +10,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lantern.store.locks import MIGRATIONS
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -31,4 +33,8 @@ async def upgrade(engine: AsyncEngine, target: str = "heads") -> None:
         command.upgrade(alembic_config(connection), target)
 
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Nodes of a cluster starting at once on an empty database take turns: the second
+            # waits here, then finds the schema at its head and has nothing to do.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATIONS})
         await conn.run_sync(_run)

@@ -49,6 +49,8 @@ class MQTTServerConfig:
     write_buffer_limit: int = 1024 * 1024
     # INFO lines about refused TLS handshakes and CONNECTs, per reason, per minute (0: none).
     log_refusals_per_minute: int = 10
+    # Share the listeners' ports with sibling processes (SO_REUSEPORT; ``serve --workers``).
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         tls_ports = (self.tls_port, self.alpn_port)

@@ -135,3 +135,6 @@ class Listener(Protocol):
     def connection_count(self) -> int:
         """Currently open connections (including those still handshaking)."""
         ...
+
+    #: False while the node is not ready: new connections are closed at once.
+    accepting: bool

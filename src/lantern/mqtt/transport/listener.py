@@ -57,6 +57,9 @@ class StreamListener:
         self.handshake_timeout = handshake_timeout
         #: Connections refused because ``max_connections`` was reached (for metrics/tests).
         self.refused_connections = 0
+        #: False while the node is not ready (cluster: database or NATS lost): every new
+        #: connection is closed at once, open ones are left alone.
+        self.accepting = True
         self.recv_buffer = bytearray(RECV_BUFFER_SIZE)
         self.recv_view = memoryview(self.recv_buffer)
         self._count = 0
@@ -72,15 +75,18 @@ class StreamListener:
         protocol_factory: Callable[[], asyncio.BaseProtocol],
         *,
         start_serving: bool = True,
+        reuse_port: bool = False,
     ) -> None:
         """Bind and (unless ``start_serving`` is False) start accepting; called once by the
-        ``start_*_listener`` functions."""
+        ``start_*_listener`` functions. ``reuse_port`` shares the port with other processes
+        (the workers of ``lantern serve --workers``; the kernel spreads connections)."""
         self._loop = asyncio.get_running_loop()
         self._server = await self._loop.create_server(
             protocol_factory,
             host,
             port,
             reuse_address=True,
+            reuse_port=reuse_port or None,
             backlog=1024,
             start_serving=start_serving,
         )
@@ -117,8 +123,9 @@ class StreamListener:
     # -- used by connections -------------------------------------------------------------------
 
     def admit(self) -> bool:
-        """Count a new connection, or say no when the limit is reached."""
-        if self._count >= self.max_connections:
+        """Count a new connection, or say no when the limit is reached or the listener is
+        not accepting."""
+        if not self.accepting or self._count >= self.max_connections:
             self.refused_connections += 1
             return False
         self._count += 1

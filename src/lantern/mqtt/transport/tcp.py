@@ -32,11 +32,18 @@ async def start_tcp_listener(
     *,
     max_connections: int,
     start_serving: bool = True,
+    reuse_port: bool = False,
 ) -> Listener:
     """Listen on ``host:port`` (0 = a free port) and give each connection a new receiver.
 
     Over ``max_connections`` open connections, a new connection is accepted and closed at once.
     """
     listener = StreamListener(name, factory, max_connections=max_connections)
-    await listener.bind(host, port, lambda: TcpConnection(listener), start_serving=start_serving)
+    await listener.bind(
+        host,
+        port,
+        lambda: TcpConnection(listener),
+        start_serving=start_serving,
+        reuse_port=reuse_port,
+    )
     return listener

@@ -301,6 +301,7 @@ async def start_tls_listener(
     max_connections: int,
     start_serving: bool = True,
     refusals: RateLimitedLog | None = None,
+    reuse_port: bool = False,
 ) -> Listener:
     """Listen for TLS on ``host:port`` (0 = a free port); see the module docstring.
 
@@ -318,5 +319,11 @@ async def start_tls_listener(
         handshake_timeout=handshake_timeout,
         refusals=refusals,
     )
-    await listener.bind(host, port, lambda: TlsConnection(listener), start_serving=start_serving)
+    await listener.bind(
+        host,
+        port,
+        lambda: TlsConnection(listener),
+        start_serving=start_serving,
+        reuse_port=reuse_port,
+    )
     return listener

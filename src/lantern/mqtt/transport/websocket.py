@@ -246,6 +246,7 @@ async def start_ws_listener(
     max_connections: int,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     start_serving: bool = True,
+    reuse_port: bool = False,
 ) -> Listener:
     """Serve MQTT over WebSocket on ``host:port`` (0 = a free port), over TLS if ``ssl_context``.
 
@@ -259,7 +260,13 @@ async def start_ws_listener(
 
     if ssl_context is None:
         return await start_tcp_listener(
-            name, host, port, adapter, max_connections=max_connections, start_serving=start_serving
+            name,
+            host,
+            port,
+            adapter,
+            max_connections=max_connections,
+            start_serving=start_serving,
+            reuse_port=reuse_port,
         )
     return await start_tls_listener(
         name,
@@ -270,6 +277,7 @@ async def start_ws_listener(
         handshake_timeout=handshake_timeout,
         max_connections=max_connections,
         start_serving=start_serving,
+        reuse_port=reuse_port,
     )
 
 
