@@ -115,8 +115,13 @@ def server(data_dir: Path) -> Iterator[LanternProcess]:
         "LANTERN_MQTT__LOG_REFUSALS_PER_MINUTE": str(REFUSALS_PER_MINUTE),
         "LANTERN_PROVISIONING__KEY_POOL_SIZE": "2",
     }
-    with LanternProcess(data_dir, env=env) as proc:
+    proc = LanternProcess(data_dir, env=env)
+    proc.start(timeout=90)  # a loaded CI machine can take half a minute to start it
+    try:
         yield proc
+    finally:
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.stop()
 
 
 def test_failures_move_metrics_and_are_logged_rate_limited(
