@@ -115,8 +115,13 @@ def server(data_dir: Path) -> Iterator[LanternProcess]:
         "LANTERN_MQTT__LOG_REFUSALS_PER_MINUTE": str(REFUSALS_PER_MINUTE),
         "LANTERN_PROVISIONING__KEY_POOL_SIZE": "2",
     }
-    with LanternProcess(data_dir, env=env) as proc:
+    proc = LanternProcess(data_dir, env=env)
+    proc.start(timeout=90)  # a loaded CI machine can take half a minute to start it
+    try:
         yield proc
+    finally:
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.stop()
 
 
 def test_failures_move_metrics_and_are_logged_rate_limited(
@@ -131,6 +136,7 @@ def test_failures_move_metrics_and_are_logged_rate_limited(
     with DeviceConnection(server.mqtt_port, device) as conn:
         assert conn.puback(conn.publish("$aws/rules/FHIRIngest", observation("97"))) == 0
         assert conn.puback(conn.publish("$aws/rules/FHIRIngest", b"{not json")) == 0x99
+        assert conn.puback(conn.publish("$aws/rules/CreateFileUploadLink", b"[]")) == 0x99
 
     # A client certificate from another CA.
     foreign_client_handshake(server, tmp_path / "other-ca")
@@ -191,6 +197,8 @@ def test_failures_move_metrics_and_are_logged_rate_limited(
     assert sample(metrics, "lantern_mqtt_sent_bytes_total", listener="mqtts") > 0
     assert sample(metrics, "lantern_ingest_observations_accepted_total") == 1
     assert sample(metrics, "lantern_ingest_observations_rejected_total", reason="InvalidJson") == 1
+    assert sample(metrics, "lantern_ingest_upload_links_total", outcome="InvalidPayload") == 1
+    assert sample(metrics, "lantern_ingest_upload_links_total", outcome="accepted") == 0
     assert sample(metrics, "lantern_store_batch_size_count", writer="observations") >= 1
     assert sample(metrics, "lantern_store_commit_seconds_count", writer="registry-writes") >= 1
     for path in ("create_keys", "register_thing"):

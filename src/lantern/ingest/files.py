@@ -20,6 +20,7 @@ import logging
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Literal
 
@@ -112,6 +113,9 @@ class FileLinkService:
         self._backend = backend
         self._direct = backend == "s3" and s3_direct
         self._ttl = ttl_seconds
+        #: CreateFileUploadLink requests by outcome: ``accepted``, the rejected reply's
+        #: ``errorCode``, or ``not_a_thing`` (plain counters read by the metrics collector).
+        self.links: Counter[str] = Counter()
         self.max_upload_bytes = max_upload_bytes
         self._clock = clock
 
@@ -120,11 +124,13 @@ class FileLinkService:
         """The CreateFileUploadLink handler: replies on ``<thing>`` and ``…/accepted``."""
         identity = request.identity
         if not isinstance(identity, ThingIdentity):
+            self.links["not_a_thing"] += 1
             return HandlerResult(puback=ReasonCode.NOT_AUTHORIZED)
         thing = identity.thing_name
         try:
             file_name, content_type = parse_link_request(request.payload)
         except PayloadRejected as exc:
+            self.links[exc.error_code] += 1
             reply = rejected_reply(thing, "CreateFileUploadLink", 400, exc.error_code, exc.message)
             return HandlerResult(replies=(reply,), puback=ReasonCode.PAYLOAD_FORMAT_INVALID)
         try:
@@ -133,11 +139,13 @@ class FileLinkService:
             )
         except Exception as exc:
             log.error("creating an upload link failed: %s", type(exc).__name__)
+            self.links["InternalFailure"] += 1
             reply = rejected_reply(
                 thing, "CreateFileUploadLink", 500, "InternalFailure", "no link could be created"
             )
             return HandlerResult(replies=(reply,), puback=ReasonCode.UNSPECIFIED_ERROR)
         body = _json({"uploadUrl": url, "fileId": file_id, "expiresAt": expires_at})
+        self.links["accepted"] += 1
         return HandlerResult(
             replies=(
                 Reply(thing, body, to="subscribers"),

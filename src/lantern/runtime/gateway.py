@@ -34,7 +34,7 @@ from lantern.mqtt.server import MQTTServer
 from lantern.provisioning.hook import PreProvisioningHook
 from lantern.provisioning.service import ProvisioningService
 from lantern.runtime.component import Component, Platform
-from lantern.runtime.metrics import AuthCollector
+from lantern.runtime.metrics import AuthCollector, PolicyCollector
 from lantern.runtime.mqtt import ServerHooks
 from lantern.runtime.service_metrics import ProvisioningCollector
 from lantern.store.registry import RegistryStore
@@ -79,6 +79,7 @@ class GatewayComponent(Component):
             units=self.registry,
         )
         platform.metrics.register(AuthCollector(self.authenticator.stats))
+        platform.metrics.register(PolicyCollector(self.authorizer))
         self.router = ReservedTopicRouter()
         self.hook = PreProvisioningHook.open(settings.hook_timeout_seconds)
         self.provisioning = ProvisioningService(

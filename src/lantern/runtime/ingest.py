@@ -69,7 +69,7 @@ class IngestComponent(Component):
             max_upload_bytes=cfg.max_upload_bytes,
         )
         self._reconciler: asyncio.Task[None] | None = None
-        platform.metrics.register(IngestCollector(self.observations))
+        platform.metrics.register(IngestCollector(self.observations, self.files))
         # In a cluster the outbox is forwarded by one node at a time.
         forwarder = self.forwarder
         self._forwarding: Singleton | None = (

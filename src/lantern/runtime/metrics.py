@@ -18,12 +18,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from lantern.gateway.authorizer import GatewayAuthorizer
 from lantern.gateway.throttle import AuthStats
 from lantern.mqtt.server import MQTTServer
 from lantern.store import commit_stats
 from lantern.store.commit_stats import Buckets, Writer
 
-__all__ = ["AuthCollector", "GroupCommitCollector", "MQTTCollector"]
+__all__ = ["AuthCollector", "GroupCommitCollector", "MQTTCollector", "PolicyCollector"]
 
 _AUTH_FAILURE_REASONS = ("password", "certificate", "anonymous", "busy", "error")
 _THROTTLE_SCOPES = ("address", "user")
@@ -181,6 +182,23 @@ class AuthCollector(Collector):
         for scope in _THROTTLE_SCOPES:
             throttled.add_metric([scope], self.stats.throttled[scope])
         yield throttled
+
+
+class PolicyCollector(Collector):
+    """Actions the gateway's policies denied, by action."""
+
+    def __init__(self, authorizer: GatewayAuthorizer) -> None:
+        self.authorizer = authorizer
+
+    def collect(self) -> Iterator[Metric]:
+        denied = CounterMetricFamily(
+            "lantern_mqtt_policy_denied",
+            "Actions a connection's policy denied (iot:Publish, iot:Subscribe, iot:Receive, ...).",
+            labels=["action"],
+        )
+        for action, value in sorted(self.authorizer.denied.items()):
+            denied.add_metric([action], value)
+        yield denied
 
 
 class GroupCommitCollector(Collector):

@@ -17,6 +17,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from lantern.ingest.files import FileLinkService
 from lantern.ingest.observations import ObservationService
 from lantern.jobs.device_api import JobsDeviceAPI
 from lantern.jobs.timer import JobsTimer
@@ -36,10 +37,11 @@ def _add(family: HistogramMetricFamily, labels: list[str], buckets: Buckets) -> 
 
 
 class IngestCollector(Collector):
-    """Observations accepted and rejected by reason."""
+    """Observations accepted and rejected by reason; upload links by outcome."""
 
-    def __init__(self, observations: ObservationService) -> None:
+    def __init__(self, observations: ObservationService, files: FileLinkService) -> None:
         self.observations = observations
+        self.files = files
 
     def collect(self) -> Iterator[Metric]:
         service = self.observations
@@ -56,6 +58,16 @@ class IngestCollector(Collector):
         for reason, value in sorted(service.rejected.items()):
             rejected.add_metric([reason], value)
         yield rejected
+        links = CounterMetricFamily(
+            "lantern_ingest_upload_links",
+            "CreateFileUploadLink requests by outcome (accepted, or the errorCode).",
+            labels=["outcome"],
+        )
+        links.add_metric(["accepted"], self.files.links["accepted"])
+        for outcome, value in sorted(self.files.links.items()):
+            if outcome != "accepted":
+                links.add_metric([outcome], value)
+        yield links
 
 
 class ProvisioningCollector(Collector):
