@@ -431,3 +431,43 @@ def test_a_schedule_is_paused_and_resumed(server, console_factory) -> None:
     assert "ab" * 32 not in console.page.content()  # the destination token is not shown
     console.shot("schedule")
     assert not console.errors, console.errors
+
+
+def test_an_operator_account_made_in_the_console_cannot_touch_keys(server, console_factory) -> None:
+    admin = console_factory()
+    admin.sign_in_token(admin_token(server))
+    admin.goto("/console/operators")
+    admin.page.get_by_label("Name").fill("opal")
+    admin.page.get_by_label("Role").select_option("operator")
+    admin.page.get_by_label("Password").fill("opal-long-password")
+    admin.page.get_by_role("button", name="Create operator").click()
+    admin.page.get_by_text("Operator opal created (operator).").wait_for()
+    admin.shot("page-operators")
+
+    opal = console_factory()
+    opal.sign_in_password("opal", "opal-long-password")
+    opal.page.get_by_role("heading", name="Overview").wait_for()
+    assert opal.page.get_by_role("link", name="Operators").count() == 0
+    opal.goto("/console/claims")
+    opal.page.get_by_label("Description").fill("made by opal")
+    opal.page.get_by_role("button", name="Create claim").click()
+    opal.page.locator("#claim-key").wait_for()  # an operator may create claims
+    opal.goto("/console/keys")
+    assert opal.page.get_by_role("button", name="Create key").count() == 0
+    refused = opal.page.request.post(
+        opal.url("/console/keys"), form={"csrf": opal.csrf(), "name": "x", "scope": "internal"}
+    )
+    assert refused.status == 403
+    assert opal.goto("/console/operators").status == 403
+
+    admin.goto("/console/operators")
+    admin.page.locator("tr", has_text="opal").get_by_role("button", name="Disable").click()
+    admin.page.get_by_text("Operator opal disabled").wait_for()
+    opal.goto("/console/devices")
+    assert opal.page.url.endswith("/console/sign-in")  # signed out at once
+    audit = httpx.get(
+        server.http_url + "/v1/audit", params={"actor": "operator:opal"}, headers=_admin(server)
+    ).json()["entries"]
+    assert [e["action"] for e in audit] == ["console.denied", "claim.create", "console.sign_in"]
+    assert not admin.errors, admin.errors
+    assert [e for e in opal.errors if "403" not in e] == []
