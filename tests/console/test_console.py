@@ -92,6 +92,10 @@ def test_sign_in_refuses_a_wrong_token_and_signs_out(server, console_factory) ->
     assert "Wrong admin token." in console.page.locator("#signin-error").inner_text()
     assert console.page.url.endswith("/console/sign-in")
     console.shot("sign-in-refused")
+    failed = httpx.get(
+        server.http_url + "/v1/audit", params={"action": "auth.failed"}, headers=_admin(server)
+    ).json()["entries"]
+    assert "POST /console/sign-in" in [e["target"] for e in failed]
 
     console.sign_in_token(admin_token(server))
     console.page.get_by_role("heading", name="Overview").wait_for()
