@@ -22,11 +22,16 @@ REGION = "eu-central-1"
 TIMEOUT = 15.0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanternProcess]:
+    """One server for the package (each test uses its own names); generous start time: the
+    test machine may be loaded."""
     data_dir = tmp_path_factory.mktemp("aws") / "lantern-data"
-    with LanternProcess(data_dir) as proc:
+    proc = LanternProcess(data_dir).start(timeout=120)
+    try:
         yield proc
+    finally:
+        proc.stop()
 
 
 def cli(server: LanternProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -50,7 +55,7 @@ def create_key(server: LanternProcess, name: str, role: str) -> dict[str, str]:
 Factory = Callable[..., Any]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def client_for(server: LanternProcess) -> Factory:
     def make(service: str, key: dict[str, str], region: str = REGION) -> Any:
         return boto3.client(
@@ -65,12 +70,12 @@ def client_for(server: LanternProcess) -> Factory:
     return make
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def admin_key(server: LanternProcess) -> dict[str, str]:
     return create_key(server, "admin", "admin")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def iot(client_for: Factory, admin_key: dict[str, str]) -> Any:
     return client_for("iot", admin_key)
 

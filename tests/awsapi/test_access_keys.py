@@ -32,6 +32,10 @@ async def test_create_stores_the_secret_sealed(
     assert key_file.stat().st_mode & 0o777 == 0o600
     active = await keys.active(record.id)
     assert active is not None and active.secret == secret and active.role == "operator"
+    assert secret not in repr(active)
+    await keys.used(record.id)
+    [listed] = await keys.list()
+    assert listed.last_used_at is not None
 
 
 async def test_disable_and_delete(keys: AccessKeys) -> None:

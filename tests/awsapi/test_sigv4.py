@@ -168,3 +168,12 @@ def test_aws_test_suite_get_vanilla() -> None:
     empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     got = sigv4.expected_signature(req, sig, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", empty)
     assert got == "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+
+
+def test_date_header_instead_of_x_amz_date() -> None:
+    req = AWSRequest(
+        method="GET", url="http://h/things", headers={"Date": "Mon, 01 Jan 2001 00:00:00 GMT"}
+    )
+    SigV4Auth(CREDS, "iot", "eu-west-1").add_auth(req)
+    assert "X-Amz-Date" not in req.headers and "Date" in req.headers
+    check(received(req))

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from lantern.awsapi import certificates, data, endpoint, groups, policies, templates, things
+from lantern.awsapi import (
+    certificates,
+    data,
+    endpoint,
+    groups,
+    jobs,
+    policies,
+    templates,
+    things,
+)
 from lantern.awsapi.common import AwsDeps
-from lantern.awsapi.service import AwsService
+from lantern.awsapi.service import AwsService, routes
 from lantern.iam.verifier import SignatureVerifier
 
 __all__ = ["build_aws_router", "build_iot", "build_iot_data"]
@@ -14,7 +23,7 @@ __all__ = ["build_aws_router", "build_iot", "build_iot_data"]
 
 def build_iot(deps: AwsDeps) -> AwsService:
     iot = AwsService("iot")
-    for family in (things, groups, certificates, policies, templates, endpoint):
+    for family in (things, groups, certificates, policies, templates, endpoint, jobs):
         family.register(iot, deps)
     return iot
 
@@ -32,6 +41,5 @@ def build_aws_router(
 ) -> APIRouter:
     """One router with every implemented operation of ``services`` (SigV4-signed)."""
     router = APIRouter(tags=["aws-iot"])
-    for service in services:
-        router.routes.extend(service.routes(verifier, lambda: account))
+    router.routes.extend(routes(services, verifier, lambda: account))
     return router

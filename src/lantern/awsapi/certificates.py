@@ -15,7 +15,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from lantern.awsapi.common import AwsDeps, certificate_id_of, invalid, not_found, page
+from lantern.awsapi.common import (
+    AwsDeps,
+    certificate_id_of,
+    decode_token,
+    encode_token,
+    invalid,
+    not_found,
+    page,
+    page_size,
+)
 from lantern.awsapi.service import AwsService, Call
 from lantern.errors import LanternError
 from lantern.iam.errors import AwsError
@@ -99,11 +108,23 @@ def register(iot: AwsService, deps: AwsDeps) -> None:
 
     @iot.operation("ListCertificates")
     async def list_certificates(call: Call) -> dict[str, Any]:
-        certs = await queries.certificates()
-        if not call.params.get("ascendingOrder", False):
-            certs = list(reversed(certs))
-        chunk, marker = page(
-            certs, call.params.get("marker"), call.params.get("pageSize"), limit=250
+        p = call.params
+        size = page_size(p.get("pageSize"))
+        after = None
+        if p.get("marker"):
+            created, cert_id = decode_token(p["marker"], 2)
+            try:
+                after = (float(created), cert_id)
+            except ValueError:
+                raise invalid("the marker is invalid") from None
+        ascending = bool(p.get("ascendingOrder", False))
+        certs = await queries.certificates_page(after, size + 1, ascending=ascending)
+        chunk = certs[:size]
+        last = chunk[-1] if chunk else None
+        marker = (
+            encode_token(repr(last.created_at), last.id)
+            if last is not None and len(certs) > size
+            else None
         )
         return {"certificates": [summary(call, c) for c in chunk], "nextMarker": marker}
 

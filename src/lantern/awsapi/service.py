@@ -8,8 +8,9 @@
     async def describe_thing(call: Call) -> dict[str, Any]:
         return {"thingName": call.params["thingName"], ...}
 
-:meth:`AwsService.routes` makes one Starlette route per implemented operation, at the model's
-method and ``requestUri``. A request is authenticated (SigV4, :mod:`lantern.iam.verifier`), its
+:func:`routes` makes one Starlette route per implemented operation, at the model's method and
+``requestUri`` (operations of two services on one path are told apart by the request's
+credential scope). A request is authenticated (SigV4, :mod:`lantern.iam.verifier`), its
 key's role checked against the operation's kind (Describe*/List*/Get* read, Delete* delete,
 anything else write), its input read as the model places each member (``uri``,
 ``querystring`` with integers and booleans converted, ``header``, the JSON body, or a raw blob
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -46,7 +47,7 @@ from lantern.iam import sigv4
 from lantern.iam.errors import AwsError, access_denied
 from lantern.iam.verifier import Caller, Kind, SignatureVerifier, allowed
 
-__all__ = ["AwsService", "Call", "Handler", "kind_of", "request_of"]
+__all__ = ["AwsService", "Call", "Handler", "kind_of", "routes"]
 
 log = logging.getLogger(__name__)
 
@@ -88,21 +89,6 @@ def kind_of(operation: str) -> Kind:
     return "write"
 
 
-def request_of(request: Request, body: bytes) -> sigv4.HttpRequest:
-    """The request as SigV4 sees it: the path and query exactly as sent."""
-    headers: dict[str, list[str]] = {}
-    for name, value in request.scope["headers"]:
-        headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
-    raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
-    return sigv4.HttpRequest(
-        request.method,
-        raw_path.decode("latin-1"),
-        request.scope.get("query_string", b"").decode("latin-1"),
-        headers,
-        body,
-    )
-
-
 @dataclass
 class AwsService:
     """One botocore service model and the handlers Lantern implements for it."""
@@ -130,14 +116,42 @@ class AwsService:
         status = int(shape.metadata.get("error", {}).get("httpStatusCode", 400))
         return AwsError(code, message, status)
 
-    def routes(self, verifier: SignatureVerifier, account: Callable[[], str]) -> list[Route]:
-        out = []
-        for name, handler in sorted(self.handlers.items()):
-            op = self.model.operation_model(name)
-            path = _route_path(op.http["requestUri"])
-            endpoint = _Endpoint(self, op, handler, verifier, account)
-            out.append(Route(path, endpoint, methods=[op.http["method"]], name=f"aws.{name}"))
-        return out
+    def operations(self) -> list[_Operation]:
+        """The implemented operations, by name."""
+        return [
+            _Operation(self, self.model.operation_model(name), handler)
+            for name, handler in sorted(self.handlers.items())
+        ]
+
+
+@dataclass(frozen=True)
+class _Operation:
+    service: AwsService
+    model: OperationModel
+    handler: Handler
+
+    @property
+    def route(self) -> tuple[str, str]:
+        return self.model.http["method"], _route_path(self.model.http["requestUri"])
+
+
+def routes(
+    services: Sequence[AwsService], verifier: SignatureVerifier, account: Callable[[], str]
+) -> list[Route]:
+    """One route per method and path of the operations of ``services``. Where two services
+    share one (``GET /things/{thingName}/jobs`` is ``iot`` ListJobExecutionsForThing and
+    ``iot-jobs-data`` GetPendingJobExecutions), the request's credential scope picks the
+    service, as AWS's separate hosts would."""
+    shared: dict[tuple[str, str], list[_Operation]] = {}
+    for service in services:
+        for operation in service.operations():
+            shared.setdefault(operation.route, []).append(operation)
+    out = []
+    for (method, path), operations in shared.items():
+        name = "aws." + "|".join(o.model.name for o in operations)
+        endpoint = _Endpoint(operations, verifier, account)
+        out.append(Route(path, endpoint, methods=[method], name=name))
+    return out
 
 
 def _route_path(uri: str) -> str:
@@ -152,21 +166,23 @@ def _route_path(uri: str) -> str:
     return "/".join(parts)
 
 
+def _signing_name(service: str) -> str:
+    return "iotdata" if service == "iot-data" else service
+
+
 class _Endpoint:
+    """The operations served at one method and path (usually one)."""
+
     def __init__(
         self,
-        service: AwsService,
-        op: OperationModel,
-        handler: Handler,
+        operations: list[_Operation],
         verifier: SignatureVerifier,
         account: Callable[[], str],
     ) -> None:
-        self.service = service
-        self.op = op
-        self.handler = handler
+        self.operations = {o.service.model.signing_name: o for o in operations}
+        self.first = operations[0]
         self.verifier = verifier
         self.account = account
-        self.kind = kind_of(op.name)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         request = Request(scope, receive)
@@ -174,32 +190,32 @@ class _Endpoint:
         await response(scope, receive, send)
 
     async def answer(self, request: Request) -> Response:
+        operation = self.first
         try:
             body = await request.body()
-            caller = await self.verifier.authenticate(request_of(request, body))
-            if not allowed(caller.key.role, self.kind):
-                raise access_denied(
-                    caller.key.id, f"{self.service.model.signing_name}:{self.op.name}", "*"
-                )
+            caller = await self.verifier.authenticate(sigv4.from_asgi(request.scope, body))
+            operation = self.operations.get(_signing_name(caller.service), operation)
+            service, op = operation.service, operation.model
+            if not allowed(caller.key.role, kind_of(op.name)):
+                raise access_denied(caller.key.id, f"{service.model.signing_name}:{op.name}", "*")
             remote = request.client.host if request.client is not None else None
             set_actor(Actor(f"access-key:{caller.key.id}", remote=remote))
-            params = _read_input(self.service, self.op, request, body)
-            call = Call(self.op.name, params, caller, self.account())
-            result = await self.handler(call) or {}
-            return _write_output(self.op, result)
+            params = _read_input(service, op, request, body)
+            call = Call(op.name, params, caller, self.account())
+            result = await operation.handler(call) or {}
+            return _write_output(op, result)
         except LanternError as exc:
             if exc.http_status >= 500:
-                log.error("%s failed: %s: %s", self.op.name, type(exc).__name__, exc)
-            return error_response(self._aws(exc), "aws")
+                log.error("%s failed: %s: %s", operation.model.name, type(exc).__name__, exc)
+            return error_response(_aws(exc), "aws")
 
-    def _aws(self, exc: LanternError) -> LanternError:
-        if isinstance(exc, AwsError) or exc.http_status >= 500:
-            return exc
-        code = _FALLBACK.get(exc.http_status, "InvalidRequestException")
-        message = getattr(exc, "message", None) or str(exc)
-        return AwsError(
-            code, str(message), exc.http_status if exc.http_status in _FALLBACK else 400
-        )
+
+def _aws(exc: LanternError) -> LanternError:
+    if isinstance(exc, AwsError) or exc.http_status >= 500:
+        return exc
+    code = _FALLBACK.get(exc.http_status, "InvalidRequestException")
+    message = getattr(exc, "message", None) or str(exc)
+    return AwsError(code, str(message), exc.http_status if exc.http_status in _FALLBACK else 400)
 
 
 def _convert(service: AwsService, name: str, shape: Shape, values: list[str]) -> Any:

@@ -9,13 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from lantern.awsapi.common import AwsDeps, invalid, not_found, page, thing_id
+from lantern.awsapi.common import (
+    AwsDeps,
+    decode_token,
+    encode_token,
+    invalid,
+    not_found,
+    page_size,
+    thing_id,
+)
 from lantern.awsapi.service import AwsService, Call
 from lantern.iam.errors import AwsError
 from lantern.provisioning import admin, registry
 from lantern.provisioning.queries import RegistryQueries, ThingRecord
 
 __all__ = ["register"]
+
+_SCAN_BATCH = 1000
 
 
 def _no_types(params: dict[str, Any]) -> None:
@@ -93,23 +103,32 @@ def register(iot: AwsService, deps: AwsDeps) -> None:
     @iot.operation("ListThings")
     async def list_things(call: Call) -> dict[str, Any]:
         p = call.params
-        things = await queries.things()
+        size = page_size(p.get("maxResults"))
         if p.get("thingTypeName"):
-            things = []
+            return {"things": []}  # Lantern has no thing types
         attribute, value = p.get("attributeName"), p.get("attributeValue")
-        if attribute is not None:
-            prefix = bool(p.get("usePrefixAttributeValue"))
+        prefix = bool(p.get("usePrefixAttributeValue"))
 
-            def matches(t: ThingRecord) -> bool:
-                got = t.attributes.get(attribute)
-                if got is None:
-                    return False
-                if value is None:
-                    return True
-                return got.startswith(value) if prefix else got == value
+        def matches(t: ThingRecord) -> bool:
+            if attribute is None:
+                return True
+            got = t.attributes.get(attribute)
+            if got is None or value is None:
+                return got is not None
+            return got.startswith(value) if prefix else got == value
 
-            things = [t for t in things if matches(t)]
-        chunk, token = page(things, p.get("nextToken"), p.get("maxResults"))
+        # Keyset pages by name: a filter scans batches until the page (and one more) is found.
+        after = decode_token(p["nextToken"], 1)[0] if p.get("nextToken") else None
+        found: list[ThingRecord] = []
+        batch = size + 1 if attribute is None else _SCAN_BATCH
+        while len(found) <= size:
+            things = await queries.things_page(after, batch)
+            found.extend(t for t in things if matches(t))
+            if len(things) < batch:
+                break
+            after = things[-1].name
+        chunk = found[:size]
+        token = encode_token(chunk[-1].name) if len(found) > size else None
         return {"things": [listed(call, t) for t in chunk], "nextToken": token}
 
     @iot.operation("UpdateThing")

@@ -13,6 +13,7 @@ from lantern.cli import devcerts
 from lantern.cli import device as device_cli
 from lantern.cli import firmware as firmware_cli
 from lantern.cli import ingest as ingest_cli
+from lantern.cli import jobs as jobs_cli
 from lantern.cli import mqtt_users as mqtt_users_cli
 from lantern.cli import operators as operators_cli
 from lantern.cli import provisioning as provisioning_cli
@@ -53,6 +54,7 @@ app.add_typer(schedules_cli.app, name="schedules")
 app.add_typer(firmware_cli.app, name="firmware")
 app.add_typer(firmware_cli.deployments_app, name="deployments")
 app.add_typer(firmware_cli.groups_app, name="groups")
+app.add_typer(jobs_cli.app, name="jobs")
 app.add_typer(provisioning_cli.claims_app, name="claims")
 app.add_typer(provisioning_cli.templates_app, name="templates")
 app.add_typer(provisioning_cli.things_app, name="things")

@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lantern.audit import audited
 from lantern.iam.errors import AccessKeyConflict, AccessKeyError, AccessKeyNotFound
@@ -32,6 +32,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.@+=,-]{1,128}$")
 # start with LKIA (never confused with a real AWS key).
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _ID_PREFIX = "LKIA"
+TOUCH_INTERVAL = 60.0  # seconds between two writes of a key's last use
 
 
 def _new_key_id() -> str:
@@ -49,7 +50,7 @@ class ActiveKey:
     id: str
     name: str
     role: Role
-    secret: str
+    secret: str = field(repr=False)
 
 
 class AccessKeys:
@@ -59,6 +60,7 @@ class AccessKeys:
         self.db = db
         self.box = box
         self.clock = clock
+        self._touched: dict[str, float] = {}
 
     async def create(self, name: str, role: Role) -> tuple[AccessKeyRecord, str]:
         """A new enabled key; returns it with its secret (shown once, never stored in clear)."""
@@ -130,3 +132,12 @@ class AccessKeys:
             return None
         secret = self.box.open(found.id, found.secret_sealed)
         return ActiveKey(found.id, found.name, found.role, secret)
+
+    async def used(self, key_id: str) -> None:
+        """Record that ``key_id`` signed a request (written at most once a minute per key)."""
+        now = self.clock()
+        if now - self._touched.get(key_id, 0.0) < TOUCH_INTERVAL:
+            return
+        self._touched[key_id] = now
+        async with self.db.transaction() as conn:
+            await repo.touch_used(conn, key_id, now)

@@ -26,6 +26,7 @@ import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import quote, unquote
 
 from lantern.iam.errors import (
@@ -43,6 +44,7 @@ __all__ = [
     "Signature",
     "canonical_request",
     "expected_signature",
+    "from_asgi",
     "parse",
     "signing_key",
     "verify",
@@ -316,3 +318,19 @@ def verify(request: HttpRequest, sig: Signature, secret: str, now: float) -> Non
         matched |= hmac.compare_digest(expected, given)
     if not matched:
         raise invalid_signature()
+
+
+def from_asgi(scope: Mapping[str, Any], body: bytes) -> HttpRequest:
+    """The request of an ASGI HTTP ``scope`` as SigV4 sees it: the path and query exactly as
+    sent."""
+    headers: dict[str, list[str]] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    return HttpRequest(
+        scope["method"],
+        raw_path.decode("latin-1"),
+        scope.get("query_string", b"").decode("latin-1"),
+        headers,
+        body,
+    )

@@ -56,4 +56,5 @@ class SignatureVerifier:
         if key is None:
             raise unrecognized_client()
         sigv4.verify(request, sig, key.secret, self.clock())
+        await self.keys.used(key.id)
         return Caller(key, sig.region, sig.service)

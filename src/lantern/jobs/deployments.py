@@ -234,11 +234,12 @@ def cancel_job(conn: Connection, job_id: str, *, force: bool, reason: str, now: 
     job = store.get_job(conn, job_id)
     if job is None:
         raise JobsNotFound(f"no deployment {job_id!r}")
+    what = "deployment" if job.kind == "firmware" else "job"
     if job.status is JobStatus.COMPLETED:
-        raise JobsConflict(f"deployment {job_id} already completed; there is nothing to cancel")
+        raise JobsConflict(f"{what} {job_id} already completed; there is nothing to cancel")
     if job.status is JobStatus.CANCELED and (job.force_canceled or not force):
         raise JobsConflict(
-            f"deployment {job_id} is already canceled"
+            f"{what} {job_id} is already canceled"
             + ("" if job.force_canceled else "; use force to cancel IN_PROGRESS executions too")
         )
     store.cancel_job_row(

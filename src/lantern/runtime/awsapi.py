@@ -17,6 +17,7 @@ from lantern.mqtt.broker import Message
 from lantern.mqtt.server import MQTTServer
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.gateway import GatewayComponent
+from lantern.runtime.jobs import JobsComponent
 
 __all__ = ["AwsApiComponent"]
 
@@ -45,7 +46,13 @@ class ServerBroker:
 class AwsApiComponent(Component):
     name = "awsapi"
 
-    def __init__(self, platform: Platform, gateway: GatewayComponent, server: MQTTServer) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        gateway: GatewayComponent,
+        server: MQTTServer,
+        jobs: JobsComponent | None = None,
+    ) -> None:
         super().__init__(platform)
         # TODO(cluster): on a cluster, seal with a key from the shared secrets (see
         # lantern.iam.secretbox) so every node opens the same rows.
@@ -59,6 +66,8 @@ class AwsApiComponent(Component):
             mqtt_endpoint=self._mqtt_endpoint,
             http_endpoint=lambda: platform.http_base_url,
             kick=self._kick,
+            jobs=None if jobs is None else jobs.jobs,
+            jobs_changed=None if jobs is None else jobs.timer.tick,
         )
         self.iot = build_iot(self.deps)
         self.data = build_iot_data(ServerBroker(server))

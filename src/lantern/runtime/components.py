@@ -72,6 +72,7 @@ def build_components(platform: Platform) -> Components:
     gateway.attach(mqtt.server)
     push = PushComponent(platform)
     jobs = JobsComponent(platform, gateway.router)
+    awsapi = AwsApiComponent(platform, gateway, mqtt.server, jobs)
     return Components(
         gateway=gateway,
         mqtt=mqtt,
@@ -79,10 +80,10 @@ def build_components(platform: Platform) -> Components:
         schedule=ScheduleComponent(platform, push.dispatcher, push.keys),
         ingest=IngestComponent(platform, gateway.router),
         jobs=jobs,
-        shadows=ShadowsComponent(platform, gateway.router),
+        shadows=ShadowsComponent(platform, gateway.router, verifier=awsapi.verifier),
         audit=AuditComponent(platform),
         console=ConsoleComponent(platform, mqtt.server, jobs, push.keys),
-        awsapi=AwsApiComponent(platform, gateway, mqtt.server),
+        awsapi=awsapi,
         cluster=(
             None
             if platform.cluster is None

@@ -22,6 +22,8 @@ from lantern.jobs.clock import SystemClock
 from lantern.jobs.deployments import DeploymentService
 from lantern.jobs.device_api import JobsDeviceAPI
 from lantern.jobs.documents import DocumentRenderer
+from lantern.jobs.files import FileUrls
+from lantern.jobs.generic import JobService
 from lantern.jobs.queries import JobsQueries
 from lantern.jobs.throttle import TokenBuckets
 from lantern.jobs.timer import JobsTimer
@@ -52,6 +54,9 @@ class JobsComponent(Component):
         )
         self.groups = ThingGroups(platform.db, self.clock)
         self.deployments = DeploymentService(platform.db, self.clock)
+        ingest = platform.settings.ingest
+        bucket = ingest.s3_bucket if ingest.storage_backend == "s3" else None
+        self.jobs = JobService(platform.db, self.clock, platform.objects, FileUrls(bucket))
         self.queries = JobsQueries(platform.db)
         limiter = TokenBuckets(cfg.device_requests_per_second, cfg.device_request_burst, self.clock)
         self.device_api = JobsDeviceAPI(platform.db, self.renderer, self.clock, limiter)

@@ -338,3 +338,17 @@ async def detach_certificate(conn: AsyncConnection, certificate_id: str, now: fl
         .values(thing_name=None, updated_at=now)
     )
     return bool(result.rowcount)
+
+
+def certificates_page_sync(
+    conn: Connection, after: tuple[float, str] | None, limit: int, *, ascending: bool
+) -> list[CertificateRecord]:
+    """Certificates of every project by (creation time, id), oldest or newest first, from just
+    after the key ``after`` (keyset paging: each page is one indexed query)."""
+    key = sa.tuple_(certificates.c.created_at, certificates.c.id)
+    order = (certificates.c.created_at, certificates.c.id)
+    columns = order if ascending else tuple(c.desc() for c in order)
+    query = sa.select(*CERTIFICATE_COLUMNS).order_by(*columns).limit(limit)
+    if after is not None:
+        query = query.where(key > sa.tuple_(*after) if ascending else key < sa.tuple_(*after))
+    return [certificate_record(r) for r in conn.execute(query)]
