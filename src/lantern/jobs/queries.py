@@ -83,10 +83,6 @@ class JobsQueries:
 
         return await self._read(read)
 
-    async def thing_executions(self, thing_name: str, limit: int = 50) -> list[ExecutionRecord]:
-        """The thing's job executions (every deployment), most recently updated first."""
-        return await self._read(lambda c: repo.thing_executions(c, thing_name, limit))
-
     async def list_deployments(self, project: str | None = None) -> list[Deployment]:
         """Deployments newest first, with their execution counts (no executions)."""
 

@@ -89,7 +89,7 @@ def add_routes(routes: Routes, deps: ConsoleDeps) -> None:
             for code, display, points in chart_series(observations)
         ]
         files = await ingest.list_files(deps.db, thing_name=name)
-        executions = await deps.jobs.thing_executions(name, RECENT_EXECUTIONS)
+        executions = (await deps.jobs.thing_executions(name))[:RECENT_EXECUTIONS]
         context = page.base(
             "devices",
             thing=detail.thing,

@@ -177,20 +177,6 @@ def insert_executions(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> No
         conn.execute(insert(_e), [dict(r) for r in rows])
 
 
-_THING_EXECUTIONS = (
-    executions()
-    .where(_e.c.thing_name == bindparam("p_thing"))
-    .order_by(_e.c.last_updated_at.desc(), _e.c.job_id)
-    .limit(bindparam("p_limit"))
-)
-
-
-def thing_executions(conn: Connection, thing_name: str, limit: int) -> list[ExecutionRecord]:
-    """The thing's executions of every job, most recently updated first, at most ``limit``."""
-    params = {"p_thing": thing_name, "p_limit": limit}
-    return [execution_record(row) for row in conn.execute(_THING_EXECUTIONS, params)]
-
-
 def list_executions(conn: Connection, job_id: str) -> list[ExecutionRecord]:
     """The job's executions in rollout order."""
     return [execution_record(row) for row in conn.execute(_LIST_EXECUTIONS, {"p_job": job_id})]
