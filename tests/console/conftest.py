@@ -32,7 +32,12 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanternProcess]:
     data_dir = tmp_path_factory.mktemp("console") / "lantern-data"
-    proc = LanternProcess(data_dir, env={"LANTERN_JOBS__TIMER_TICK_SECONDS": "0.2"})
+    env = {
+        "LANTERN_JOBS__TIMER_TICK_SECONDS": "0.2",
+        # A provider, so that schedules may be created (nothing is sent: they fire in 2030).
+        "LANTERN_PUSH__SMTP__HOST": "127.0.0.1",
+    }
+    proc = LanternProcess(data_dir, env=env)
     with proc.start(timeout=90):
         yield proc
 

@@ -12,6 +12,7 @@ from lantern.console.pages import (
     devices,
     firmware,
     keys,
+    operators,
     overview,
     schedules,
     signin,
@@ -40,4 +41,5 @@ def build_console_router(deps: ConsoleDeps) -> APIRouter:
     browse.add_routes(routes, deps)
     keys.add_routes(routes, deps)
     schedules.add_routes(routes, deps)
+    operators.add_routes(routes, deps)
     return router

@@ -29,7 +29,7 @@ from lantern.provisioning.queries import RegistryQueries, ThingRecord
 __all__ = ["add_routes"]
 
 STATUS_ACTIONS = {"activate": "ACTIVE", "deactivate": "INACTIVE", "revoke": "REVOKED"}
-RECENT_DEPLOYMENTS = 20
+RECENT_EXECUTIONS = 50
 SHOWN_DEVICES = 500
 
 
@@ -89,11 +89,7 @@ def add_routes(routes: Routes, deps: ConsoleDeps) -> None:
             for code, display, points in chart_series(observations)
         ]
         files = await ingest.list_files(deps.db, thing_name=name)
-        executions = []
-        deployments = await deps.jobs.list_deployments()
-        for d in sorted(deployments, key=lambda d: -d.job.created_at)[:RECENT_DEPLOYMENTS]:
-            full = await deps.jobs.deployment(d.job.job_id)
-            executions += [(d.job, e) for e in full.executions if e.thing_name == name]
+        executions = (await deps.jobs.thing_executions(name))[:RECENT_EXECUTIONS]
         context = page.base(
             "devices",
             thing=detail.thing,
