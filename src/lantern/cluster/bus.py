@@ -184,11 +184,6 @@ class Bus:
         """Whether every one of ``clients`` is connected now (for readiness checks)."""
         return all(c is not None and c.is_connected for c in clients)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def settle(self) -> None:
         """Wait for background publishes (at stop)."""
         if self._tasks:
