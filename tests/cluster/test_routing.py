@@ -109,6 +109,17 @@ def test_only_nodes_with_a_matching_subscription_receive(nodes: list[Node]) -> N
         assert after[1] - before[1] >= 20  # b got them
         assert after[2] == before[2]  # c, with no subscriber, got nothing
         assert after[0] == before[0]  # a never gets its own messages back
+        # The last subscriber of the filter on b leaves: b stops asking for it.
+        routes = b.metric("lantern_cluster_routes")
+        _, mid = sub.paho.unsubscribe("interest/only/b")
+        sub._ack_queue(mid).get(timeout=5)
+        deadline = time.monotonic() + 5
+        while b.metric("lantern_cluster_routes") != routes - 1:
+            assert time.monotonic() < deadline, "b kept its NATS subscription"
+            time.sleep(0.05)
+        pub.publish("interest/only/b", b"nobody", qos=1)
+        time.sleep(0.3)
+        assert b.metric("lantern_cluster_messages_in_total") == after[1]
     finally:
         sub.stop()
         pub.stop()

@@ -93,7 +93,8 @@ class Bus:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def connect(self, label: str, *, no_echo: bool = False) -> _OrderedClient:
-        """A new connection (reconnecting forever, buffering while it does)."""
+        """A new connection: up to 10 attempts 0.5 s apart, then, once connected,
+        reconnecting forever and buffering meanwhile."""
         s = self.settings
         assert s.nats_url
         client = _OrderedClient()
@@ -101,7 +102,9 @@ class Bus:
             "servers": [u.strip() for u in s.nats_url.split(",") if u.strip()],
             "name": f"lantern-{self.name}-{label}",
             "no_echo": no_echo,
-            "max_reconnect_attempts": -1,
+            # At start, a few attempts (then serve stops with what to fix); once connected,
+            # reconnect forever (set below).
+            "max_reconnect_attempts": 10,
             "reconnect_time_wait": 0.5,
             "connect_timeout": 5,
             "error_cb": self._error,
@@ -119,6 +122,7 @@ class Bus:
         if s.nats_tls_ca:
             options["tls"] = ssl.create_default_context(cafile=s.nats_tls_ca)
         await client.connect(**options)
+        client.options["max_reconnect_attempts"] = -1
         return client
 
     async def _error(self, exc: Exception) -> None:
@@ -183,11 +187,6 @@ class Bus:
     def connected(*clients: Client | None) -> bool:
         """Whether every one of ``clients`` is connected now (for readiness checks)."""
         return all(c is not None and c.is_connected for c in clients)
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def settle(self) -> None:
         """Wait for background publishes (at stop)."""

@@ -18,6 +18,7 @@ from lantern.cluster.bus import Bus
 from lantern.cluster.retained import RetainedSync
 from lantern.cluster.routing import ClusterRouter
 from lantern.cluster.sessions import SessionDirectory
+from lantern.errors import ConfigError
 from lantern.mqtt.server import MQTTServer
 from lantern.settings.cluster import ClusterSettings
 
@@ -42,6 +43,22 @@ class ClusterMQTT:
         self.sessions: SessionDirectory | None = None
 
     async def start(self) -> None:
+        """Connect and join; a NATS server that cannot be reached, or has no JetStream, stops
+        ``serve`` with a :class:`~lantern.errors.ConfigError` saying what to fix."""
+        try:
+            await self._start()
+        except ConfigError:
+            raise
+        except Exception as exc:
+            await self.router.stop()
+            raise ConfigError(
+                f"cluster.nats_url: cannot use NATS at {self.bus.settings.nats_url} ({exc!r}); "
+                "start a NATS server with JetStream enabled (nats-server -js) there, check its "
+                "credentials ([cluster] nats_user/nats_password, nats_token, nats_creds_file, "
+                "nats_tls_ca), or unset cluster.nats_url to run a single node"
+            ) from exc
+
+    async def _start(self) -> None:
         await self.router.start()
         bucket = f"lantern-{self.name}"
         self.retained = RetainedSync(self.router.shared_client, self.server, f"{bucket}-retained")

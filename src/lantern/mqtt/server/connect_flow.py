@@ -24,6 +24,7 @@ from lantern.mqtt.server.handler_base import HandlerBase, log
 __all__ = ["ConnectFlow"]
 
 _NEVER = 0xFFFFFFFF
+_CLAIM_TIMEOUT = 2.0  # seconds a CONNECT waits for the cluster's session directory
 
 
 class ConnectFlow(HandlerBase):
@@ -99,11 +100,17 @@ class ConnectFlow(HandlerBase):
         principal = result.principal if result.principal is not None else result.identity
         clean_start = connect.clean_start or not result.persistent_session
         try:
-            outcome = await claims.claim(client_id, clean_start, principal)
+            outcome = await asyncio.wait_for(
+                claims.claim(client_id, clean_start, principal), _CLAIM_TIMEOUT
+            )
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("cluster session lookup failed for %r; starting it here", client_id)
+        except Exception as exc:  # the cluster is unreachable: the client is served here
+            log.warning(
+                "cluster session lookup failed for %r (%r); its session starts here",
+                client_id,
+                exc,
+            )
             return None
         if self._closed:
             return False
