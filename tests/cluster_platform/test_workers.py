@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,15 @@ def test_two_workers_share_the_ports_and_the_database(tmp_path: Path) -> None:
         assert _listening_pids(proc.http_port) == pids
         assert _listening_pids(proc.mqtt_port) == pids
         assert httpx.get(f"{proc.http_url}/readyz", timeout=5).status_code == 200
+        # Another `--workers` on the same ports is refused, not let in to share them.
+        other = WorkersProcess(
+            tmp_path / "other", http_port=proc.http_port, mqtt_port=proc.mqtt_port
+        )
+        refused = subprocess.run(
+            other.command(), env=other.command_env(), capture_output=True, text=True, timeout=60
+        )
+        assert refused.returncode != 0
+        assert f"port {proc.http_port} on 127.0.0.1 is already in use" in refused.stderr
 
         # MQTT clients connecting to the one port are spread over both workers (the kernel
         # hashes each connection to one of the listening sockets) and all are accepted.
