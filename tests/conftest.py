@@ -6,7 +6,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import hypothesis  # noqa: F401 - see below
+import hypothesis
 import pytest
 
 from lantern.audit import SYSTEM, acting_as
@@ -17,6 +17,11 @@ from support.postgres import fresh_postgres_database
 # summary, deep in pytest's hooks, where CPython 3.11.7's parser can fail the assertion
 # rewriter with "SystemError: AST constructor recursion depth mismatch" (seen running
 # tests/push/test_h2client.py alone, after every test passed).
+
+# No per-example deadline: on a loaded two-core machine an example's first run (imports,
+# SQLite files) can take longer than hypothesis' 200 ms default without anything being wrong.
+hypothesis.settings.register_profile("lantern", deadline=None)
+hypothesis.settings.load_profile("lantern")
 
 POSTGRES_URL = os.environ.get(
     "LANTERN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1/test"

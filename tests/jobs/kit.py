@@ -17,6 +17,7 @@ from lantern.jobs.clock import ManualClock
 from lantern.jobs.deployments import DeploymentService, DeploymentSpec
 from lantern.jobs.device_api import JobsDeviceAPI
 from lantern.jobs.documents import DocumentRenderer
+from lantern.jobs.generic import JobService
 from lantern.jobs.queries import FirmwareRecord, JobsQueries
 from lantern.jobs.throttle import TokenBuckets
 from lantern.jobs.timer import JobsTimer
@@ -73,6 +74,7 @@ class Kit:
         self.deployments = DeploymentService(db, self.clock)
         self.objects = LocalObjectStore(root / "files")
         self.catalog = FirmwareCatalog(db, self.objects, self.clock, 10_000_000)
+        self.jobs = JobService(db, self.clock, self.objects)
         self.groups = ThingGroups(db, self.clock)
         self.queries = JobsQueries(db)
         self.firmware: FirmwareRecord | None = None

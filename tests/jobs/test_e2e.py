@@ -373,9 +373,16 @@ def device_toolkit_update(server: Server) -> None:
     result = run_device()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCEEDED" in result.stdout
+    # Readable lines, not Python dicts: what was reported, and which firmware.
+    assert f"job {job_id}: starting" in result.stdout
+    assert "version 3.0.1" in result.stdout
+    assert "reported IN_PROGRESS: downloading, 0 %" in result.stdout
+    assert "reported SUCCEEDED: 100 %" in result.stdout
+    assert "{'" not in result.stdout
     assert out.read_bytes() == IMAGE
     with server.rest() as rest:
         execution = rest.get(f"/v1/deployments/{job_id}").json()["executions"][0]
     assert execution["status"] == "SUCCEEDED" and execution["progress"] == "100"
     again = run_device()
-    assert again.returncode == 0 and "no pending job" in again.stdout
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"No firmware job is pending for {thing}: nothing to do." in again.stdout

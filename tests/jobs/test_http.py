@@ -155,6 +155,20 @@ async def test_deployment_rest_create_show_cancel(kit: Kit, http: httpx.AsyncCli
     ] == ["rollout-1"]
 
 
+async def test_generated_deployment_ids_are_not_firmware_ids(
+    kit: Kit, http: httpx.AsyncClient
+) -> None:
+    """A deployment id names the deployment (dep-<version>-<hex>), never a firmware image."""
+    await kit.add_things("a")
+    fw = await upload(http)
+    r = await http.post("/v1/deployments", json={"firmwareId": fw, "things": ["a"]}, headers=AUTH)
+    assert r.status_code == 201, r.text
+    deployment_id = r.json()["deploymentId"]
+    assert fw.startswith("fw-") and deployment_id.startswith("dep-")
+    assert deployment_id != fw and fw not in deployment_id
+    assert (await http.get(f"/v1/deployments/{fw}", headers=AUTH)).status_code == 404
+
+
 # Refused while checking the request, before storage is asked anything: SQLite only.
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(
@@ -166,6 +180,7 @@ async def test_deployment_rest_create_show_cancel(kit: Kit, http: httpx.AsyncCli
         ({"firmwareId": "FW", "things": ["a"], "maxPerMinute": 0}, "max per minute"),
         ({"firmwareId": "FW", "things": ["a"], "inProgressTimeoutMinutes": 10081}, "timeout"),
         ({"firmwareId": "FW", "things": ["a"], "deploymentId": "has space"}, "deployment id"),
+        ({"firmwareId": "FW", "things": ["a"], "deploymentId": "fw-1"}, "firmware ids do"),
         (
             {
                 "firmwareId": "FW",

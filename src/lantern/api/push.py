@@ -16,13 +16,14 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Security
 from fastapi.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from lantern import jsonlimits
 from lantern.api.bodies import read_limited
+from lantern.api.openapi import PUSH_API_KEY_SCHEME
 from lantern.errors import LanternError
 from lantern.jsonlimits import JSONTooDeep
 from lantern.push.dispatch import DeliveryOutcome, PushDispatcher
@@ -105,7 +106,11 @@ def api_key_dependency(keys: KeyService) -> Callable[[Request], Awaitable[ApiKey
     """A FastAPI dependency authenticating a Bearer header (or a JSON ``api_key``); raises
     :class:`ApiKeyRefused` (answered in the app gateway's error shape)."""
 
-    async def dependency(request: Request) -> ApiKey:
+    async def dependency(
+        request: Request,
+        # Declares the route's security in the OpenAPI schema (lantern.api.openapi).
+        _documented: object = Security(PUSH_API_KEY_SCHEME),
+    ) -> ApiKey:
         bearer = _bearer_value(request.headers.get("authorization"))
         body: dict[str, Any] | None = None
         if bearer is None and request.headers.get("content-type", "").startswith(
@@ -190,6 +195,7 @@ class PushEndpoint:
             if not message.get("more_body", False):
                 break
         if too_large:
+            self.dispatcher.metrics.rejected.labels("payload_too_large").inc()
             status, body, headers = _error(
                 413,
                 "payload_too_large",
@@ -205,6 +211,7 @@ class PushEndpoint:
                 status, body, headers = _error(
                     500, "internal_error", "the gateway failed to handle this request"
                 )
+        self.dispatcher.metrics.answered(status)
         await send(
             {
                 "type": "http.response.start",
@@ -218,16 +225,25 @@ class PushEndpoint:
         )
         await send({"type": "http.response.body", "body": body})
 
+    def _invalid(self, status: int, code: str, message: str, **extra: Any) -> _Answer:
+        """A refusal before dispatch, counted in ``lantern_push_rejected_total`` by code."""
+        self.dispatcher.metrics.rejected.labels(code).inc()
+        return _error(status, code, message, **extra)
+
     async def handle(self, authorization: str | None, raw: bytes) -> _Answer:
         """Status, JSON body and extra headers for one request body."""
         try:
             body = jsonlimits.loads(raw)
         except JSONTooDeep as exc:
-            return _error(400, "invalid_json", f"the request body is {exc}", field="body")
+            return self._invalid(400, "invalid_json", f"the request body is {exc}", field="body")
         except ValueError:
-            return _error(400, "invalid_json", "the request body is not valid JSON", field="body")
+            return self._invalid(
+                400, "invalid_json", "the request body is not valid JSON", field="body"
+            )
         if not isinstance(body, dict):
-            return _error(400, "invalid_request", "the body must be a JSON object", field="body")
+            return self._invalid(
+                400, "invalid_request", "the body must be a JSON object", field="body"
+            )
         refused, key = await _authenticate(self.keys, _bearer_value(authorization), body)
         if key is None:
             self.dispatcher.metrics.rejected.labels("unauthorized").inc()
@@ -235,22 +251,28 @@ class PushEndpoint:
         device_token = body.get("device_token")
         if not isinstance(device_token, str):
             what = "is required" if device_token is None else "must be a string"
-            return _error(400, "invalid_request", f"device_token {what}", field="device_token")
+            return self._invalid(
+                400, "invalid_request", f"device_token {what}", field="device_token"
+            )
         payload = body.get("payload")
         if not isinstance(payload, dict):
             what = "is required" if payload is None else "must be a JSON object"
-            return _error(400, "invalid_request", f"payload {what}", field="payload")
+            return self._invalid(400, "invalid_request", f"payload {what}", field="payload")
         push_type = body.get("push_type")
         if push_type is not None and not isinstance(push_type, str):
-            return _error(400, "invalid_request", "push_type must be a string", field="push_type")
+            return self._invalid(
+                400, "invalid_request", "push_type must be a string", field="push_type"
+            )
         try:
             outcome = await self.dispatcher.dispatch(
                 key, device_token, payload, push_type=push_type
             )
         except ScopeDenied as denied:
-            return _error(403, "scope_denied", str(denied))
+            return _error(403, "scope_denied", str(denied))  # counted by the dispatcher
         except PushRequestInvalid as invalid:
-            return _error(invalid.http_status, invalid.code, invalid.message, field=invalid.field)
+            return self._invalid(
+                invalid.http_status, invalid.code, invalid.message, field=invalid.field
+            )
         return _outcome_answer(outcome)
 
 

@@ -1,4 +1,5 @@
-"""The iot-data shadow routes (botocore's ``iot-data`` REST shapes), for admins (Bearer token).
+"""The iot-data shadow routes (botocore's ``iot-data`` REST shapes), for admins (Bearer token) and
+access keys (SigV4, as boto3 and the AWS CLI sign; a readonly key may only read).
 
 * ``GET /things/{thingName}/shadow?name=`` GetThingShadow: the document (state with its delta,
   metadata, version, timestamp);
@@ -24,8 +25,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from lantern.api.admin_auth import require_admin
+from lantern.api.admin_auth import require_admin_or_signature
 from lantern.audit.auth_failures import AuthFailures
+from lantern.iam.verifier import SignatureVerifier
 from lantern.shadows import messages
 from lantern.shadows.document import (
     CLASSIC,
@@ -66,15 +68,24 @@ def _page_token(token: str | None) -> str:
         raise bad_request("Invalid nextToken") from None
 
 
+def _action(request: Request) -> str:
+    if request.url.path.startswith("/api/"):
+        return "iotdata:ListNamedShadowsForThing"
+    verb = {"GET": "Get", "POST": "Update", "DELETE": "Delete"}.get(request.method, "Get")
+    return f"iotdata:{verb}ThingShadow"
+
+
 def build_shadows_router(
     service: ShadowService,
     *,
     admin_token: Callable[[], str],
     auth_failures: AuthFailures | None = None,
+    verifier: SignatureVerifier | None = None,
 ) -> APIRouter:
-    router = APIRouter(
-        tags=["shadows"], dependencies=[Depends(require_admin(admin_token, auth_failures))]
-    )
+    """The routes, for the admin token or (with ``verifier``) SigV4-signed requests of an access
+    key (readonly keys may only GET)."""
+    auth = require_admin_or_signature(admin_token, auth_failures, verifier, _action)
+    router = APIRouter(tags=["shadows"], dependencies=[Depends(auth)])
 
     @router.get("/things/{thingName}/shadow")
     async def get_thing_shadow(thingName: str, name: str | None = None) -> Response:

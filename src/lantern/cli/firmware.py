@@ -16,15 +16,18 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from lantern.api.firmware import deployment_json, firmware_json
 from lantern.cli.common import (
     ConfigOption,
     DataDirOption,
     console,
     fail,
+    id_table,
     run_async,
     settings_from,
     when,
 )
+from lantern.cli.output import JsonOption, group_json, print_json
 from lantern.jobs.catalog import FirmwareCatalog, ThingGroups
 from lantern.jobs.clock import SystemClock
 from lantern.jobs.deployments import AbortCriterion, DeploymentService, DeploymentSpec
@@ -128,13 +131,19 @@ def upload(
 
 @app.command("list")
 def list_firmware(
-    project: ProjectOption = "default", data_dir: DataDirOption = None, config: ConfigOption = None
+    project: ProjectOption = "default",
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """List firmware images."""
     settings = settings_from(data_dir, config)
 
     async def go(svc: Services) -> None:
         records = await svc.queries.list_firmware(project)
+        if as_json:
+            print_json([firmware_json(r) for r in records])
+            return
         if not records:
             console.print("No firmware yet. Upload one: lantern firmware upload FILE --version V")
             return
@@ -151,6 +160,7 @@ def list_firmware(
 @app.command("show")
 def show_firmware(
     firmware_id: FirmwareIdArg,
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -160,6 +170,9 @@ def show_firmware(
     async def go(svc: Services) -> None:
         r = await svc.queries.firmware(firmware_id)
         users = await svc.queries.firmware_users(firmware_id)
+        if as_json:
+            print_json({**firmware_json(r), "usedBy": users})
+            return
         console.print(f"[bold]{r.id}[/]  {r.name} {r.version}  (project {r.project})")
         console.print(f"  size      {r.size} bytes\n  sha256    {r.sha256}")
         console.print(f"  uploaded  {when(r.created_at)}")
@@ -255,13 +268,19 @@ def create_deployment(
 
 @deployments_app.command("list")
 def list_deployments(
-    project: ProjectOption = "default", data_dir: DataDirOption = None, config: ConfigOption = None
+    project: ProjectOption = "default",
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """List deployments with their execution counts."""
     settings = settings_from(data_dir, config)
 
     async def go(svc: Services) -> None:
         items = await svc.queries.list_deployments(project)
+        if as_json:
+            print_json([deployment_json(d) for d in items])
+            return
         if not items:
             console.print("No deployments. Create one: lantern deployments create --firmware ID …")
             return
@@ -288,6 +307,7 @@ def list_deployments(
 @deployments_app.command("show")
 def show_deployment(
     deployment_id: DeploymentIdArg,
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -296,19 +316,28 @@ def show_deployment(
 
     async def go(svc: Services) -> None:
         d = await svc.queries.deployment(deployment_id)
+        if as_json:
+            print_json(deployment_json(d))
+            return
         job = d.job
-        console.print(
-            f"[bold]{job.job_id}[/]  {job.status.value}  firmware {job.firmware_id} "
-            f"{job.document.get('firmwareVersion', '')}"
-        )
+        version = job.document.get("firmwareVersion", "")
+        target = {
+            "group": f"group {job.target_group}",
+            "all": "every thing of the project",
+        }.get(job.target_kind, "the things named")
+        console.print(f"Deployment [bold]{job.job_id}[/]  {job.status.value}")
+        console.print(f"  firmware id       {job.firmware_id or '-'}")
+        console.print(f"  firmware version  {version or '-'}")
+        console.print(f"  target            {target}  ({d.total} thing(s))")
+        console.print(f"  created           {when(job.created_at)}")
         if job.reason:
-            console.print(f"  reason: {job.reason}")
+            console.print(f"  reason            {job.reason}")
         counts = Table("status", "executions")
         for status, n in sorted(d.counts.items()):
             counts.add_row(status.value, str(n))
         counts.add_row("[bold]total[/]", str(d.total))
         console.print(counts)
-        devices = Table("thing", "status", "progress", "version", "last update")
+        devices = id_table("thing", "status", "progress", "execution version", "last update")
         for e in d.executions:
             progress = e.status_details.get("percentProgress") or e.status_details.get("progress")
             devices.add_row(
@@ -319,6 +348,11 @@ def show_deployment(
                 when(e.last_updated_at),
             )
         console.print(devices)
+        if d.executions:
+            console.print(
+                "[dim]execution version: the job execution's versionNumber (it grows with each "
+                "update a device makes), not the firmware version.[/]"
+            )
 
     _run(settings, go)
 
@@ -403,14 +437,21 @@ def remove_from_group(
 
 @groups_app.command("list")
 def list_groups(
-    project: ProjectOption = "default", data_dir: DataDirOption = None, config: ConfigOption = None
+    project: ProjectOption = "default",
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """List thing groups."""
     settings = settings_from(data_dir, config)
 
     async def go(svc: Services) -> None:
+        groups = await svc.queries.list_groups(project)
+        if as_json:
+            print_json([group_json(g) for g in groups])
+            return
         table = Table("group", "members", "description", "created")
-        for g in await svc.queries.list_groups(project):
+        for g in groups:
             table.add_row(g.name, str(g.member_count), g.description, when(g.created_at))
         console.print(table)
 
@@ -421,6 +462,7 @@ def list_groups(
 def show_group(
     name: GroupArg,
     project: ProjectOption = "default",
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -429,6 +471,9 @@ def show_group(
 
     async def go(svc: Services) -> None:
         group, members = await svc.queries.group(name, project)
+        if as_json:
+            print_json(group_json(group, members))
+            return
         console.print(f"[bold]{group.name}[/] ({len(members)} member(s)) {group.description}")
         for m in members:
             console.print(f"  {m}")

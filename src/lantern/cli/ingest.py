@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from lantern.api.files import file_json
 from lantern.cli.common import (
     ConfigOption,
     DataDirOption,
@@ -21,6 +22,7 @@ from lantern.cli.common import (
     when,
     with_store,
 )
+from lantern.cli.output import JsonOption, print_json, token_json
 from lantern.ingest import queries, tokens
 from lantern.runtime.datadir import DataDir
 from lantern.store import Database
@@ -64,12 +66,16 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(
     project: Annotated[str | None, typer.Option("--project", help="Only this project.")] = None,
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
     """List tokens (never their secrets)."""
     settings = settings_from(data_dir, config)
     records = run_async(with_store(settings, lambda db: queries.list_tokens(db, project)))
+    if as_json:
+        print_json([token_json(r) for r in records])
+        return
     if not records:
         console.print("No tokens. Create one with `lantern tokens create --project default`.")
         return
@@ -95,6 +101,7 @@ def tokens_revoke(
 def files_list(
     thing: Annotated[str | None, typer.Option("--thing", help="Only this device.")] = None,
     project: Annotated[str | None, typer.Option("--project", help="Only this project.")] = None,
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -103,6 +110,9 @@ def files_list(
     records = run_async(
         with_store(settings, lambda db: queries.list_files(db, project=project, thing_name=thing))
     )
+    if as_json:
+        print_json([file_json(r) for r in records])
+        return
     if not records:
         console.print("No files yet. Devices upload with `lantern device upload-file`.")
         return
@@ -125,6 +135,7 @@ def files_list(
 def files_get(
     file_id: Annotated[str, typer.Argument(help="fileId from `lantern files list`.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -159,6 +170,10 @@ def files_get(
     record = run_async(with_store(settings, go))
     if record is None:
         raise fail(f"no file {file_id!r}", "see `lantern files list`")
+    if as_json:
+        # The record only: with --output the file was written (and checked) all the same.
+        print_json(file_json(record))
+        return
     for label, value in (
         ("fileId", record.id),
         ("project", record.project),

@@ -20,6 +20,7 @@ from lantern.cli.common import (
     settings_from,
     with_store,
 )
+from lantern.cli.output import JsonOption, mqtt_user_json, policy_json, print_json
 from lantern.gateway import accounts
 from lantern.store import Database
 
@@ -83,11 +84,17 @@ def users_create(
 
 
 @app.command("list")
-def users_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
+def users_list(
+    as_json: JsonOption = False, data_dir: DataDirOption = None, config: ConfigOption = None
+) -> None:
     """List users."""
     settings = settings_from(data_dir, config)
+    users = run_async(with_store(settings, accounts.list_mqtt_users))
+    if as_json:
+        print_json([mqtt_user_json(u) for u in users])
+        return
     table = id_table("user", "project", "policy")
-    for u in run_async(with_store(settings, accounts.list_mqtt_users)):
+    for u in users:
         table.add_row(u.username, u.project, u.policy_name or "[dim](none: no access)[/]")
     console.print(table)
 
@@ -141,11 +148,17 @@ def policies_put(
 
 
 @policies_app.command("list")
-def policies_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
+def policies_list(
+    as_json: JsonOption = False, data_dir: DataDirOption = None, config: ConfigOption = None
+) -> None:
     """List policies."""
     settings = settings_from(data_dir, config)
+    policies = run_async(with_store(settings, accounts.list_policies))
+    if as_json:
+        print_json([policy_json(p) for p in policies])
+        return
     table = id_table("policy", "project", "project-wide", "statements")
-    for p in run_async(with_store(settings, accounts.list_policies)):
+    for p in policies:
         table.add_row(
             p.name,
             p.project,
@@ -156,10 +169,18 @@ def policies_list(data_dir: DataDirOption = None, config: ConfigOption = None) -
 
 
 @policies_app.command("show")
-def policies_show(name: str, data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
-    """Print a policy document."""
+def policies_show(
+    name: str,
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print a policy document; with --json, the policy's record with its document."""
     settings = settings_from(data_dir, config)
     policy = run_async(with_store(settings, lambda db: accounts.get_policy(db, name)))
     if policy is None:
         raise fail(f"policy {name} does not exist", "see `lantern policies list`")
+    if as_json:
+        print_json(policy_json(policy))
+        return
     console.print_json(json.dumps(policy.document))

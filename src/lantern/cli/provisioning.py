@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from lantern.api.provisioning import certificate_json, claim_json, template_json, thing_json
 from lantern.cli.common import (
     ConfigOption,
     DataDirOption,
@@ -26,6 +27,7 @@ from lantern.cli.common import (
     when,
     with_store,
 )
+from lantern.cli.output import JsonOption, print_json
 from lantern.pki import KeyType
 from lantern.provisioning import admin
 from lantern.provisioning.queries import CertificateRecord, ClaimRecord, RegistryQueries
@@ -95,10 +97,15 @@ def claims_create(
 
 
 @claims_app.command("list")
-def claims_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
+def claims_list(
+    as_json: JsonOption = False, data_dir: DataDirOption = None, config: ConfigOption = None
+) -> None:
     """List claim certificates."""
     settings = settings_from(data_dir, config)
     rows = run_async(with_store(settings, lambda db: RegistryQueries(db).claims()))
+    if as_json:
+        print_json([claim_json(r) for r in rows])
+        return
     table = id_table("claim", "templates", "devices", "status", "certificate", "created")
     for claim, used in ((r.claim, r.devices) for r in rows):
         limit = f"{used}/{claim.device_limit}" if claim.device_limit else str(used)
@@ -138,11 +145,17 @@ def claims_revoke(
 
 # -- templates ---------------------------------------------------------------------------------
 @templates_app.command("list")
-def templates_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
+def templates_list(
+    as_json: JsonOption = False, data_dir: DataDirOption = None, config: ConfigOption = None
+) -> None:
     """List provisioning templates."""
     settings = settings_from(data_dir, config)
+    templates = run_async(with_store(settings, lambda db: RegistryQueries(db).templates()))
+    if as_json:
+        print_json([template_json(t) for t in templates])
+        return
     table = id_table("name", "enabled", "parameters", "hook", "version", "description")
-    for t in run_async(with_store(settings, lambda db: RegistryQueries(db).templates())):
+    for t in templates:
         params = ", ".join(p for p in t.body.get("Parameters", {}) if "::" not in p)
         table.add_row(
             t.name,
@@ -156,12 +169,21 @@ def templates_list(data_dir: DataDirOption = None, config: ConfigOption = None) 
 
 
 @templates_app.command("show")
-def templates_show(name: str, data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
-    """Print a template as JSON (a file `templates update` accepts)."""
+def templates_show(
+    name: str,
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print a template as JSON (a file `templates update` accepts); with --json, the record
+    as GET /v1/templates/NAME returns it."""
     settings = settings_from(data_dir, config)
     t = run_async(with_store(settings, lambda db: RegistryQueries(db).template(name)))
     if t is None:
         raise fail(f"template {name} does not exist", "see `lantern templates list`")
+    if as_json:
+        print_json(template_json(t))
+        return
     doc: dict[str, object] = {
         "description": t.description,
         "enabled": t.enabled,
@@ -231,10 +253,15 @@ def _load(path: Path) -> admin.TemplateSpec:
 
 # -- things ------------------------------------------------------------------------------------
 @things_app.command("list")
-def things_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
+def things_list(
+    as_json: JsonOption = False, data_dir: DataDirOption = None, config: ConfigOption = None
+) -> None:
     """List things."""
     settings = settings_from(data_dir, config)
     rows = run_async(with_store(settings, lambda db: RegistryQueries(db).things()))
+    if as_json:
+        print_json([thing_json(t) for t in rows])
+        return
     table = id_table("thing", "serial", "manufacturer", "model", "name", "template", "created")
     for t in rows:
         table.add_row(
@@ -250,13 +277,26 @@ def things_list(data_dir: DataDirOption = None, config: ConfigOption = None) -> 
 
 
 @things_app.command("show")
-def things_show(name: str, data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
+def things_show(
+    name: str,
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+) -> None:
     """Show a thing, its attributes and certificates."""
     settings = settings_from(data_dir, config)
     detail = run_async(with_store(settings, lambda db: RegistryQueries(db).thing(name)))
     if detail is None:
         raise fail(f"thing {name} does not exist", "see `lantern things list`")
     thing, certs = detail.thing, detail.certificates
+    if as_json:
+        print_json(
+            {
+                **thing_json(thing),
+                "certificates": [{"certificateId": c.id, "status": c.status} for c in certs],
+            }
+        )
+        return
     console.print(
         f"[bold]{thing.name}[/]  project {thing.project}  template "
         f"{thing.template_name or '-'}  created {when(thing.created_at)}"
@@ -283,6 +323,7 @@ def things_delete(name: str, data_dir: DataDirOption = None, config: ConfigOptio
 def certs_list(
     thing: Annotated[str | None, typer.Option(help="Only this thing's certificates.")] = None,
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -294,6 +335,9 @@ def certs_list(
             settings, lambda db: RegistryQueries(db).certificates(thing=thing, status=wanted)
         )
     )
+    if as_json:
+        print_json([certificate_json(c) for c in certs])
+        return
     table = id_table("certificate", "kind", "status", "thing", "created")
     for c in certs:
         # 16 hex digits identify a certificate (commands accept unique prefixes); `certs show`
@@ -304,7 +348,10 @@ def certs_list(
 
 @certs_app.command("show")
 def certs_show(
-    certificate: str, data_dir: DataDirOption = None, config: ConfigOption = None
+    certificate: str,
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Show a certificate (id or unique prefix) with its PEM and policies."""
     settings = settings_from(data_dir, config)
@@ -314,6 +361,9 @@ def certs_show(
         return cert, await RegistryQueries(db).certificate_policy_names(cert.id)
 
     cert, policies = run_async(with_store(settings, work))
+    if as_json:
+        print_json({**certificate_json(cert), "certificatePem": cert.pem, "policyNames": policies})
+        return
     console.print(
         f"[bold]{cert.id}[/]  {cert.kind}  {cert.status}  thing "
         f"{cert.thing_name or '-'}  policies {', '.join(policies) or '-'}"

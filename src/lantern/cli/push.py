@@ -21,6 +21,7 @@ from lantern.cli.common import (
     settings_from,
     with_store,
 )
+from lantern.cli.output import JsonOption, api_key_json, delivery_json, print_json
 from lantern.push.client import PushClient, PushFailed
 from lantern.push.keys import KeyService
 from lantern.push.queries import ApiKeyRow, PushQueries
@@ -108,7 +109,9 @@ def create_key(
 
 
 @keys_app.command("list")
-def list_keys(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
+def list_keys(
+    as_json: JsonOption = False, data_dir: DataDirOption = None, config: ConfigOption = None
+) -> None:
     """List API keys (never their secrets), revoked ones included."""
     settings = settings_from(data_dir, config)
 
@@ -116,6 +119,9 @@ def list_keys(data_dir: DataDirOption = None, config: ConfigOption = None) -> No
         return await KeyService(db).list()
 
     rows = run_async(with_store(settings, go))
+    if as_json:
+        print_json([api_key_json(r) for r in rows])
+        return
     if not rows:
         console.print(
             "No API keys yet. Create one: lantern keys create --name ORG --scope external"
@@ -187,6 +193,7 @@ def list_deliveries(
     status: Annotated[
         str | None, typer.Option("--status", help="delivered, dead_token, failed, …")
     ] = None,
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -197,6 +204,9 @@ def list_deliveries(
         return await PushQueries(db).deliveries(limit=limit, key_id=key, status=status)
 
     rows = run_async(with_store(settings, go))
+    if as_json:
+        print_json([delivery_json(r) for r in rows])
+        return
     if not rows:
         console.print("No deliveries recorded (yet).")
         return

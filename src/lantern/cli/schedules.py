@@ -21,11 +21,14 @@ from lantern.cli.common import (
     settings_from,
     with_store,
 )
+from lantern.cli.output import JsonOption, print_json
 from lantern.push.keys import KeyNotFound, KeyService
 from lantern.push.scopes import schemes_allowed
 from lantern.schedule import ScheduleError, ScheduleService, SystemClock
+from lantern.schedule.errors import ProviderNotConfigured
 from lantern.schedule.model import mask
 from lantern.schedule.queries import ScheduleQueries
+from lantern.settings import Settings
 from lantern.store import Database
 
 app = typer.Typer(help="Scheduled notifications (reminders sent through the push gateway).")
@@ -48,12 +51,19 @@ def _rule(view: dict[str, Any]) -> str:
     return f"{view['repeat']} {times}".strip()
 
 
-def _run(data_dir: Any, config: Any, fn: Any) -> Any:
-    settings = settings_from(data_dir, config)
+def _run(data_dir: Any, config: Any, fn: Any, settings: Settings | None = None) -> Any:
+    settings = settings or settings_from(data_dir, config)
     try:
         return run_async(with_store(settings, fn))
     except ScheduleError as exc:
         raise fail(exc.message, "see `lantern schedules --help`") from None
+
+
+def _masked(view: dict[str, Any]) -> dict[str, Any]:
+    """The view with each destination masked, as the table shows it: an operator's listing
+    does not print participants' device tokens."""
+    destinations = [{**d, "destination": mask(d["destination"])} for d in view["destinations"]]
+    return {**view, "destinations": destinations}
 
 
 def _print_schedule(view: dict[str, Any]) -> None:
@@ -86,10 +96,22 @@ def create(
     ] = None,
     times: Annotated[str | None, typer.Option("--times", help="HH:MM[,HH:MM...] local.")] = None,
     cron: Annotated[str | None, typer.Option("--cron", help="5-field cron, local time.")] = None,
+    allow_unconfigured: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unconfigured",
+            help="Accept destinations whose provider is not configured in these settings.",
+        ),
+    ] = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create a schedule owned by an API key and print its next fire times."""
+    """Create a schedule owned by an API key and print its next fire times.
+
+    A destination whose provider (APNs, FCM, email, SMS, Slack) is not configured in the
+    settings this command reads is refused (exit 2), unless --allow-unconfigured."""
+    settings = settings_from(data_dir, config)
+    configured = None if allow_unconfigured else settings.push.configured_schemes
     request: dict[str, Any] = {
         "activity_id": activity,
         "participant_id": participant,
@@ -112,9 +134,21 @@ def create(
             raise ScheduleError(str(exc), "unknown_key") from None
         if not row.active_at(SystemClock().now()):
             raise ScheduleError(f"API key {key} is revoked", "revoked_key")
-        return await _service(db).create(_Owner(row.id, row.scope), request)
+        service = ScheduleService.on(
+            db, SystemClock(), schemes_allowed, schemes_configured=configured
+        )
+        try:
+            return await service.create(_Owner(row.id, row.scope), request)
+        except ProviderNotConfigured as exc:
+            raise fail(
+                exc.message,
+                "configure that provider in the settings `lantern serve` uses (the same "
+                "settings file or environment), or pass --allow-unconfigured to keep the "
+                "schedule anyway (its occurrences fail until the provider is configured)",
+                code=2,
+            ) from None
 
-    view = _run(data_dir, config, go)
+    view = _run(data_dir, config, go, settings)
     console.print("[green]created[/]")
     _print_schedule(view)
     console.print(f"[dim]next: lantern schedules show {view['id']}[/]")
@@ -126,6 +160,7 @@ def list_(
     activity: Annotated[str | None, typer.Option("--activity")] = None,
     participant: Annotated[str | None, typer.Option("--participant")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -137,6 +172,9 @@ def list_(
         )
 
     views = _run(data_dir, config, go)
+    if as_json:
+        print_json([_masked(v) for v in views])
+        return
     if not views:
         console.print("no schedules. Create one: lantern schedules create --help")
         return
@@ -163,6 +201,7 @@ def list_(
 def show(
     schedule_id: Annotated[str, typer.Argument(help="Schedule id (sch_...).")],
     history: Annotated[int, typer.Option("--history", min=0, help="Recent occurrences.")] = 10,
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -174,6 +213,9 @@ def show(
         return view, (await queries.history(schedule_id, history) if history else [])
 
     view, occurrences = _run(data_dir, config, go)
+    if as_json:
+        print_json({**_masked(view), "occurrences": occurrences})
+        return
     _print_schedule(view)
     if occurrences:
         table = Table("scheduled", "fired", "status", "results", "detail")

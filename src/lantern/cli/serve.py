@@ -54,7 +54,11 @@ def serve_command(
         http=None if http_port is None else {"port": http_port},
         mqtt=None if mqtt_port is None else {"port": mqtt_port},
     )
-    configure_logging(settings.log_level, sql_statements=settings.log_sql_statements)
+    configure_logging(
+        settings.log_level,
+        sql_statements=settings.log_sql_statements,
+        fmt=settings.log_format,
+    )
     if workers > 1 and worker is None:
         _supervise(settings, workers, config)
         return

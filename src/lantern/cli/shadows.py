@@ -7,7 +7,6 @@ from the data directory), not to the database: an update made here reaches the d
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +14,8 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from lantern.cli.common import ConfigOption, DataDirOption, console, fail, settings_from
+from lantern.cli.common import ConfigOption, DataDirOption, fail, settings_from
+from lantern.cli.output import JsonOption, print_json
 from lantern.runtime.datadir import DataDir
 from lantern.settings import Settings
 
@@ -96,7 +96,8 @@ def _call(
 
 
 def _print(body: Any) -> None:
-    console.print_json(json.dumps(body))
+    # The server's JSON answer, as it is: these commands print JSON with or without --json.
+    print_json(body)
 
 
 @app.command("get")
@@ -104,6 +105,7 @@ def get(
     thing: Annotated[str, typer.Argument(help="The thing name.")],
     name: NameOption = None,
     url: UrlOption = None,
+    as_json: JsonOption = True,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -159,6 +161,7 @@ def list_named(
     page_size: Annotated[int, typer.Option("--page-size", min=1, max=100)] = 25,
     next_token: Annotated[str | None, typer.Option("--next-token")] = None,
     url: UrlOption = None,
+    as_json: JsonOption = True,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:

@@ -122,6 +122,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def report_line(status: str, details: dict[str, str]) -> str:
+    """What the device told the server, for a person: ``reported IN_PROGRESS: downloading, 0 %``."""
+    parts = [details[k] for k in ("step", "reason") if details.get(k)]
+    if details.get("percentProgress"):
+        parts.append(f"{details['percentProgress']} %")
+    return f"reported {status}" + (f": {', '.join(parts)}" if parts else "")
+
+
 def firmware_update(
     client: DeviceClient,
     thing: str,
@@ -138,7 +146,7 @@ def firmware_update(
     if not in_progress and not queued:
         return UpdateOutcome(None, "NONE", "no pending job")
     job_id = str((in_progress or queued)[0]["jobId"])
-    log(f"job {job_id} ({'finishing in-progress job' if in_progress else 'starting'})")
+    log(f"job {job_id}: {'finishing the job in progress' if in_progress else 'starting'}")
 
     def describe() -> dict[str, Any]:
         answer = client.request(
@@ -151,9 +159,14 @@ def firmware_update(
             _jobs(thing, f"{job_id}/update"),
             {"status": status, "statusDetails": details, "clientToken": _token()},
         )
-        log(f"{status} {details}")
+        log(report_line(status, details))
 
     document = describe().get("jobDocument") or {}
+    if document.get("firmwareVersion") is not None:
+        log(
+            f"firmware {document.get('firmwareId', '?')} version {document['firmwareVersion']}"
+            f", {document.get('size', '?')} bytes"
+        )
     operation = document.get("operation")
     if operation != FIRMWARE_OPERATION:
         reason = f"unknown operation {str(operation)[:100]!r}"
@@ -249,6 +262,12 @@ def firmware_update_command(
     except DeviceError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from None
+    if outcome.status == "NONE":
+        console.print(
+            f"No firmware job is pending for {device_name}: nothing to do.",
+            markup=False,
+        )
+        return
     console.print(f"{outcome.status}: {outcome.detail}", markup=False)
     if outcome.status in ("FAILED", "REJECTED"):
         raise typer.Exit(2)

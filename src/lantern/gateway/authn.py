@@ -78,7 +78,12 @@ __all__ = ["AuthStats", "GatewayAuthenticator"]
 
 log = logging.getLogger(__name__)
 
-_REFUSED = AuthResult(identity=None, reason_code=ReasonCode.NOT_AUTHORIZED)
+
+def _refused(reason: str, code: ReasonCode = ReasonCode.NOT_AUTHORIZED) -> AuthResult:
+    """A refusal; ``reason`` goes to the server's (rate-limited) log of refused CONNECTs."""
+    return AuthResult(identity=None, reason_code=code, reason=reason)
+
+
 # Certificates whose CA signature was checked, remembered at most (then forgotten, re-checked).
 _VERIFIED_MAX = 100_000
 
@@ -166,7 +171,7 @@ class GatewayAuthenticator:
         throttled = self.throttle.refused(address, who)
         if throttled is not None:
             self.stats.throttled[throttled] += 1  # logged once, when the block started
-            return AuthResult(identity=None, reason_code=ReasonCode.BANNED)
+            return _refused(f"too many failed authentications ({throttled})", ReasonCode.BANNED)
         try:
             if der is not None:
                 result = await self._by_certificate(info, der)
@@ -174,7 +179,7 @@ class GatewayAuthenticator:
                 result = await self._by_password(info)
         except Exception:
             log.exception("authentication of client %r failed", info.client_id)
-            result = AuthResult(identity=None, reason_code=ReasonCode.SERVER_UNAVAILABLE)
+            result = _refused("authentication failed (error logged)", ReasonCode.SERVER_UNAVAILABLE)
         if result.identity is not None:
             self.throttle.succeeded(who)
             if der is not None and cert_id is not None:
@@ -237,27 +242,20 @@ class GatewayAuthenticator:
     async def _by_certificate(self, info: ConnectInfo, der: bytes) -> AuthResult:
         cert_id = certificate_id(der)
         if not self._issued_by_us(der, cert_id):
-            log.info("refused %r: certificate not issued by the platform CA", info.client_id)
-            return _REFUSED
+            return _refused("certificate not issued by the platform CA or outside its validity")
         client_id = info.client_id
         found = await self.units.read(lambda uow: _lookup(uow, cert_id, client_id))
         record = found.record
         if record is None:
-            log.info("refused %r: certificate %s is not registered", info.client_id, cert_id)
-            return _REFUSED
+            return _refused(f"certificate {cert_id} is not registered")
         if record.kind == "claim":
             claim = found.claim
             if claim is None or claim.revoked_at is not None or record.status != "ACTIVE":
-                log.info("refused %r: claim certificate %s is revoked", info.client_id, cert_id)
-                return _REFUSED
+                return _refused(f"claim certificate {cert_id} is revoked")
             if found.client_id_is_thing:
-                log.info(
-                    "refused %r from %s: claim %s may not use a registered thing name as client id",
-                    info.client_id,
-                    info.remote_address,
-                    claim.id,
+                return _refused(
+                    f"claim {claim.id} may not use a registered thing name as client id"
                 )
-                return _REFUSED
             claim_identity = ClaimIdentity(
                 certificate_id=cert_id,
                 claim_id=claim.id,
@@ -273,21 +271,11 @@ class GatewayAuthenticator:
                 persistent_session=False,
             )
         if record.status != "ACTIVE" or record.thing_name is None:
-            log.info(
-                "refused %r: device certificate %s is %s",
-                info.client_id,
-                cert_id,
-                record.status if record.thing_name else "not attached to a thing",
-            )
-            return _REFUSED
+            state = record.status if record.thing_name else "not attached to a thing"
+            return _refused(f"device certificate {cert_id} is {state}")
         thing = record.thing_name
         if info.client_id not in ("", thing):
-            log.info(
-                "refused %r: a device must use its thing name %r as client id",
-                info.client_id,
-                thing,
-            )
-            return _REFUSED
+            return _refused(f"a device must use its thing name {thing!r} as client id")
         identity = ThingIdentity(certificate_id=cert_id, thing_name=thing, project=record.project)
         self.thing_names.add(thing)  # before it can publish: its topics are a device's
         documents = list(found.documents)
@@ -304,14 +292,7 @@ class GatewayAuthenticator:
     async def _reserved_client_id(self, info: ConnectInfo) -> bool:
         """Is the client id a registered thing's (refused to users and anonymous clients)?"""
         await self.thing_names.ensure_loaded()
-        if info.client_id and info.client_id in self.thing_names:
-            log.info(
-                "refused %r on %s: the client id is a thing's (only its certificate may use it)",
-                info.client_id,
-                info.listener,
-            )
-            return True
-        return False
+        return bool(info.client_id) and info.client_id in self.thing_names
 
     async def _anonymous(self, info: ConnectInfo) -> AuthResult:
         identity = AnonymousIdentity(listener=info.listener)
@@ -327,7 +308,7 @@ class GatewayAuthenticator:
                 info.listener,
                 self.anonymous_policy,
             )
-            return _REFUSED
+            return _refused("provisioning.anonymous_policy no longer exists")
         client_id = info.client_id or f"auto-{uuid.uuid4().hex}"
         variables = {THING_NAME_VAR: None, CLIENT_ID_VAR: client_id}
         self.authorizer.remember(
@@ -342,9 +323,9 @@ class GatewayAuthenticator:
     async def _by_password(self, info: ConnectInfo) -> AuthResult:
         if info.username is None:
             if info.listener not in self.anonymous_listeners:
-                return _REFUSED
+                return _refused("no user name or certificate (anonymous access is off here)")
             if await self._reserved_client_id(info):
-                return _REFUSED
+                return _refused("the client id is a thing's (only its certificate may use it)")
             return await self._anonymous(info)
         username = info.username
         user, policy = await self.units.read(lambda uow: _user_and_policy(uow, username))
@@ -353,14 +334,15 @@ class GatewayAuthenticator:
         # Verify even for unknown users so timing does not reveal which usernames exist.
         ok = await self.passwords.verify(password, stored)
         if ok is None:
-            log.info("refused %r on %s: password checks are all busy", info.username, info.listener)
-            return AuthResult(identity=None, reason_code=ReasonCode.SERVER_BUSY)
+            return _refused("password checks are all busy", ReasonCode.SERVER_BUSY)
         if user is None or not ok or user.disabled_at is not None:
-            log.info("refused %r on %s: bad username or password", info.username, info.listener)
-            return AuthResult(identity=None, reason_code=ReasonCode.BAD_USER_NAME_OR_PASSWORD)
+            return _refused(
+                f"bad user name or password (user {info.username!r})",
+                ReasonCode.BAD_USER_NAME_OR_PASSWORD,
+            )
         # Only after the password: an unauthenticated client learns nothing about thing names.
         if await self._reserved_client_id(info):
-            return _REFUSED
+            return _refused("the client id is a thing's (only its certificate may use it)")
         identity = UserIdentity(username=user.username, project=user.project)
         client_id = info.client_id or f"auto-{uuid.uuid4().hex}"
         variables = {THING_NAME_VAR: None, CLIENT_ID_VAR: client_id}

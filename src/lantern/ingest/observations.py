@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
@@ -57,12 +58,17 @@ class ObservationService:
         self._writer = writer
         self._max_bytes = max_payload_bytes
         self._now = now
+        #: Observations stored, and refused by reason (an ``errorCode``, or ``not_a_thing``);
+        #: plain counters read by the metrics collector.
+        self.accepted = 0
+        self.rejected: Counter[str] = Counter()
 
     async def handle(self, request: DeviceRequest) -> HandlerResult:
         """The FHIRIngest handler (register on ``$aws/rules/FHIRIngest``)."""
         identity = request.identity
         if not isinstance(identity, ThingIdentity):
             # Only provisioned things record observations: there is no Device to attach it to.
+            self.rejected["not_a_thing"] += 1
             return HandlerResult(puback=ReasonCode.NOT_AUTHORIZED)
         thing = identity.thing_name
         received = self._now()
@@ -73,6 +79,7 @@ class ObservationService:
                 parsed, observation_id=observation_id, thing_name=thing, received=received
             )
         except PayloadRejected as exc:
+            self.rejected[exc.error_code] += 1
             return HandlerResult(
                 replies=(rejected_reply(thing, "FHIRIngest", 400, exc.error_code, exc.message),),
                 puback=ReasonCode.PAYLOAD_FORMAT_INVALID,
@@ -91,6 +98,7 @@ class ObservationService:
         try:
             await self._writer.submit(row)
         except CommitFailed:
+            self.rejected["InternalFailure"] += 1
             return HandlerResult(
                 replies=(
                     rejected_reply(
@@ -103,6 +111,7 @@ class ObservationService:
                 ),
                 puback=ReasonCode.UNSPECIFIED_ERROR,
             )
+        self.accepted += 1
         # {"observationId", "timestamp"}: the id is a UUID, so no JSON escaping is needed.
         accepted = f'{{"observationId":"{observation_id}","timestamp":{int(received.timestamp())}}}'
         return HandlerResult(

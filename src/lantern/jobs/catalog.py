@@ -25,6 +25,9 @@ from lantern.store.firmware import FirmwareRecord
 from lantern.store.jobs import deployments as jobs_store
 from lantern.store.objects import ObjectStore
 
+FIRMWARE_ID_PREFIX = "fw-"
+"""Every firmware id starts so (``fw-`` + 16 hex digits); no deployment id may."""
+
 FIRMWARE_PREFIX = "firmware"
 CONTENT_TYPE = "application/octet-stream"
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
@@ -73,7 +76,7 @@ class FirmwareCatalog:
             found = await conn.run_sync(lambda c: fw_store.find_firmware(c, project, name, version))
         if found is not None:
             raise JobsConflict(f"firmware {name} {version} already exists in project {project}")
-        firmware_id = f"fw-{secrets.token_hex(8)}"
+        firmware_id = f"{FIRMWARE_ID_PREFIX}{secrets.token_hex(8)}"
         key = f"{FIRMWARE_PREFIX}/{firmware_id}"
         stored = await self.objects.put_stream(
             key, chunks, content_type=CONTENT_TYPE, max_size=self.max_bytes

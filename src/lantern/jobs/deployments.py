@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from lantern.audit import AuditedAction, audited
+from lantern.jobs.catalog import FIRMWARE_ID_PREFIX
 from lantern.jobs.clock import Clock
 from lantern.jobs.documents import FIRMWARE_OPERATION
 from lantern.jobs.errors import JobsConflict, JobsError, JobsNotFound
@@ -33,6 +34,9 @@ from lantern.store.jobs.notify_state import mark_dirty
 FAILURE_TYPES = ("FAILED", "REJECTED", "TIMED_OUT", "ALL")
 MAX_PER_MINUTE = 1000
 _NOT_ID = re.compile(r"[^a-zA-Z0-9_-]+")
+DEPLOYMENT_ID_PREFIX = "dep-"
+"""Generated deployment ids start so (``dep-<firmware version>-<8 hex digits>``): they cannot be
+mistaken for firmware ids (``fw-...``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,11 @@ def validate_spec(spec: DeploymentSpec) -> None:
             raise JobsError("abort minimum executed things must be at least 1")
     if spec.deployment_id is not None and not JOB_ID.match(spec.deployment_id):
         raise JobsError("a deployment id is 1-64 characters of letters, digits, '_' and '-'")
+    if spec.deployment_id is not None and spec.deployment_id.startswith(FIRMWARE_ID_PREFIX):
+        raise JobsError(
+            f"a deployment id may not start with {FIRMWARE_ID_PREFIX!r} (firmware ids do): "
+            f"choose another, e.g. {DEPLOYMENT_ID_PREFIX}{spec.deployment_id[3:] or 'rollout-1'}"
+        )
 
 
 class DeploymentService:
@@ -225,11 +234,12 @@ def cancel_job(conn: Connection, job_id: str, *, force: bool, reason: str, now: 
     job = store.get_job(conn, job_id)
     if job is None:
         raise JobsNotFound(f"no deployment {job_id!r}")
+    what = "deployment" if job.kind == "firmware" else "job"
     if job.status is JobStatus.COMPLETED:
-        raise JobsConflict(f"deployment {job_id} already completed; there is nothing to cancel")
+        raise JobsConflict(f"{what} {job_id} already completed; there is nothing to cancel")
     if job.status is JobStatus.CANCELED and (job.force_canceled or not force):
         raise JobsConflict(
-            f"deployment {job_id} is already canceled"
+            f"{what} {job_id} is already canceled"
             + ("" if job.force_canceled else "; use force to cancel IN_PROGRESS executions too")
         )
     store.cancel_job_row(
@@ -248,5 +258,5 @@ def cancel_job(conn: Connection, job_id: str, *, force: bool, reason: str, now: 
 
 
 def _new_id(version: str) -> str:
-    stem = _NOT_ID.sub("_", version).strip("_")[:40] or "fw"
-    return f"fw-{stem}-{secrets.token_hex(4)}"
+    stem = _NOT_ID.sub("_", version).strip("_")[:40] or "firmware"
+    return f"{DEPLOYMENT_ID_PREFIX}{stem}-{secrets.token_hex(4)}"

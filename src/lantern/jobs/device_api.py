@@ -17,6 +17,7 @@ Call :meth:`JobsDeviceAPI.close` on shutdown.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -66,6 +67,8 @@ class JobsDeviceAPI:
         self.limiter = limiter
         self.units = units if units is not None else JobsStore(db.transactions)
         self.updates = ExecutionUpdater(self.units, clock)
+        #: notify / notify-next messages sent as replies to device requests (for metrics).
+        self.notifications: Counter[str] = Counter()
 
     async def close(self) -> None:
         """Finish the changes in flight (later ones are refused)."""
@@ -150,6 +153,7 @@ class JobsDeviceAPI:
         replies = [Reply(f"{request.topic}/accepted", wire.encode(accepted))]
         for topic, payload in notify.messages(notices, self.renderer, now):
             replies.append(Reply(topic, payload, to="subscribers"))
+            self.notifications[notify.kind(topic)] += 1
         return HandlerResult(replies=tuple(replies))
 
     def _rejected(self, topic: str, token: str | None, exc: Rejected) -> Reply:

@@ -2,7 +2,8 @@
 
 * :class:`JobsError` (a :class:`~lantern.errors.LanternError`): control-plane misuse (unknown
   firmware, bad deployment target, deleting firmware in use); the message says how to fix it.
-  :class:`JobsNotFound` and :class:`JobsConflict` refine it for HTTP status mapping.
+  :class:`JobsNotFound` and :class:`JobsConflict` refine it for HTTP status mapping;
+  :class:`JobsStateError` and :class:`JobsVersionConflict` refine the conflict.
 * :class:`Rejected`: a device request the Jobs API rejects; carries the AWS error ``code`` and,
   for InvalidStateTransition and VersionMismatch, the ``executionState`` AWS includes.
 """
@@ -33,6 +34,19 @@ class JobsConflict(JobsError):
 
     http_status = 409
     code = "Conflict"
+
+
+class JobsStateError(JobsConflict):
+    """The job or execution is in a state that does not allow the change (AWS
+    InvalidStateTransitionException)."""
+
+    code = "InvalidStateTransition"
+
+
+class JobsVersionConflict(JobsConflict):
+    """``expectedVersion`` is not the execution's version (AWS VersionConflictException)."""
+
+    code = "VersionConflict"
 
 
 class Rejected(LanternError):

@@ -35,6 +35,11 @@ class ThingNotice:
     notify_next: bool
 
 
+def kind(topic: str) -> str:
+    """``notify`` or ``notify-next``: which notification ``topic`` carries (for metrics)."""
+    return "notify-next" if topic.endswith("/notify-next") else "notify"
+
+
 def notify_topic(thing_name: str) -> str:
     return f"$aws/things/{thing_name}/jobs/notify"
 

@@ -19,7 +19,7 @@ from lantern.jobs.errors import JobsNotFound
 from lantern.store import Database
 from lantern.store import firmware as catalog
 from lantern.store.firmware import FirmwareRecord, GroupRecord
-from lantern.store.jobs import ExecStatus, ExecutionRecord, JobRecord, JobStatus
+from lantern.store.jobs import ExecStatus, ExecutionRecord, JobRecord, JobStatus, control
 from lantern.store.jobs import deployments as repo
 
 __all__ = [
@@ -87,9 +87,55 @@ class JobsQueries:
         """Deployments newest first, with their execution counts (no executions)."""
 
         def read(conn: Connection) -> list[Deployment]:
-            jobs = repo.list_jobs(conn, project)
+            jobs = repo.list_jobs(conn, project, kind="firmware")
             counts = repo.execution_counts(conn, [j.job_id for j in jobs])
             return [Deployment(j, counts[j.job_id]) for j in jobs]
+
+        return await self._read(read)
+
+    # -- jobs of any kind (the AWS control plane, `lantern jobs`) ------------------------------
+    async def job(self, job_id: str, with_executions: bool = False) -> Deployment:
+        """A job of any kind, with its execution counts."""
+
+        def read(conn: Connection) -> Deployment:
+            job = repo.get_job(conn, job_id)
+            if job is None:
+                raise JobsNotFound(f"no job {job_id!r}")
+            counts = repo.execution_counts(conn, [job_id])[job_id]
+            executions = repo.list_executions(conn, job_id) if with_executions else []
+            return Deployment(job, counts, executions)
+
+        return await self._read(read)
+
+    async def list_jobs(
+        self, project: str | None = None, status: JobStatus | None = None
+    ) -> list[JobRecord]:
+        """Jobs of every kind, newest first."""
+        return await self._read(lambda c: repo.list_jobs(c, project, status))
+
+    async def job_executions(
+        self, job_id: str, status: ExecStatus | None = None
+    ) -> list[ExecutionRecord]:
+        """The job's executions in rollout order (raises for an unknown job)."""
+
+        def read(conn: Connection) -> list[ExecutionRecord]:
+            if repo.get_job(conn, job_id) is None:
+                raise JobsNotFound(f"no job {job_id!r}")
+            statuses = None if status is None else [status]
+            return control.executions_of_job(conn, job_id, statuses)
+
+        return await self._read(read)
+
+    async def thing_executions(self, thing_name: str) -> list[ExecutionRecord]:
+        """Every execution of the thing, newest job first."""
+        return await self._read(lambda c: control.executions_of_thing(c, thing_name))
+
+    async def execution(self, job_id: str, thing_name: str) -> ExecutionRecord:
+        def read(conn: Connection) -> ExecutionRecord:
+            found = control.executions_of_job(conn, job_id, things=[thing_name])
+            if not found:
+                raise JobsNotFound(f"no execution of job {job_id} for thing {thing_name}")
+            return found[0]
 
         return await self._read(read)
 

@@ -9,7 +9,12 @@ One :meth:`JobsTimer.tick` does, in order:
    are canceled; IN_PROGRESS ones keep running), before more executions are queued.
 3. **Rollout.** PLANNED executions are queued: all at once without a rate, else at most
    ``maxPerMinute`` per started minute since the rollout began.
-4. **Completion.** A job is COMPLETED when every execution is terminal.
+4. **Completion.** A job is COMPLETED when every execution is terminal (a CONTINUOUS job never
+   completes: it runs until canceled).
+
+Before abort and rollout, a generic job's retryable executions are re-queued and a CONTINUOUS
+job's executions follow its target groups (:mod:`lantern.jobs.lifecycle`). With
+``exponentialRate`` the rollout queues at most the current rate per minute of the rollout.
 5. **Notifications** for every thing whose executions changed (here or in another process).
 
 Tests drive it with a :class:`~lantern.jobs.clock.ManualClock`; the server runs :meth:`run`.
@@ -22,12 +27,13 @@ import contextlib
 import dataclasses
 import functools
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
 from lantern.gateway import Notifier
-from lantern.jobs import notify
+from lantern.jobs import lifecycle, notify
 from lantern.jobs.clock import Clock
 from lantern.jobs.deployments import cancel_job
 from lantern.jobs.documents import DocumentRenderer
@@ -106,6 +112,13 @@ class JobsTimer:
         self.notifier = notifier
         self.units = units if units is not None else JobsStore(db.transactions)
         self._lock = asyncio.Lock()
+        #: What the timer did, for metrics: executions timed out and released (queued by the
+        #: rollout), deployments completed and aborted, notifications published by kind.
+        self.timed_out = 0
+        self.released = 0
+        self.completed = 0
+        self.aborted = 0
+        self.notifications: Counter[str] = Counter()
 
     async def tick(self) -> TickReport:
         """One pass of every time-driven duty (see the module docstring)."""
@@ -129,6 +142,10 @@ class JobsTimer:
                 if advanced.completed:
                     report.completed.append(job.job_id)
             report.published = await self.flush()
+            self.timed_out += len(report.timed_out)
+            self.released += sum(report.released.values())
+            self.completed += len(report.completed)
+            self.aborted += len(report.aborted)
             return report
 
     async def flush(self) -> int:
@@ -147,6 +164,7 @@ class JobsTimer:
             return
         try:
             self.notifier.publish(topic, payload, qos=1)
+            self.notifications[notify.kind(topic)] += 1
         except Exception:
             # Delivery is best effort, as in AWS; the state is already recorded.
             log.exception("could not publish %s", topic)
@@ -191,6 +209,9 @@ def _advance(conn: Connection, listed: JobRecord, now: float) -> _Advanced:
     job = repo.get_job(conn, listed.job_id)
     if job is None or job.status is not JobStatus.IN_PROGRESS:
         return _Advanced()  # canceled (or deleted) since it was listed
+    lifecycle.retry(conn, job, now)
+    if job.continuous:
+        lifecycle.reconcile(conn, job, now)
     counts = repo.execution_counts(conn, [job.job_id])[job.job_id]
     reason = abort_reason(job, counts)
     if reason is not None:
@@ -199,7 +220,13 @@ def _advance(conn: Connection, listed: JobRecord, now: float) -> _Advanced:
     planned = counts.get(ExecStatus.PLANNED, 0)
     if planned:
         return _Advanced(released=_release(conn, job, counts, planned, now))
-    if job.rollout_started_at is not None and not repo.count_unfinished(conn, job.job_id):
+    if job.continuous:
+        return _Advanced()  # a continuous job runs until it is canceled
+    if job.rollout_started_at is None:
+        if counts:
+            return _Advanced()
+        repo.start_rollout(conn, job.job_id, now)  # a job without executions (an empty group)
+    if not repo.count_unfinished(conn, job.job_id):
         repo.complete_job(conn, job.job_id, now)
         return _Advanced(completed=True)
     return _Advanced()
@@ -213,7 +240,12 @@ def _release(
         started = now
         repo.start_rollout(conn, job.job_id, now)
     limit: int | None = None
-    if job.max_per_minute is not None:
+    exponential = (job.options or {}).get("exponentialRate")
+    if exponential is not None:
+        limit = lifecycle.exponential_limit(conn, job, exponential, counts, started, now)
+        if limit == 0:
+            return 0
+    elif job.max_per_minute is not None:
         allowed = job.max_per_minute * (int((now - started) // 60) + 1)
         already = sum(counts.values()) - planned
         limit = max(0, allowed - already)

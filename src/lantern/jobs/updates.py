@@ -19,6 +19,7 @@ answered InternalError (retry).
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -157,6 +158,8 @@ class ExecutionUpdater:
         self._writer: GroupCommit[Change, Applied] = GroupCommit(
             self._commit, name="jobs-execution-updates", batch_max=batch_max, queue_max=queue_max
         )
+        #: Committed device changes by the execution's status after them (for metrics).
+        self.updates: Counter[str] = Counter()
 
     @property
     def batches(self) -> int:
@@ -181,10 +184,13 @@ class ExecutionUpdater:
             raise Rejected(wire.INTERNAL_ERROR, "the server is shutting down; retry the request")
         try:
             # A waiter cancelled (connection gone) is still applied: the device may retry it.
-            return await self._writer.submit(change)
+            applied = await self._writer.submit(change)
         except CommitFailed:
             # Logged by the GroupCommit; the device is told to retry, not why.
             raise Rejected(wire.INTERNAL_ERROR, "internal error; retry the request") from None
+        if applied.execution is not None:
+            self.updates[applied.execution.status.value] += 1
+        return applied
 
     async def _commit(self, batch: list[Change]) -> Sequence[Applied | BaseException]:
         return await self._units.write(lambda uow: self._apply_all(uow, batch))

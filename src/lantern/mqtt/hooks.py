@@ -65,6 +65,8 @@ class AuthResult:
     ``valid_until``: when the credentials stop being valid (seconds since the epoch, wall
     clock; None = no end). The server closes the connection then: MQTT 5 DISCONNECT 0x98
     (administrative action), 3.1.1 just closed.
+    ``reason``: why a refused client was refused, for the server's log (an identifier may be
+    in it, never a secret).
     """
 
     identity: object | None
@@ -73,6 +75,7 @@ class AuthResult:
     principal: Hashable | None = None
     persistent_session: bool = True
     valid_until: float | None = None
+    reason: str | None = None
 
 
 class ClientHandle(Protocol):

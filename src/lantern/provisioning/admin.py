@@ -327,17 +327,18 @@ _TRANSITIONS = {
 
 
 async def set_certificate_status(
-    db: Database, id_or_prefix: str, status: str
+    db: Database, id_or_prefix: str, status: str, *, require_thing: bool = True
 ) -> reg.CertificateRecord:
     """Activate, deactivate or revoke a certificate (REVOKED is final). Live connections of a
     deactivated or revoked certificate are closed by the gateway within a second. Audited as
-    ``certificate.update_status``."""
+    ``certificate.update_status``. ``require_thing=False`` (the AWS API) lets a device
+    certificate attached to no thing become ACTIVE (it still cannot connect until attached)."""
     async with audited(db, "certificate.update_status", id_or_prefix, status=status) as act:
-        return await _set_certificate_status(db, act, id_or_prefix, status)
+        return await _set_certificate_status(db, act, id_or_prefix, status, require_thing)
 
 
 async def _set_certificate_status(
-    db: Database, act: AuditedAction, id_or_prefix: str, status: str
+    db: Database, act: AuditedAction, id_or_prefix: str, status: str, require_thing: bool
 ) -> reg.CertificateRecord:
     cert = await find_certificate(db, id_or_prefix)
     act.target = cert.id
@@ -347,7 +348,7 @@ async def _set_certificate_status(
         raise AdminConflict(
             f"certificate {cert.id[:12]} is {cert.status}; it cannot become {status}"
         )
-    if status == "ACTIVE" and cert.kind == "device" and cert.thing_name is None:
+    if status == "ACTIVE" and cert.kind == "device" and cert.thing_name is None and require_thing:
         raise AdminConflict("a device certificate must be attached to a thing to be ACTIVE")
     async with db.transaction() as conn:
         await reg.set_certificate_status(conn, cert.id, status, time.time())

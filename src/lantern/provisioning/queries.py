@@ -81,6 +81,12 @@ class RegistryQueries:
     async def things(self, project: str | None = None) -> list[ThingRecord]:
         return await self._read(lambda c: devices.list_things_sync(c, project))
 
+    async def things_page(self, after: str | None, limit: int) -> list[ThingRecord]:
+        """At most ``limit`` things of every project by name, after ``after``."""
+        return await self._read(
+            lambda c: devices.list_things_sync(c, None, limit=limit, after=after)
+        )
+
     async def thing(self, name: str) -> ThingDetail | None:
         def read(conn: Connection) -> ThingDetail | None:
             thing = devices.get_thing_sync(conn, name)
@@ -97,6 +103,14 @@ class RegistryQueries:
         """Certificates of every project, oldest first (only ``thing``'s, only ``status``)."""
         return await self._read(
             lambda c: devices.list_certificates_sync(c, None, thing_name=thing, status=status)
+        )
+
+    async def certificates_page(
+        self, after: tuple[float, str] | None, limit: int, *, ascending: bool
+    ) -> list[CertificateRecord]:
+        """At most ``limit`` certificates by (creation time, id) after ``after``."""
+        return await self._read(
+            lambda c: devices.certificates_page_sync(c, after, limit, ascending=ascending)
         )
 
     async def certificate_policy_names(self, certificate_id: str) -> list[str]:

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,7 @@ from lantern.provisioning.template import TEMPLATE_NAME_RE, ProvisioningPlan, ev
 from lantern.provisioning.tokens import hash_token, new_token
 from lantern.provisioning.writer import RegistryWriter
 from lantern.settings.provisioning import ProvisioningSettings
+from lantern.stats import LATENCY_BUCKETS, Buckets
 from lantern.store import Database
 from lantern.store.group_commit import CommitFailed
 from lantern.store.registry import (
@@ -60,7 +62,11 @@ from lantern.store.registry import (
     ThingRecord,
 )
 
-__all__ = ["ProvisioningService"]
+__all__ = ["FLOW_PATHS", "ProvisioningService"]
+
+#: The flows, as labelled in metrics: CreateKeysAndCertificate, CreateCertificateFromCsr,
+#: RegisterThing.
+FLOW_PATHS = ("create_keys", "create_from_csr", "register_thing")
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +125,10 @@ class ProvisioningService:
         self.settings = settings
         self.hook = hook
         self.clock = clock
+        #: Flows by (path, outcome): ``accepted`` or the rejected reply's ``errorCode``; and
+        #: their latency by path (plain counters, read by the metrics collector).
+        self.flows: Counter[tuple[str, str]] = Counter()
+        self.latency = {path: Buckets(LATENCY_BUCKETS) for path in FLOW_PATHS}
         # RSA keys made ahead (settings.key_pool_size); EC keys take microseconds.
         self._key_pool: KeyPool[PrivateKey] | None = None
         if KeyType(settings.key_type) is KeyType.RSA_2048:
@@ -140,6 +150,11 @@ class ProvisioningService:
             self._key_pool.fill()
 
     @property
+    def key_pool_size(self) -> int:
+        """RSA keys the pool keeps ready (0 without one)."""
+        return 0 if self._key_pool is None else self.settings.key_pool_size
+
+    @property
     def pooled_keys(self) -> int:
         """RSA keys ready in the pool (0 without one)."""
         return 0 if self._key_pool is None else self._key_pool.ready
@@ -154,23 +169,27 @@ class ProvisioningService:
 
     # -- handlers ------------------------------------------------------------------------------
     async def create_keys_and_certificate(self, request: DeviceRequest) -> HandlerResult:
-        return await self._handle(request, self._create_keys)
+        return await self._handle(request, self._create_keys, "create_keys")
 
     async def create_certificate_from_csr(self, request: DeviceRequest) -> HandlerResult:
-        return await self._handle(request, self._create_from_csr)
+        return await self._handle(request, self._create_from_csr, "create_from_csr")
 
     async def register_thing(self, request: DeviceRequest) -> HandlerResult:
-        return await self._handle(request, self._register)
+        return await self._handle(request, self._register, "register_thing")
 
     async def _handle(
         self,
         request: DeviceRequest,
         work: Callable[[DeviceRequest, ClaimIdentity, dict[str, Any]], Any],
+        path: str,
     ) -> HandlerResult:
         fmt = request.topic_params.get("fmt", "")
         if fmt not in FORMATS:
             # No reply topic is defined for an unknown format; nothing is done.
+            self.flows[path, "UnknownFormat"] += 1
             return HandlerResult(puback=ReasonCode.TOPIC_NAME_INVALID)
+        started = time.monotonic()
+        outcome = "accepted"
         try:
             identity = request.identity
             if not isinstance(identity, ClaimIdentity):
@@ -189,6 +208,7 @@ class ProvisioningService:
                 exc.message,
             )
             answer, topic = exc.payload(), f"{request.topic}/rejected"
+            outcome = exc.error_code
         except Exception as exc:
             # A batch that could not commit is logged by the group commit (nothing was stored).
             if not isinstance(exc, CommitFailed):
@@ -197,6 +217,9 @@ class ProvisioningService:
                 500, "InternalFailure", "Lantern failed to process the request; try again"
             ).payload()
             topic = f"{request.topic}/rejected"
+            outcome = "InternalFailure"
+        self.flows[path, outcome] += 1
+        self.latency[path].observe(time.monotonic() - started)
         reply = Reply(topic, encode_reply(fmt, answer))
         return HandlerResult(replies=(reply,), puback=ReasonCode.SUCCESS)
 

@@ -128,6 +128,7 @@ class PushDispatcher:
                 "NotConfigured",
                 message=not_configured_message(scheme),
             )
+            self.metrics.finished(scheme, "not_configured", 0.0)
             return await self._record(key, scheme, address, outcome, 0.0)
         message = provider.prepare(address, payload)
         rate = key.rate_per_minute or self.default_rate_per_minute

@@ -47,6 +47,13 @@ class PushMetrics:
             ["code"],
             registry=self.registry,
         )
+        self.responses = Counter(
+            "lantern_push_responses",
+            "POST /push answers by HTTP status (every outcome: 200, 400, 401, 403, 413, 429, "
+            "502, 503, ...).",
+            ["status"],
+            registry=self.registry,
+        )
         self.delivery_log_failures = Counter(
             "lantern_push_delivery_log_failures",
             "Pushes whose delivery-log row could not be stored (the push itself went out).",
@@ -57,6 +64,7 @@ class PushMetrics:
         self._attempts: dict[tuple[str, str], Counter] = {}
         self._finished: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._in_flight: dict[str, Gauge] = {}
+        self._responses: dict[int, Counter] = {}
 
     def attempt(self, provider: str, result: str) -> None:
         """Count one send to ``provider`` ending in ``result``."""
@@ -75,6 +83,13 @@ class PushMetrics:
             )
         children[0].inc()
         children[1].observe(latency)
+
+    def answered(self, status: int) -> None:
+        """Count one ``/push`` answer with HTTP ``status``."""
+        child = self._responses.get(status)
+        if child is None:
+            child = self._responses[status] = self.responses.labels(str(status))
+        child.inc()
 
     def in_flight_of(self, provider: str) -> Gauge:
         """The in-flight gauge of ``provider``."""

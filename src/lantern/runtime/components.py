@@ -11,11 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lantern.runtime.audit import AuditComponent
+from lantern.runtime.awsapi import AwsApiComponent
 from lantern.runtime.cluster import ClusterComponent
 from lantern.runtime.component import Component, Platform
+from lantern.runtime.console import ConsoleComponent
 from lantern.runtime.gateway import GatewayComponent
 from lantern.runtime.ingest import IngestComponent
 from lantern.runtime.jobs import JobsComponent
+from lantern.runtime.metrics import GroupCommitCollector
 from lantern.runtime.mqtt import MQTTComponent
 from lantern.runtime.push import PushComponent
 from lantern.runtime.schedule import ScheduleComponent
@@ -32,6 +35,8 @@ class Components:
     jobs: JobsComponent
     shadows: ShadowsComponent
     audit: AuditComponent
+    console: ConsoleComponent
+    awsapi: AwsApiComponent
     cluster: ClusterComponent | None = None
 
     def start_order(self) -> list[Component]:
@@ -49,6 +54,8 @@ class Components:
             self.jobs,
             self.shadows,
             self.audit,
+            self.console,
+            self.awsapi,
             self.mqtt,
         ]
 
@@ -59,19 +66,24 @@ class Components:
 
 def build_components(platform: Platform) -> Components:
     """Build every component for ``platform``, each with its dependencies."""
+    platform.metrics.register(GroupCommitCollector())
     gateway = GatewayComponent(platform)
     mqtt = MQTTComponent(platform, gateway.hooks)
     gateway.attach(mqtt.server)
     push = PushComponent(platform)
+    jobs = JobsComponent(platform, gateway.router)
+    awsapi = AwsApiComponent(platform, gateway, mqtt.server, jobs)
     return Components(
         gateway=gateway,
         mqtt=mqtt,
         push=push,
         schedule=ScheduleComponent(platform, push.dispatcher, push.keys),
         ingest=IngestComponent(platform, gateway.router),
-        jobs=JobsComponent(platform, gateway.router),
-        shadows=ShadowsComponent(platform, gateway.router),
+        jobs=jobs,
+        shadows=ShadowsComponent(platform, gateway.router, verifier=awsapi.verifier),
         audit=AuditComponent(platform),
+        console=ConsoleComponent(platform, mqtt.server, jobs, push.keys),
+        awsapi=awsapi,
         cluster=(
             None
             if platform.cluster is None

@@ -36,6 +36,7 @@ from lantern.provisioning.service import ProvisioningService
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.metrics import AuthCollector
 from lantern.runtime.mqtt import ServerHooks
+from lantern.runtime.service_metrics import ProvisioningCollector
 from lantern.store.registry import RegistryStore
 
 __all__ = ["GatewayComponent"]
@@ -89,6 +90,7 @@ class GatewayComponent(Component):
             units=self.registry,
         )
         self.provisioning.register(self.router)
+        platform.metrics.register(ProvisioningCollector(self.provisioning))
         self.hooks = ServerHooks(self.authenticator, self.authorizer, self.router)
         self.watcher: RevocationWatcher | None = None
         self._sweeper: asyncio.Task[None] | None = None

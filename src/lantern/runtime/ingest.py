@@ -23,6 +23,7 @@ from lantern.ingest.observations import FHIR_INGEST_TOPIC, ObservationService
 from lantern.ingest.writer import GroupCommitWriter
 from lantern.runtime.cluster import duty_singleton
 from lantern.runtime.component import Component, Platform
+from lantern.runtime.service_metrics import IngestCollector
 from lantern.store.ingest import open_observation_sink
 from lantern.store.objects import S3ObjectStore
 from lantern.store.signing import UrlSigner, load_or_create_signing_key
@@ -68,6 +69,7 @@ class IngestComponent(Component):
             max_upload_bytes=cfg.max_upload_bytes,
         )
         self._reconciler: asyncio.Task[None] | None = None
+        platform.metrics.register(IngestCollector(self.observations))
         # In a cluster the outbox is forwarded by one node at a time.
         forwarder = self.forwarder
         self._forwarding: Singleton | None = (

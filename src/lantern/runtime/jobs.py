@@ -22,11 +22,14 @@ from lantern.jobs.clock import SystemClock
 from lantern.jobs.deployments import DeploymentService
 from lantern.jobs.device_api import JobsDeviceAPI
 from lantern.jobs.documents import DocumentRenderer
+from lantern.jobs.files import FileUrls
+from lantern.jobs.generic import JobService
 from lantern.jobs.queries import JobsQueries
 from lantern.jobs.throttle import TokenBuckets
 from lantern.jobs.timer import JobsTimer
 from lantern.runtime.cluster import duty_singleton
 from lantern.runtime.component import Component, Platform
+from lantern.runtime.service_metrics import JobsCollector
 from lantern.store.signing import UrlSigner, load_or_create_signing_key
 
 log = logging.getLogger(__name__)
@@ -51,11 +54,15 @@ class JobsComponent(Component):
         )
         self.groups = ThingGroups(platform.db, self.clock)
         self.deployments = DeploymentService(platform.db, self.clock)
+        ingest = platform.settings.ingest
+        bucket = ingest.s3_bucket if ingest.storage_backend == "s3" else None
+        self.jobs = JobService(platform.db, self.clock, platform.objects, FileUrls(bucket))
         self.queries = JobsQueries(platform.db)
         limiter = TokenBuckets(cfg.device_requests_per_second, cfg.device_request_burst, self.clock)
         self.device_api = JobsDeviceAPI(platform.db, self.renderer, self.clock, limiter)
         self.device_api.register(router)
         self.timer = JobsTimer(platform.db, self.renderer, self.clock, router)
+        platform.metrics.register(JobsCollector(self.device_api, self.timer))
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # In a cluster the timer (rollout, timeouts, abort) runs on one node at a time.

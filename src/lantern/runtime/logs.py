@@ -8,13 +8,21 @@ botocore prints signed requests and bodies (SES mail, SNS texts), aiosmtplib the
 conversation. None of them may reach a log. ``log_sql_statements = true`` is the one opening:
 SQLAlchemy's engine logger at INFO, which prints each statement and, because every engine is
 created with ``hide_parameters=True`` (:meth:`lantern.store.Database.open`), never its values.
+
+``log_format = "json"`` prints one JSON object per line instead of text (docs/logging.md):
+``ts`` (ISO-8601, UTC, milliseconds), ``level``, ``logger``, ``msg`` (the formatted message),
+then the extra fields a line was given (``peer``, ``listener``, ``reason``, ...) and ``exc``
+(the traceback) when there is one.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
+from typing import Any
 
-__all__ = ["CAPPED_LOGGERS", "configure_logging"]
+__all__ = ["CAPPED_LOGGERS", "JsonFormatter", "configure_logging"]
 
 #: Third-party loggers that print values (parameters, headers, bodies) below WARNING.
 CAPPED_LOGGERS = (
@@ -42,11 +50,44 @@ CAPPED_LOGGERS = (
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+#: Attributes every LogRecord has: anything else on a record is an extra field of the line.
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
-def configure_logging(level: str, *, sql_statements: bool = False) -> None:
-    """Log to stderr at ``level`` (debug, info, warning, error); cap :data:`CAPPED_LOGGERS` at
-    WARNING; with ``sql_statements`` log SQL statements (never parameters, never rows)."""
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``msg``, extra fields, ``exc``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = dt.datetime.fromtimestamp(record.created, dt.UTC)
+        line: dict[str, Any] = {
+            "ts": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in line:
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str, *, sql_statements: bool = False, fmt: str = "text") -> None:
+    """Log to stderr at ``level`` (debug, info, warning, error), as text or (``fmt="json"``)
+    one JSON object per line; cap :data:`CAPPED_LOGGERS` at WARNING; with ``sql_statements``
+    log SQL statements (never parameters, never rows)."""
+    if fmt not in ("text", "json"):
+        raise ValueError(f"log format {fmt!r}: use text or json")
     logging.basicConfig(level=level.upper(), format=FORMAT)
+    if fmt == "json":
+        formatter = JsonFormatter()
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(formatter)
     for name in CAPPED_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     # INFO, not DEBUG: at DEBUG SQLAlchemy's engine logger also prints result rows.

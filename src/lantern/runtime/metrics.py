@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from lantern.gateway.throttle import AuthStats
 from lantern.mqtt.server import MQTTServer
+from lantern.store import commit_stats
+from lantern.store.commit_stats import Buckets, Writer
 
-__all__ = ["AuthCollector", "MQTTCollector"]
+__all__ = ["AuthCollector", "GroupCommitCollector", "MQTTCollector"]
 
 _AUTH_FAILURE_REASONS = ("password", "certificate", "anonymous", "busy", "error")
 _THROTTLE_SCOPES = ("address", "user")
@@ -31,8 +38,21 @@ class MQTTCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         server = self.server
         stats = server.broker.stats
+        yield from self._listeners()
+        yield from self._packets()
+        sessions = server.broker.sessions.values()
         yield GaugeMetricFamily(
-            "lantern_mqtt_connections", "Open MQTT connections.", value=len(server.handlers)
+            "lantern_mqtt_sessions", "Sessions (connected or kept offline).", value=len(sessions)
+        )
+        yield GaugeMetricFamily(
+            "lantern_mqtt_queued_messages",
+            "QoS 1/2 messages waiting in session queues (not yet sent).",
+            value=sum(len(s.queue) for s in sessions if s.queue),
+        )
+        yield GaugeMetricFamily(
+            "lantern_mqtt_inflight_messages",
+            "QoS 1/2 messages sent and not yet acknowledged.",
+            value=sum(len(s.inflight) for s in sessions),
         )
         dropped = CounterMetricFamily(
             "lantern_mqtt_messages_dropped",
@@ -72,6 +92,70 @@ class MQTTCollector(Collector):
             value=server.stats_publish_denied,
         )
 
+    def _listeners(self) -> Iterator[Metric]:
+        server = self.server
+        by_name = server.stats.listeners
+        names = sorted(set(server.listeners) | set(by_name))
+        open_now = GaugeMetricFamily(
+            "lantern_mqtt_connections",
+            "Open MQTT connections (TLS/WebSocket handshake done), by listener.",
+            labels=["listener"],
+        )
+        accepted = CounterMetricFamily(
+            "lantern_mqtt_connections_accepted",
+            "Connections opened (TLS/WebSocket handshake done), by listener.",
+            labels=["listener"],
+        )
+        received = CounterMetricFamily(
+            "lantern_mqtt_received_bytes", "MQTT bytes received, by listener.", labels=["listener"]
+        )
+        sent = CounterMetricFamily(
+            "lantern_mqtt_sent_bytes", "MQTT bytes sent, by listener.", labels=["listener"]
+        )
+        over_limit = CounterMetricFamily(
+            "lantern_mqtt_connections_over_limit",
+            "Connections closed at once because max_connections was reached, by listener.",
+            labels=["listener"],
+        )
+        handshakes = CounterMetricFamily(
+            "lantern_mqtt_tls_handshake_failures",
+            "Refused or unfinished TLS handshakes, by listener and OpenSSL reason.",
+            labels=["listener", "reason"],
+        )
+        for name in names:
+            counts = server.stats.listener(name)
+            open_now.add_metric([name], counts.open)
+            accepted.add_metric([name], counts.accepted)
+            received.add_metric([name], counts.bytes_in)
+            sent.add_metric([name], counts.bytes_out)
+            listener = server.listeners.get(name)
+            over_limit.add_metric([name], getattr(listener, "refused_connections", 0))
+            failures = getattr(listener, "handshake_failures", None)
+            if failures is not None:
+                for reason, value in sorted(failures.items()):
+                    handshakes.add_metric([name, reason], value)
+        yield from (open_now, accepted, received, sent, over_limit, handshakes)
+
+    def _packets(self) -> Iterator[Metric]:
+        stats = self.server.stats
+        for direction, counts in (("received", stats.packets_in), ("sent", stats.packets_out)):
+            family = CounterMetricFamily(
+                f"lantern_mqtt_packets_{direction}",
+                f"MQTT control packets {direction}, by type.",
+                labels=["type"],
+            )
+            for kind, value in counts.items():
+                family.add_metric([kind.__name__.upper()], value)
+            yield family
+        refused = CounterMetricFamily(
+            "lantern_mqtt_connects_refused",
+            "CONNECTs refused, by CONNACK reason (e.g. bad_user_name_or_password, banned).",
+            labels=["reason"],
+        )
+        for reason, value in sorted(stats.connects_refused.items()):
+            refused.add_metric([reason], value)
+        yield refused
+
 
 class AuthCollector(Collector):
     """Refused MQTT authentications by reason, and attempts the throttle refused."""
@@ -97,3 +181,44 @@ class AuthCollector(Collector):
         for scope in _THROTTLE_SCOPES:
             throttled.add_metric([scope], self.stats.throttled[scope])
         yield throttled
+
+
+class GroupCommitCollector(Collector):
+    """Every group-commit writer of the process (:mod:`lantern.store.commit_stats`): batch
+    sizes, commit durations, failed batches and requests queued, labelled by writer name."""
+
+    def collect(self) -> Iterator[Metric]:
+        sizes = HistogramMetricFamily(
+            "lantern_store_batch_size",
+            "Requests per group-commit transaction, by writer.",
+            labels=["writer"],
+        )
+        seconds = HistogramMetricFamily(
+            "lantern_store_commit_seconds",
+            "Duration of one group-commit transaction, by writer.",
+            labels=["writer"],
+        )
+        failed = CounterMetricFamily(
+            "lantern_store_failed_batches",
+            "Group-commit transactions that failed (every request of the batch failed).",
+            labels=["writer"],
+        )
+        queued = GaugeMetricFamily(
+            "lantern_store_queued_requests",
+            "Requests waiting for a group-commit transaction, by writer.",
+            labels=["writer"],
+        )
+        by_name: dict[str, list[Writer]] = {}
+        for writer in commit_stats.writers():
+            by_name.setdefault(writer.name, []).append(writer)
+        for name, group in sorted(by_name.items()):
+            for family, attr in ((sizes, "batch_sizes"), (seconds, "commit_seconds")):
+                hists: list[Buckets] = [getattr(w.stats, attr) for w in group]
+                merged = [
+                    (le, sum(h.cumulative()[i][1] for h in hists))
+                    for i, (le, _) in enumerate(hists[0].cumulative())
+                ]
+                family.add_metric([name], merged, sum(h.sum for h in hists))
+            failed.add_metric([name], sum(w.stats.failed_batches for w in group))
+            queued.add_metric([name], sum(w.queued for w in group))
+        yield from (sizes, seconds, failed, queued)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lantern.cluster.bus import cluster_name
+from lantern.cluster.mqtt_node import ClusterMQTT, ClusterMQTTCollector
 from lantern.mqtt.errors import ListenerBindFailed
 from lantern.mqtt.hooks import Authenticator, Authorizer, PublishInterceptor
 from lantern.mqtt.server import MQTTServer, MQTTServerConfig
@@ -65,12 +67,22 @@ class MQTTComponent(Component):
             keepalive_max=s.keepalive_max,
             session_expiry_max=s.session_expiry_max,
             topic_alias_maximum=s.topic_alias_maximum,
+            log_refusals_per_minute=s.log_refusals_per_minute,
             reuse_port=platform.reuse_port,
         )
         self.server = MQTTServer(
             self.config, hooks.authenticator, hooks.authorizer, hooks.interceptor
         )
         platform.metrics.register(MQTTCollector(self.server))
+        # A cluster node (docs/cluster.md): MQTT routed to and from the other nodes over NATS.
+        self.cluster: ClusterMQTT | None = None
+        if platform.settings.cluster.nats_url:
+            self.cluster = ClusterMQTT(
+                platform.settings.cluster,
+                cluster_name(platform.settings.effective_database_url),
+                self.server,
+            )
+            platform.metrics.register(ClusterMQTTCollector(self.cluster))
 
     async def bind(self) -> None:
         """Bind every listener (accepting nothing yet): a port in use stops ``serve`` before
@@ -81,16 +93,22 @@ class MQTTComponent(Component):
             raise PortUnavailable(exc.listener, exc.host, exc.port, exc.errno) from exc
 
     async def start(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.start()
         await self.server.serve()
 
     async def stop(self) -> None:
         await self.server.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
 
     def describe(self) -> list[str]:
         host = self.platform.settings.mqtt.public_host
         ports = self.server.ports
         ca_file = self.platform.ca.ca_file
         lines = []
+        if self.cluster is not None:
+            lines.append(self.cluster.describe())
         if "mqtts" in ports:
             lines.append(
                 f"MQTT (mTLS)      mqtts://{host}:{ports['mqtts']}  "

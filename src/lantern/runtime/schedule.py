@@ -25,6 +25,7 @@ from lantern.push.errors import PushRequestInvalid, ScopeDenied
 from lantern.push.keys import ApiKey, KeyService
 from lantern.push.scopes import parse_scope, schemes_allowed
 from lantern.runtime.component import Component, Platform
+from lantern.runtime.service_metrics import SchedulerCollector
 from lantern.schedule import Clock, ScaledClock, Scheduler, ScheduleService, SystemClock
 from lantern.schedule.payloads import DeliveryJob, build_payload
 from lantern.schedule.scheduler import Outcome
@@ -110,8 +111,13 @@ class ScheduleComponent(Component):
         self.scheduler = Scheduler(
             store, DispatcherDeliver(dispatcher, keys), self.clock, self.settings
         )
+        platform.metrics.register(SchedulerCollector(self.scheduler))
         self.service = ScheduleService(
-            store, self.clock, schemes_allowed, on_change=self.scheduler.wake
+            store,
+            self.clock,
+            schemes_allowed,
+            on_change=self.scheduler.wake,
+            schemes_configured=lambda: frozenset(dispatcher.providers),
         )
 
     def routers(self) -> Sequence[APIRouter]:

@@ -254,6 +254,7 @@ async def _start_http(
         http=guarded_protocol_class(guard),
         ws="none",  # no WebSocket routes (MQTT over WebSocket has its own listener)
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through Lantern's handler (text or JSON)
         access_log=False,
         lifespan="off",
         ssl_certfile=str(ca.server_cert_file) if http_cfg.tls else None,

@@ -13,6 +13,7 @@ from fastapi import APIRouter
 
 from lantern.api.shadows import build_shadows_router
 from lantern.gateway.router import ReservedTopicRouter
+from lantern.iam.verifier import SignatureVerifier
 from lantern.runtime.component import Component, Platform
 from lantern.shadows.device_api import ShadowDeviceAPI
 from lantern.shadows.service import ShadowService
@@ -22,8 +23,14 @@ from lantern.store.shadows import ShadowsStore
 class ShadowsComponent(Component):
     name = "shadows"
 
-    def __init__(self, platform: Platform, router: ReservedTopicRouter) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        router: ReservedTopicRouter,
+        verifier: SignatureVerifier | None = None,
+    ) -> None:
         super().__init__(platform)
+        self.verifier = verifier
         # A SQLite file's writer thread commits batches in order: hand it the next one while
         # one commits (the next starts right after the COMMIT).
         pipeline = 2 if platform.db.sqlite_path is not None else 1
@@ -39,6 +46,7 @@ class ShadowsComponent(Component):
                 self.service,
                 admin_token=self.platform.admin_token,
                 auth_failures=self.platform.auth_failures,
+                verifier=self.verifier,
             ),
         )
 
@@ -49,5 +57,5 @@ class ShadowsComponent(Component):
         base = self.platform.http_base_url
         return [
             f"shadows          $aws/things/<thing>/shadow/...; {base}/things/<thing>/shadow "
-            "(admin token); `lantern shadows get THING`",
+            "(admin token or access key); `lantern shadows get THING`",
         ]

@@ -41,6 +41,7 @@ import contextlib
 import logging
 import math
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -51,6 +52,7 @@ from lantern.schedule.payloads import DeliveryJob
 from lantern.schedule.recorder import Recorder, ResultNotRecorded
 from lantern.schedule.rules import iso_utc
 from lantern.settings.schedule import ScheduleSettings
+from lantern.stats import Buckets
 from lantern.store.schedule import ScheduleRecord, ScheduleStore
 from lantern.store.schedule_claims import (
     Advance,
@@ -60,6 +62,8 @@ from lantern.store.schedule_claims import (
     OccurrenceClaims,
 )
 
+#: Seconds an occurrence starts firing after its scheduled time.
+LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 log = logging.getLogger("lantern.schedule")
 
 
@@ -122,6 +126,14 @@ class Scheduler:
         self._lease_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.lease_renewals = 0  # completed renewal passes (for tests and metrics)
+        #: For metrics: occurrences claimed (due, taken over included), fired (sending
+        #: started), missed (later than the grace), sends by status, and how late each
+        #: occurrence started firing.
+        self.due = 0
+        self.fired = 0
+        self.missed = 0
+        self.sends: Counter[str] = Counter()
+        self.lateness = Buckets(LATENESS_BUCKETS)
         self.leases_renewed = asyncio.Event()  # set after each renewal pass
 
     # -- decisions (no I/O) -----------------------------------------------------------------
@@ -151,6 +163,7 @@ class Scheduler:
                     last_at,
                     f"{last_detail}; later misses until {iso_utc(now - grace)} not listed",
                 )
+        self.missed += len(missed)
         return Advance(fire, missed, at, "active" if at is not None else "finished")
 
     # -- one pass -----------------------------------------------------------------------------
@@ -198,6 +211,7 @@ class Scheduler:
                     lease_until=lease_until,
                     advance=lambda record: self.plan(record, now),
                 )
+        self.due += len(claimed) + len(due)
         for claim in (*claimed, *due):
             self._spawn(claim)
         return TickStats(len(claimed) + len(due), limit <= 0 or len(due) >= limit)
@@ -268,8 +282,11 @@ class Scheduler:
         if late > self.settings.misfire_grace_seconds:
             # A taken-over claim can be too late by now: same policy as for a fresh one.
             detail = f"late by {late:.0f} s (grace {self.settings.misfire_grace_seconds:.0f} s)"
+            self.missed += 1
             await self._complete(Completion(claim.occurrence_id, self.clock.now(), detail))
             return
+        self.fired += 1
+        self.lateness.observe(max(late, 0.0))
         last = len(claim.destinations) - 1
         for index, (destination_id, token) in enumerate(claim.destinations):
             job = DeliveryJob(
@@ -287,6 +304,7 @@ class Scheduler:
             if sent is None:
                 return  # stopping: stays open, handed back by stop()
             status, reason, delivery_id = sent
+            self.sends[status] += 1
             if status == "dead_token":
                 log.info(
                     "schedule %s: destination %s has a dead token (%s); deactivated",

@@ -85,6 +85,12 @@ class MQTTSettings(SectionModel):
     handshake_timeout: float = Field(
         default=10.0, gt=0, description="Seconds allowed for the TLS / WebSocket handshake."
     )
+    log_refusals_per_minute: int = Field(
+        default=10,
+        ge=0,
+        description="INFO lines about refused TLS handshakes and CONNECTs, per reason per "
+        "minute (then one 'suppressed K' line); 0 logs none.",
+    )
     keepalive_max: int = Field(
         default=1200,
         ge=1,

@@ -31,10 +31,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from lantern.store import commit_stats
+from lantern.store.commit_stats import CommitStats
 from lantern.store.db import StoreError
 
 __all__ = ["CommitFailed", "GroupCommit"]
@@ -76,6 +79,9 @@ class GroupCommit(Generic[R, T]):
         self.batches = 0  # committed transactions (for tests and metrics)
         self.committed = 0  # requests in committed transactions
         self.failed_batches = 0
+        #: Batch sizes and commit durations (exported as ``lantern_store_*`` metrics).
+        self.stats = CommitStats()
+        commit_stats.register(self)
 
     @property
     def queued(self) -> int:
@@ -128,11 +134,16 @@ class GroupCommit(Generic[R, T]):
             task.add_done_callback(done)
 
     async def _commit_batch(self, batch: list[tuple[R, asyncio.Future[T]]]) -> None:
+        stats = self.stats
+        stats.batch_sizes.observe(len(batch))
+        started = time.monotonic()
         try:
             outcomes = await self._commit([request for request, _ in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"commit returned {len(outcomes)} outcomes for {len(batch)}")
         except Exception as exc:
+            stats.commit_seconds.observe(time.monotonic() - started)
+            stats.failed_batches += 1
             self.failed_batches += 1
             log.error(
                 "%s: a batch of %d could not be committed (%s)",
@@ -146,6 +157,7 @@ class GroupCommit(Generic[R, T]):
                     failure.__cause__ = exc
                     future.set_exception(failure)
             return
+        stats.commit_seconds.observe(time.monotonic() - started)
         self.batches += 1
         self.committed += len(batch)
         for (_, future), outcome in zip(batch, outcomes, strict=True):

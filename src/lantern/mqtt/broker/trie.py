@@ -172,6 +172,16 @@ class SubscriptionTrie:
             node = parent
         return True
 
+    def shared_group(self, topic_filter: str, name: str) -> SharedGroup | None:
+        """The shared group ``name`` of exactly ``topic_filter``, if it has members here."""
+        node = self._root
+        for level in topic_filter.split("/"):
+            child = node.children.get(level)
+            if child is None:
+                return None
+            node = child
+        return node.shared.get(name)
+
     def match(self, topic: str) -> MatchResult:
         """Every node's subscriptions and every shared group whose filter matches ``topic``."""
         cached = self._cache.get(topic)

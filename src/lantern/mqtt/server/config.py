@@ -47,6 +47,8 @@ class MQTTServerConfig:
     # A subscriber whose unsent bytes exceed this gets no more QoS 0 messages until it drains,
     # and its QoS 1/2 messages wait (unencoded) until then.
     write_buffer_limit: int = 1024 * 1024
+    # INFO lines about refused TLS handshakes and CONNECTs, per reason, per minute (0: none).
+    log_refusals_per_minute: int = 10
     # Share the listeners' ports with sibling processes (SO_REUSEPORT; ``serve --workers``).
     reuse_port: bool = False
 

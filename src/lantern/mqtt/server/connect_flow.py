@@ -12,6 +12,7 @@ import uuid
 from dataclasses import replace
 
 from lantern.mqtt.broker import Message
+from lantern.mqtt.broker.handoff import SessionSnapshot, adopt
 from lantern.mqtt.errors import ProtocolError
 from lantern.mqtt.hooks import AuthResult, ConnectInfo
 from lantern.mqtt.packets import Connack, Connect, Disconnect
@@ -66,10 +67,20 @@ class ConnectFlow(HandlerBase):
             code = result.reason_code
             if code < 0x80:
                 code = ReasonCode.NOT_AUTHORIZED
-            self._refuse(code, "refused by authenticator")
+            self._refuse(code, result.reason or "refused by authenticator")
             self._task = None
             return
+        snapshot = None
+        if self._server.claims is not None:
+            claimed = await self._claim(connect, result)
+            if isinstance(claimed, bool) or self._closed:
+                self._task = None
+                return
+            snapshot = claimed
         try:
+            if snapshot is not None:
+                principal = result.principal if result.principal is not None else result.identity
+                adopt(self._server.broker, snapshot, principal, self._server.loop.time())
             self._accept(connect, result)
         except ProtocolError as exc:
             self._protocol_error(exc)
@@ -77,19 +88,63 @@ class ConnectFlow(HandlerBase):
             self.end_at(result.valid_until)
         self._resume()
 
+    async def _claim(self, connect: Connect, result: AuthResult) -> SessionSnapshot | bool | None:
+        """Ask the cluster for this client id (another node closes its connection and hands
+        its session over). False: refused (another principal's session, CONNACK 0x87)."""
+        claims = self._server.claims
+        assert claims is not None
+        client_id = result.assigned_client_id or connect.client_id
+        if not client_id:
+            return None  # a generated client id is new everywhere
+        principal = result.principal if result.principal is not None else result.identity
+        clean_start = connect.clean_start or not result.persistent_session
+        try:
+            outcome = await claims.claim(client_id, clean_start, principal)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("cluster session lookup failed for %r; starting it here", client_id)
+            return None
+        if self._closed:
+            return False
+        if outcome.refused:
+            log.info(
+                "refused %r: its session on another node belongs to another principal", client_id
+            )
+            self._refuse(ReasonCode.NOT_AUTHORIZED, "client id owned by another principal")
+            return False
+        return outcome.snapshot
+
     def _owned_by_another(self, client_id: str, principal: object) -> bool:
         """Refuse a client id whose session belongs to another principal (CONNACK 0x87)."""
         if not self._server.broker.owned_by_another(client_id, principal):
             return False
-        log.info(
-            "refused %r from %s: the client id belongs to a session of another principal",
-            client_id,
-            self.remote_address,
+        self._refuse(
+            ReasonCode.NOT_AUTHORIZED,
+            f"the client id {client_id!r} belongs to a session of another principal",
         )
-        self._refuse(ReasonCode.NOT_AUTHORIZED, "client id owned by another principal")
         return True
 
     def _refuse(self, code: ReasonCode, why: str) -> None:
+        """CONNACK ``code`` and close; counted by reason code and logged (rate-limited)."""
+        server = self._server
+        name = code.name.lower()
+        server.stats.connects_refused[name] += 1
+        peer = self.remote_address
+        listener = self._stream.listener if self._stream is not None else "?"
+        server.refusals.info(
+            f"connect_{name}",
+            "refused CONNECT from %s on %s (client %r): %s (CONNACK %s)",
+            peer,
+            listener,
+            self._client_id,
+            why,
+            code.name,
+            peer=peer,
+            listener=listener,
+            client_id=self._client_id,
+            reason=name,
+        )
         self._reason = why
         self._will_on_close = False
         self._send(Connack(False, code))

@@ -76,6 +76,8 @@ class OutboundDelivery(HandlerBase):
             data = encoded.data if pid is None else encoded.with_packet_id(pid, delivery.dup)
             limit = self._max_out
             if limit is None or len(data) <= limit:
+                self._server.stats.packets_out[Publish] += 1
+                self._lstats.bytes_out += len(data)
                 stream.write(data)
                 return
         else:
@@ -93,6 +95,8 @@ class OutboundDelivery(HandlerBase):
             except LocalProtocolError:
                 return
             if data:
+                self._server.stats.packets_out[Publish] += 1
+                self._lstats.bytes_out += len(data)
                 stream.write(data)
                 return
         # Larger than the client's Maximum Packet Size: discarded as if delivered

@@ -9,6 +9,7 @@ with the transport callbacks, the dispatch and SUBSCRIBE/UNSUBSCRIBE.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from lantern.mqtt.broker import Delivery, Subscription
@@ -34,6 +35,7 @@ from lantern.mqtt.primitives import MQTT5
 from lantern.mqtt.reason_codes import ReasonCode
 from lantern.mqtt.server.connect_flow import ConnectFlow
 from lantern.mqtt.server.delivery import OutboundDelivery
+from lantern.mqtt.server.handler_base import log
 from lantern.mqtt.server.publish_flow import InboundPublishFlow
 from lantern.mqtt.topics import parse_shared
 
@@ -59,6 +61,9 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
         self._stream = stream
         server = self._server
         server.handlers.add(self)
+        lstats = self._lstats = server.stats.listener(stream.listener)
+        lstats.open += 1
+        lstats.accepted += 1
         self._last_activity = server.loop.time()
         self._timer = server.loop.call_later(server.config.connect_timeout, self._connect_timeout)
 
@@ -66,12 +71,14 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
         if self._closed:
             return
         self._last_activity = self._server.loop.time()
+        self._lstats.bytes_in += len(data)
         self._conn.receive_data(data)
         self._process()
 
     def stream_closed(self, exc: BaseException | None) -> None:
         self._closed = True
         self._gone = True
+        self._lstats.open -= 1
         server = self._server
         server.handler_closed(self)
         if self._timer is not None:
@@ -145,6 +152,8 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
         now = server.loop.time()
         codes: list[ReasonCode] = []
         deliveries: list[Delivery] = []
+        cluster = server.routes_settled is not None
+        later: list[tuple[Subscription, bool]] = []  # cluster: retained sent after catching up
         limit = server.config.max_subscriptions_per_connection
         for req in packet.subscriptions:
             group, real = parse_shared(req.topic_filter)
@@ -171,12 +180,52 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
                 subscription_id=sub_id,
                 group=group,
             )
-            _, retained = server.broker.subscribe(session, req.topic_filter, sub, now)
+            new, retained = server.broker.subscribe(
+                session, req.topic_filter, sub, now, with_retained=not cluster
+            )
             deliveries.extend(retained)
+            if cluster and server.broker.wants_retained(sub, new):
+                later.append((sub, new))
             codes.append(ReasonCode(req.qos))
+        if server.routes_settled is not None:
+            settled = server.routes_settled(bool(later))
+            if settled is not None:
+                # A cluster node: SUBACK once the other nodes route the new filters here, and
+                # retained messages once this node has every change the cluster made to them.
+                self._busy = True
+                suback = Suback(packet.packet_id, tuple(codes))
+                self._task = server.loop.create_task(
+                    self._suback_when_routed(settled, suback, later)
+                )
+                return
+            deliveries = [
+                d for s, new in later for d in server.broker.retained_for(session, s, new, now)
+            ]
         self._send(Suback(packet.packet_id, tuple(codes)))
         if deliveries:
             server.dispatch(deliveries)
+
+    async def _suback_when_routed(
+        self, settled: Awaitable[None], suback: Suback, later: list[tuple[Subscription, bool]]
+    ) -> None:
+        try:
+            await settled
+        except Exception:
+            log.warning(
+                "cluster routes for %r not confirmed; acknowledging the subscription",
+                self._client_id,
+                exc_info=True,
+            )
+        session = self.session
+        if self._closed or session is None:
+            return
+        self._send(suback)
+        broker = self._server.broker
+        now = self._server.loop.time()
+        deliveries = [d for s, new in later for d in broker.retained_for(session, s, new, now)]
+        if deliveries:
+            self._server.dispatch(deliveries, now)
+        self._resume()
 
     def _on_unsubscribe(self, packet: Unsubscribe) -> None:
         session = self.session

@@ -35,6 +35,7 @@ from lantern.mqtt.packets import Connack, Disconnect, Packet
 from lantern.mqtt.primitives import MQTT5
 from lantern.mqtt.properties import EMPTY_PROPERTIES, Properties
 from lantern.mqtt.reason_codes import ReasonCode
+from lantern.mqtt.server.stats import ListenerStats
 
 if TYPE_CHECKING:
     from lantern.mqtt.broker import Delivery, Session
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
 __all__ = ["HandlerBase", "log"]
 
 log = logging.getLogger("lantern.mqtt.server")
+
+# Counters of a handler whose stream is not open yet (replaced in ``stream_opened``).
+_NOT_OPEN = ListenerStats()
 
 
 class HandlerBase:
@@ -65,6 +69,7 @@ class HandlerBase:
         "_keepalive",
         "_last_activity",
         "_level",
+        "_lstats",
         "_max_out",
         "_pending",
         "_reason",
@@ -87,6 +92,7 @@ class HandlerBase:
             receive_maximum=cfg.receive_maximum,
         )
         self._stream: ByteStream | None = None
+        self._lstats = _NOT_OPEN
         self.session: Session | None = None
         self._client_id = ""
         self._identity: object = None
@@ -162,6 +168,7 @@ class HandlerBase:
         # More than Receive Maximum pending: stop taking packets. One beyond the window is
         # still taken, so a client overrunning it gets DISCONNECT 0x93 from the codec.
         limit = conn.receive_maximum
+        packets_in = self._server.stats.packets_in
         while not self._busy and not self._closed:
             pending = self._pending
             if pending is not None and len(pending) > limit:
@@ -173,6 +180,7 @@ class HandlerBase:
                 return
             if packet is None:
                 return
+            packets_in[type(packet)] += 1
             try:
                 self._handle(packet)
             except ProtocolError as exc:
@@ -219,6 +227,8 @@ class HandlerBase:
             log.debug("not sending %s in state %s", type(packet).__name__, self._conn.state)
             return
         if data:
+            self._server.stats.packets_out[type(packet)] += 1
+            self._lstats.bytes_out += len(data)
             stream.write(data)
 
     # -- closing -------------------------------------------------------------------------

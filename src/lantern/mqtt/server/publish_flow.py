@@ -272,7 +272,10 @@ class InboundPublishFlow(HandlerBase):
             if code == ReasonCode.SUCCESS and self._conn.state is ConnectionState.CONNECTED:
                 stream = self._stream
                 if stream is not None and not stream.is_closing():
-                    stream.write(self._conn.send_puback(pid))
+                    data = self._conn.send_puback(pid)
+                    self._server.stats.packets_out[Puback] += 1
+                    self._lstats.bytes_out += len(data)
+                    stream.write(data)
             else:
                 self._send(Puback(pid, code))
         else:

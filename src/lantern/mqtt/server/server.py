@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
 
 from lantern.mqtt.broker import Broker, Delivery, Message, Session
+from lantern.mqtt.broker.handoff import SessionSnapshot, hand_off
+from lantern.mqtt.broker.link import ClusterLink, SessionClaims
 from lantern.mqtt.errors import ListenerBindFailed
 from lantern.mqtt.hooks import (
     AllowAllAuthorizer,
@@ -31,10 +33,12 @@ from lantern.mqtt.properties import EMPTY_PROPERTIES, Properties
 from lantern.mqtt.reason_codes import ReasonCode
 from lantern.mqtt.server.config import MQTTServerConfig
 from lantern.mqtt.server.handler import ConnectionHandler
+from lantern.mqtt.server.stats import ServerStats
 from lantern.mqtt.transport import Listener
 from lantern.mqtt.transport.ssl_context import make_server_ssl_context
 from lantern.mqtt.transport.tcp import start_tcp_listener
 from lantern.mqtt.transport.tls import start_tls_listener
+from lantern.ratelog import RateLimitedLog
 
 __all__ = ["MQTTServer"]
 
@@ -73,10 +77,20 @@ class MQTTServer:
         self.listeners: dict[str, Listener] = {}
         self.stats_publish_denied = 0
         self.stats_qos0_dropped_slow = 0
+        self.stats = ServerStats()
+        #: INFO lines about refused TLS handshakes and CONNECTs, rate-limited per reason.
+        self.refusals = RateLimitedLog(log, per_window=config.log_refusals_per_minute)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._drained: asyncio.Event | None = None
+        # A cluster's session directory (None on one node): asked before each CONNECT.
+        self.claims: SessionClaims | None = None
+        # Awaited before SUBACK when subscriptions changed what this node asks the cluster
+        # for (None on one node): the route exists before the client is told it subscribed.
+        # The argument says whether retained messages are to be sent too (then the node first
+        # catches up with the cluster's retained messages).
+        self.routes_settled: Callable[[bool], Awaitable[None] | None] | None = None
 
     def _update_receive_check(self) -> None:
         authorizer = self.authorizer
@@ -131,6 +145,7 @@ class MQTTServer:
                                 handshake_timeout=cfg.handshake_timeout,
                                 max_connections=cfg.max_connections,
                                 start_serving=serve,
+                                refusals=self.refusals,
                                 reuse_port=cfg.reuse_port,
                             ),
                         )
@@ -229,6 +244,48 @@ class MQTTServer:
         now = self.loop.time()
         message = Message(topic, payload, qos, retain, properties, sender=None, now=now)
         self.dispatch(self.broker.publish(message, now))
+
+    # -- cluster (lantern.mqtt.broker.link) ----------------------------------------------
+
+    def join_cluster(
+        self,
+        link: ClusterLink,
+        claims: SessionClaims,
+        routes_settled: Callable[[bool], Awaitable[None] | None],
+    ) -> None:
+        """Route through ``link`` and ask ``claims`` about client ids (before serving)."""
+        self.broker.link = link
+        self.claims = claims
+        self.routes_settled = routes_settled
+
+    def deliver_remote(self, message: Message) -> None:
+        """A message from another node: to this node's matching plain subscriptions."""
+        now = self.loop.time()
+        self.dispatch(self.broker.publish_remote(message, now), now)
+
+    def deliver_shared(self, message: Message, group: str, topic_filter: str) -> None:
+        """A message the cluster gave this node's members of ``$share/group/topic_filter``."""
+        now = self.loop.time()
+        self.dispatch(self.broker.publish_shared(message, group, topic_filter, now), now)
+
+    def hand_off(
+        self, client_id: str, clean_start: bool, owner: str
+    ) -> tuple[str, SessionSnapshot | None]:
+        """Another node accepts ``client_id``: close its connection here (DISCONNECT 0x8E),
+        end the session here and return it. ``owner`` is ``repr`` of the new connection's
+        principal. Returns ("none"|"refused"|"ok", snapshot)."""
+        session = self.broker.sessions.get(client_id)
+        if session is None:
+            return "none", None
+        if repr(session.owner) != owner:
+            return "refused", None
+        handler = session.connection
+        now = self.loop.time()
+        snapshot, deliveries = hand_off(self.broker, session, clean_start, now)
+        if isinstance(handler, ConnectionHandler):
+            handler.taken_over()
+        self.dispatch(deliveries, now)
+        return "ok", snapshot
 
     def clients(self) -> Iterable[ClientHandle]:
         """Connections that completed CONNECT."""

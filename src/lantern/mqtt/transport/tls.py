@@ -11,8 +11,10 @@ connection holds only OpenSSL's state and two memory BIOs, and those are kept sm
 - OpenSSL's record buffers are released while idle (``SSL_MODE_RELEASE_BUFFERS``, set by CPython).
 
 The receiver is created only after the handshake succeeded (so ``peer_cert_der`` is available in
-``stream_opened``); a failed or slow handshake closes the socket and is logged at debug level
-with the peer address only.
+``stream_opened``); a failed or slow handshake closes the socket, is counted by reason in
+``TlsListener.handshake_failures`` and logged at INFO with the peer address and OpenSSL's reason
+(through the server's :class:`~lantern.ratelog.RateLimitedLog`, so at most a few lines per
+reason per minute), so that "certificate verify failed" can be diagnosed from the server.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections import Counter
 from typing import cast
 
 from lantern.mqtt.transport.base import Listener, ReceiverFactory
 from lantern.mqtt.transport.listener import Connection, StreamListener
+from lantern.ratelog import RateLimitedLog
 
 log = logging.getLogger("lantern.mqtt.transport")
 
@@ -36,6 +40,20 @@ READ_FEED = 1024
 WRITE_CHUNK = 2048
 #: Plaintext of one TLS record is at most 16 KiB.
 _PLAIN_BUFFER_SIZE = 16 * 1024 + 256
+
+#: What some OpenSSL reasons mean for whoever reads the server's log.
+_EXPLAINED = {
+    "certificate_verify_failed": "the client certificate is not signed by the platform CA",
+    "peer_did_not_return_a_certificate": "the client sent no certificate",
+    "tlsv1_alert_unknown_ca": "the client does not trust the server certificate (wrong CA file?)",
+    "sslv3_alert_bad_certificate": "the client refused the server certificate",
+    "sslv3_alert_certificate_unknown": "the client refused the server certificate",
+    "wrong_version_number": "not TLS (a plain MQTT client on the TLS port?)",
+    "http_request": "plain HTTP on the TLS port",
+    "unsupported_protocol": "the client offered only TLS versions the server refuses",
+    "no_shared_cipher": "no cipher suite in common",
+    "timeout": "handshake not finished in time",
+}
 
 
 class TlsListener(StreamListener):
@@ -49,6 +67,7 @@ class TlsListener(StreamListener):
         *,
         max_connections: int,
         handshake_timeout: float,
+        refusals: RateLimitedLog | None = None,
     ) -> None:
         super().__init__(
             name, factory, max_connections=max_connections, handshake_timeout=handshake_timeout
@@ -56,6 +75,26 @@ class TlsListener(StreamListener):
         self.ssl_context = ssl_context
         self.plain_buffer = bytearray(_PLAIN_BUFFER_SIZE)
         self.plain_view = memoryview(self.plain_buffer)
+        #: Failed handshakes by reason (OpenSSL's, lower case; ``timeout``), for metrics.
+        self.handshake_failures: Counter[str] = Counter()
+        self.refusals = refusals if refusals is not None else RateLimitedLog(log)
+
+    def handshake_failed(self, peer: str, reason: str, detail: str | None = None) -> None:
+        """Count and log (rate-limited) one refused handshake from ``peer``."""
+        self.handshake_failures[reason] += 1
+        why = reason.replace("_", " ")  # OpenSSL's words: "certificate verify failed"
+        explained = [part for part in (detail, _EXPLAINED.get(reason)) if part]
+        self.refusals.info(
+            f"tls_{reason}",
+            "refused TLS handshake on %s from %s: %s%s",
+            self.name,
+            peer,
+            why,
+            f" ({'; '.join(explained)})" if explained else "",
+            peer=peer,
+            listener=self.name,
+            reason=reason,
+        )
 
 
 class TlsConnection(Connection):
@@ -115,7 +154,7 @@ class TlsConnection(Connection):
 
     def _handshake_timed_out(self) -> None:
         self._handshake_timer = None
-        log.debug("listener %s: TLS handshake timeout from %s", self.listener, self.remote_address)
+        self._listener.handshake_failed(self.remote_address, "timeout")
         self.abort()
 
     def _cancel_timers(self) -> None:
@@ -154,12 +193,9 @@ class TlsConnection(Connection):
             self._flush_tls()
             return True
         except (ssl.SSLError, OSError) as exc:
-            log.debug(
-                "listener %s: TLS handshake failed from %s (%s)",
-                self.listener,
-                self.remote_address,
-                getattr(exc, "reason", None) or type(exc).__name__,
-            )
+            reason = str(getattr(exc, "reason", None) or type(exc).__name__).lower()
+            detail = getattr(exc, "verify_message", None)
+            self._listener.handshake_failed(self.remote_address, reason, detail)
             self._flush_tls()  # the alert, so that the client learns why
             self._closing = True
             self._cancel_timers()
@@ -264,13 +300,15 @@ async def start_tls_listener(
     handshake_timeout: float = 10.0,
     max_connections: int,
     start_serving: bool = True,
+    refusals: RateLimitedLog | None = None,
     reuse_port: bool = False,
 ) -> Listener:
     """Listen for TLS on ``host:port`` (0 = a free port); see the module docstring.
 
     ``ssl_context`` comes from :func:`make_server_ssl_context`. A handshake not finished within
     ``handshake_timeout`` seconds, or failing (e.g. no client certificate, one from another CA),
-    closes the socket without ever calling ``factory``. Over ``max_connections`` open
+    closes the socket without ever calling ``factory`` (logged through ``refusals``, a
+    :class:`RateLimitedLog`; by default one of its own). Over ``max_connections`` open
     connections (handshaking ones included), a new connection is accepted and closed at once.
     """
     listener = TlsListener(
@@ -279,6 +317,7 @@ async def start_tls_listener(
         ssl_context,
         max_connections=max_connections,
         handshake_timeout=handshake_timeout,
+        refusals=refusals,
     )
     await listener.bind(
         host,

@@ -123,12 +123,17 @@ def get_job(conn: Connection, job_id: str) -> JobRecord | None:
 
 
 def list_jobs(
-    conn: Connection, project: str | None = None, status: JobStatus | None = None
+    conn: Connection,
+    project: str | None = None,
+    status: JobStatus | None = None,
+    kind: str | None = None,
 ) -> list[JobRecord]:
-    """Jobs newest first, optionally of one project and/or in one status."""
+    """Jobs newest first, optionally of one project, in one status and/or of one kind."""
     query = select(*JOB_COLUMNS).order_by(_j.c.created_at.desc(), _j.c.job_id)
     if project is not None:
         query = query.where(_j.c.project == project)
+    if kind is not None:
+        query = query.where(_j.c.kind == kind)
     if status is not None:
         query = query.where(_j.c.status == status.value)
     return [job_record(row) for row in conn.execute(query)]

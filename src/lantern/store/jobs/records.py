@@ -91,6 +91,16 @@ class JobRecord:
     updated_at: float
     rollout_started_at: float | None
     completed_at: float | None
+    kind: str = "firmware"
+    description: str | None = None
+    target_selection: str = "SNAPSHOT"
+    targets: dict[str, list[str]] | None = None
+    options: dict[str, Any] | None = None
+    comment: str | None = None
+
+    @property
+    def continuous(self) -> bool:
+        return self.target_selection == "CONTINUOUS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +123,9 @@ class ExecutionRecord:
     firmware_id: str | None
     job_status: JobStatus
     job_timeout_minutes: int | None
+    retries_failed: int = 0
+    retries_timed_out: int = 0
+    job_options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +167,12 @@ _JOB = (
     ("updated_at", jobs.c.updated_at),
     ("rollout_started_at", jobs.c.rollout_started_at),
     ("completed_at", jobs.c.completed_at),
+    ("kind", jobs.c.kind),
+    ("description", jobs.c.description),
+    ("target_selection", jobs.c.target_selection),
+    ("targets", _text(jobs.c.targets)),
+    ("options", _text(jobs.c.options)),
+    ("comment", jobs.c.comment),
 )
 _EXECUTION = (
     ("job_id", job_executions.c.job_id),
@@ -172,6 +191,9 @@ _EXECUTION = (
     ("firmware_id", jobs.c.firmware_id),
     ("job_status", jobs.c.status),
     ("job_timeout_minutes", jobs.c.in_progress_timeout_minutes),
+    ("retries_failed", job_executions.c.retries_failed),
+    ("retries_timed_out", job_executions.c.retries_timed_out),
+    ("job_options", _text(jobs.c.options)),
 )
 _NOTIFY = (
     ("pending_key", job_thing_notify.c.pending_key),
@@ -209,6 +231,12 @@ def job_record(row: Sequence[Any]) -> JobRecord:
         updated_at,
         rollout_started_at,
         completed_at,
+        kind,
+        description,
+        target_selection,
+        targets,
+        options,
+        comment,
     ) = row
     return JobRecord(
         job_id=job_id,
@@ -227,6 +255,12 @@ def job_record(row: Sequence[Any]) -> JobRecord:
         updated_at=updated_at,
         rollout_started_at=rollout_started_at,
         completed_at=completed_at,
+        kind=kind,
+        description=description,
+        target_selection=target_selection,
+        targets=_json(targets),
+        options=_json(options),
+        comment=comment,
     )
 
 
@@ -249,6 +283,9 @@ def execution_record(row: Sequence[Any]) -> ExecutionRecord:
         firmware_id,
         job_status,
         job_timeout_minutes,
+        retries_failed,
+        retries_timed_out,
+        job_options,
     ) = row
     return ExecutionRecord(
         job_id=job_id,
@@ -267,6 +304,9 @@ def execution_record(row: Sequence[Any]) -> ExecutionRecord:
         firmware_id=firmware_id,
         job_status=JobStatus(job_status),
         job_timeout_minutes=job_timeout_minutes,
+        retries_failed=int(retries_failed),
+        retries_timed_out=int(retries_timed_out),
+        job_options=_json(job_options),
     )
 
 

@@ -203,3 +203,27 @@ async def update_mqtt_user(conn: AsyncConnection, username: str, **values: Any) 
 async def delete_mqtt_user(conn: AsyncConnection, username: str) -> bool:
     result = await conn.execute(sa.delete(mqtt_users).where(mqtt_users.c.username == username))
     return bool(result.rowcount)
+
+
+async def detach_policy(conn: AsyncConnection, certificate_id: str, policy_name: str) -> bool:
+    """Detach a policy from a certificate; True if it was attached."""
+    result = await conn.execute(
+        sa.delete(certificate_policies)
+        .where(certificate_policies.c.certificate_id == certificate_id)
+        .where(certificate_policies.c.policy_name == policy_name)
+    )
+    return bool(result.rowcount)
+
+
+async def policy_targets(conn: AsyncConnection, policy_name: str) -> list[str]:
+    """What uses a policy: the ids of the certificates it is attached to and ``user:<name>`` for
+    each MQTT user."""
+    certs = await conn.execute(
+        sa.select(certificate_policies.c.certificate_id)
+        .where(certificate_policies.c.policy_name == policy_name)
+        .order_by(certificate_policies.c.certificate_id)
+    )
+    users = await conn.execute(
+        sa.select(mqtt_users.c.username).where(mqtt_users.c.policy_name == policy_name)
+    )
+    return [c for (c,) in certs] + [f"user:{u}" for (u,) in users]

@@ -3,6 +3,7 @@ provisioning request) :class:`~lantern.store.sqlite.prepared.Prepared`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -184,3 +185,23 @@ async def update_template(conn: AsyncConnection, name: str, values: Mapping[str,
         .values(**values, version=provisioning_templates.c.version + 1)
     )
     return bool(result.rowcount)
+
+
+async def delete_template(conn: AsyncConnection, name: str) -> bool:
+    result = await conn.execute(
+        sa.delete(provisioning_templates).where(provisioning_templates.c.name == name)
+    )
+    return bool(result.rowcount)
+
+
+def template_users_sync(conn: Connection, name: str) -> list[str]:
+    """The ids of the live (unrevoked) claims that may use template ``name``."""
+    rows = conn.execute(
+        sa.select(claims.c.id, claims.c.allowed_templates).where(claims.c.revoked_at.is_(None))
+    )
+    out = []
+    for claim_id, allowed in rows:
+        names = json.loads(allowed) if isinstance(allowed, str) else allowed
+        if name in names:
+            out.append(claim_id)
+    return out

@@ -328,3 +328,27 @@ def mark_token_used_sync(conn: Connection, token_hash: str, now: float, thing_na
     """Consume a token atomically: False if another request used it first."""
     params = {"p_hash": token_hash, "p_now": now, "p_thing": thing_name}
     return _USE_TOKEN.run(conn, params) > 0
+
+
+async def detach_certificate(conn: AsyncConnection, certificate_id: str, now: float) -> bool:
+    """Detach a certificate from its thing (it can no longer connect as that thing)."""
+    result = await conn.execute(
+        sa.update(certificates)
+        .where(certificates.c.id == certificate_id)
+        .values(thing_name=None, updated_at=now)
+    )
+    return bool(result.rowcount)
+
+
+def certificates_page_sync(
+    conn: Connection, after: tuple[float, str] | None, limit: int, *, ascending: bool
+) -> list[CertificateRecord]:
+    """Certificates of every project by (creation time, id), oldest or newest first, from just
+    after the key ``after`` (keyset paging: each page is one indexed query)."""
+    key = sa.tuple_(certificates.c.created_at, certificates.c.id)
+    order = (certificates.c.created_at, certificates.c.id)
+    columns = order if ascending else tuple(c.desc() for c in order)
+    query = sa.select(*CERTIFICATE_COLUMNS).order_by(*columns).limit(limit)
+    if after is not None:
+        query = query.where(key > sa.tuple_(*after) if ascending else key < sa.tuple_(*after))
+    return [certificate_record(r) for r in conn.execute(query)]

@@ -110,8 +110,23 @@ jobs = Table(
     Column("updated_at", Float, nullable=False),
     Column("rollout_started_at", Float, nullable=True),
     Column("completed_at", Float, nullable=True),
+    # Generic jobs (jobs_0002): "firmware" (a deployment) or "generic" (any JSON document).
+    Column("kind", String(16), nullable=False, default="firmware", server_default="firmware"),
+    Column("description", String(2028), nullable=True),
+    Column(
+        "target_selection",
+        String(16),
+        nullable=False,
+        default="SNAPSHOT",
+        server_default="SNAPSHOT",
+    ),
+    Column("targets", JSON, nullable=True),  # {"things": [...], "groups": [...]}
+    # rollout (exponentialRate), retry criteria, presigned URL expiry, reasonCode, documentSource
+    Column("options", JSON, nullable=True),
+    Column("comment", String(2028), nullable=True),
 )
 Index("ix_jobs_status", jobs.c.status)
+Index("ix_jobs_kind", jobs.c.kind)
 Index("ix_jobs_firmware_id", jobs.c.firmware_id)
 
 job_executions = Table(
@@ -134,6 +149,9 @@ job_executions = Table(
     Column("last_updated_at", Float, nullable=False),
     Column("in_progress_deadline", Float, nullable=True),
     Column("step_deadline", Float, nullable=True),
+    # Retries used (jobExecutionsRetryConfig), per failure type (jobs_0002).
+    Column("retries_failed", Integer, nullable=False, default=0, server_default="0"),
+    Column("retries_timed_out", Integer, nullable=False, default=0, server_default="0"),
 )
 Index("ix_job_executions_thing_status", job_executions.c.thing_name, job_executions.c.status)
 Index("ix_job_executions_job_status", job_executions.c.job_id, job_executions.c.status)
