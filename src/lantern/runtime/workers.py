@@ -15,6 +15,7 @@ from lantern.errors import ConfigError
 from lantern.pki import CertificateAuthority
 from lantern.runtime.cluster_material import share_platform_material
 from lantern.runtime.datadir import DataDir
+from lantern.runtime.ports import PortUnavailable
 from lantern.runtime.push import address_key
 from lantern.settings import Settings
 from lantern.store import Database
@@ -37,12 +38,17 @@ async def _prepare(settings: Settings, data: DataDir, one_machine: bool) -> None
     address_key(data.root)
 
 
-def _fixed_port(port: int | None) -> int | None:
-    """Workers must bind one port: 0 (any free port) is chosen here, once."""
-    if port != 0:
-        return port
+def _fixed_port(listener: str, host: str, port: int | None) -> int | None:
+    """The port every worker binds: 0 (any free port) is chosen here, once. A port already in
+    use is refused here: the workers share their ports (``SO_REUSEPORT``), so without this
+    check they would silently share them with another Lantern started the same way."""
+    if port is None:
+        return None
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise PortUnavailable(listener, host, port, exc.errno) from None
         return int(s.getsockname()[1])
 
 
@@ -52,12 +58,13 @@ def worker_environment(settings: Settings, config_file: Path | None) -> dict[str
     env["LANTERN_DATA_DIR"] = str(settings.data_dir.resolve())
     if config_file is not None:
         env["LANTERN_CONFIG"] = str(config_file.resolve())
+    http, mqtt = settings.http, settings.mqtt
     ports = {
-        "LANTERN_HTTP__PORT": _fixed_port(settings.http.port),
-        "LANTERN_MQTT__PORT": _fixed_port(settings.mqtt.port),
-        "LANTERN_MQTT__ALPN_PORT": _fixed_port(settings.mqtt.alpn_port),
-        "LANTERN_MQTT__TCP_PORT": _fixed_port(settings.mqtt.tcp_port),
-        "LANTERN_MQTT__WS_PORT": _fixed_port(settings.mqtt.ws_port),
+        "LANTERN_HTTP__PORT": _fixed_port("http", http.host, http.port),
+        "LANTERN_MQTT__PORT": _fixed_port("mqtts", mqtt.host, mqtt.port),
+        "LANTERN_MQTT__ALPN_PORT": _fixed_port("mqtt-alpn", mqtt.host, mqtt.alpn_port),
+        "LANTERN_MQTT__TCP_PORT": _fixed_port("tcp", mqtt.host, mqtt.tcp_port),
+        "LANTERN_MQTT__WS_PORT": _fixed_port("ws", mqtt.host, mqtt.ws_port),
     }
     env.update({k: str(v) for k, v in ports.items() if v is not None})
     return env
@@ -70,6 +77,7 @@ def run_workers(settings: Settings, count: int, config_file: Path | None) -> int
     os.umask(0o077)
     one_machine = settings.cluster.nats_url is None
     check_cluster_settings(settings, one_machine=one_machine)
+    env = worker_environment(settings, config_file)  # refuses ports in use first
     data = DataDir(settings.data_dir.resolve())
     data.ensure()
     data.tighten()
@@ -77,7 +85,7 @@ def run_workers(settings: Settings, count: int, config_file: Path | None) -> int
     supervisor = WorkerSupervisor(
         count=count,
         data_dir=data.root,
-        env=worker_environment(settings, config_file),
+        env=env,
         node_base=node_id(settings.cluster.node_id, data.root),
         nats_url=settings.cluster.nats_url,
     )
