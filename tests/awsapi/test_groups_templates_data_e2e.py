@@ -173,3 +173,7 @@ def test_iot_data_publish_and_retained(
     with pytest.raises(ClientError) as exc:
         data.publish(topic="$aws/things/x/shadow/update", payload=b"{}")
     assert code(exc) == "InvalidRequestException"
+    with pytest.raises(ClientError) as exc:
+        data.publish(topic="big", payload=b"x" * (128 * 1024 + 1))
+    assert code(exc) == "RequestEntityTooLargeException"
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413

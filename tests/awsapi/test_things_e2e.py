@@ -22,7 +22,7 @@ def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
     return str(exc.value.response["Error"]["Code"])
 
 
-def test_things(iot: Any) -> None:
+def test_things(iot: Any, server: LanternProcess, admin_key: dict[str, str]) -> None:
     made = iot.create_thing(thingName="lamp-1", attributePayload={"attributes": {"room": "a1"}})
     assert made["thingArn"] == f"arn:aws:iot:{REGION}:000000000000:thing/lamp-1"
     again = iot.create_thing(thingName="lamp-1", attributePayload={"attributes": {"room": "a1"}})
@@ -64,6 +64,15 @@ def test_things(iot: Any) -> None:
     assert code(exc) == "InvalidRequestException"
     iot.delete_thing(thingName="lamp-2")
     iot.delete_thing(thingName="lamp-2")  # gone already: succeeds, as AWS
+    actor = f"access-key:{admin_key['AccessKeyId']}"
+    audit = cli(server, "audit", "list", "--actor", actor, "--action", "thing.", "--json")
+    assert audit.returncode == 0, audit.stderr
+    done = {(e["action"], e["target"]) for e in json.loads(audit.stdout)}
+    assert {
+        ("thing.create", "lamp-1"),
+        ("thing.update", "lamp-1"),
+        ("thing.delete", "lamp-2"),
+    } <= done
     with pytest.raises(ClientError):
         iot.describe_thing(thingName="lamp-2")
 

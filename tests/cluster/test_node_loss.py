@@ -1,6 +1,6 @@
 """What the docs promise when a node dies (docs/cluster.md, "What survives the loss of a
-node"): its clients reconnect to another node at once, with a new session; retained messages
-and routing keep working."""
+node"): its clients reconnect to another node at once; a persistent session resumes with its
+subscriptions; retained messages and routing keep working."""
 
 from __future__ import annotations
 
@@ -36,13 +36,32 @@ def test_kill_9_of_a_node_its_clients_reconnect_elsewhere(tmp_path: Path) -> Non
             clean_start=False, properties=props(1, SessionExpiryInterval=600)
         )
         assert time.monotonic() - started < 2.0  # the dead node is not waited for
-        assert not present  # its session lived in the dead node's memory
-        again.subscribe("loss/#", qos=1)
-        got = again.expect()
-        assert (got.payload, got.retain) == (b"kept", True)  # retained survives (JetStream)
+        # The session resumes from its record: its subscription, without subscribing again.
+        assert present
         pub.publish("loss/live", b"live", qos=1)
-        assert again.expect().payload == b"live"
+        got = again.expect()
+        assert (got.topic, got.payload) == ("loss/live", b"live")
         with pytest.raises(queue.Empty):
             again.expect(timeout=0.3)
+        # Retained messages survive (JetStream).
+        fresh = Client(a.tcp_port, None, client_id="loss-fresh")
+        fresh.connect()
+        fresh.subscribe("loss/#", qos=1)
+        got = fresh.expect()
+        assert (got.payload, got.retain) == (b"kept", True)
+        fresh.stop()
         again.stop()
         pub.stop()
+
+
+def test_a_clean_start_after_a_node_died_gets_a_new_session(tmp_path: Path) -> None:
+    with cluster(tmp_path, 2) as (a, b):
+        device = Client(b.tcp_port, None, client_id="loss-clean", version=4, clean=False)
+        device.connect()
+        device.subscribe("clean/#", qos=1)
+        b.proc.stop(signal.SIGKILL)
+        device.paho.loop_stop()
+        again = Client(a.tcp_port, None, client_id="loss-clean", version=4, clean=True)
+        _, present, _ = again.connect()
+        assert not present
+        again.stop()

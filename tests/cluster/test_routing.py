@@ -112,3 +112,20 @@ def test_only_nodes_with_a_matching_subscription_receive(nodes: list[Node]) -> N
     finally:
         sub.stop()
         pub.stop()
+
+
+def test_a_topic_too_long_for_a_subject_still_reaches_other_nodes(nodes: list[Node]) -> None:
+    a, b, _ = nodes
+    topic = "long/" + "/".join(["level" * 40] * 30)  # ~6 KB: past a NATS subject's limit
+    sub = client(b, "l-sub")
+    pub = client(a, "l-pub")
+    sub.connect()
+    pub.connect()
+    try:
+        sub.subscribe("long/#", qos=1)
+        pub.publish(topic, b"far", qos=1)
+        got = sub.expect()
+        assert (got.topic, got.payload) == (topic, b"far")
+    finally:
+        sub.stop()
+        pub.stop()

@@ -33,7 +33,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanternProcess]:
     data_dir = tmp_path_factory.mktemp("console") / "lantern-data"
     proc = LanternProcess(data_dir, env={"LANTERN_JOBS__TIMER_TICK_SECONDS": "0.2"})
-    with proc.start():
+    with proc.start(timeout=90):
         yield proc
 
 

@@ -17,9 +17,11 @@ from playwright.sync_api import expect
 
 from console.conftest import Console, admin_token, lantern
 from lantern.device import DeviceClient, Endpoint, provision, write_credentials
+from lantern.device.ingest import observation_payload, upload_observation
 from lantern.device.jobs import firmware_update
 from support.process import LanternProcess
 
+LOINC = "http://loinc.org"
 PAGES = [
     ("overview", "/console", "Overview"),
     ("devices", "/console/devices", "Devices"),
@@ -57,7 +59,19 @@ def make_claim_in_console(console: Console, into: Path) -> dict[str, bytes]:
 
 
 def provision_from(server: LanternProcess, claim: Path, out: Path, serial: str) -> str:
-    """Provision a device with the claim files downloaded from the console; its thing name."""
+    """Provision a device with the claim files downloaded from the console (or, when that test
+    did not run, made by `lantern claims create`); its thing name."""
+    if not (claim / "ca.pem").exists():
+        made = lantern(
+            server,
+            "claims",
+            "create",
+            "--template",
+            "DefaultProvisioningTemplate",
+            "--out",
+            str(claim),
+        )
+        assert made.returncode == 0, made.stderr
     cert = next(p for p in claim.glob("*.pem") if p.name != "ca.pem")
     result = provision(
         Endpoint("localhost", server.mqtt_port),
@@ -118,6 +132,11 @@ def test_claim_is_created_and_downloaded_as_a_zip(server, console_factory, claim
 def test_every_page_renders_without_errors(server, console_factory, artifacts) -> None:
     console = console_factory()
     console.sign_in_token(admin_token(server))
+    # Keyboard: the first Tab reaches "Skip to content", which moves the focus to the page.
+    console.page.keyboard.press("Tab")
+    assert console.page.evaluate("document.activeElement.textContent") == "Skip to content"
+    console.page.keyboard.press("Enter")
+    assert console.page.evaluate("document.activeElement.id") == "main"
     for name, path, heading in PAGES:
         console.goto(path)
         console.page.get_by_role("heading", name=heading, exact=True).wait_for()
@@ -167,6 +186,9 @@ def test_firmware_upload_and_deployment_reach_100_percent(
             key_file=files / f"{thing}.key",
             client_id=thing,
         ) as client:
+            for value in (61, 64, 70):
+                body = observation_payload(value, "beats/min", "8867-4", LOINC, "Heart rate")
+                upload_observation(client, thing, body)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 result = firmware_update(client, thing, tmp_path / "installed.bin")
@@ -183,7 +205,56 @@ def test_firmware_upload_and_deployment_reach_100_percent(
     assert console.page.evaluate("window.__notReloaded") is True  # updated without a reload
     assert console.page.locator("[data-count=SUCCEEDED]").inner_text() == "1"
     assert (tmp_path / "installed.bin").read_bytes() == image.read_bytes()
+    expect(console.page.locator("#deployment-status")).to_have_text("COMPLETED")
     console.shot("deployment-finished")
+    # The device page: its job execution, its observations and a chart of their code.
+    console.page.get_by_role("link", name=thing).click()
+    console.page.get_by_role("heading", name="Job executions").wait_for()
+    assert console.page.locator("td.status-SUCCEEDED").count() == 1
+    assert console.page.get_by_role("cell", name="64 beats/min").count() == 1
+    console.page.wait_for_selector(".chart[data-label='Heart rate'] canvas")
+    console.shot("device-page")
+    assert console.page.get_by_role("button", name="Cancel").count() == 0  # nothing to cancel
+
+    # A second deployment nobody runs is canceled from its page.
+    console.goto("/console/firmware")
+    console.page.get_by_label("Things").fill(thing)
+    console.page.get_by_role("button", name="Create deployment").click()
+    console.page.get_by_role("button", name="Cancel").click()  # the dialog is accepted
+    expect(console.page.locator("#deployment-status")).to_have_text("CANCELED")
+    console.shot("deployment-canceled")
+    assert not console.errors, console.errors
+
+
+def test_api_key_secret_is_shown_once_then_rotated_and_revoked(server, console_factory) -> None:
+    console = console_factory()
+    console.sign_in_token(admin_token(server))
+    console.goto("/console/keys")
+    console.page.get_by_label("Name").fill("study-server")
+    console.page.get_by_label("Scope").select_option("external")
+    console.page.get_by_role("button", name="Create key").click()
+    secret = console.page.locator("#key-secret").inner_text().strip()
+    # The secret authenticates /push (a 503/400 answer, never 401), and is not shown again.
+    answer = httpx.post(
+        server.http_url + "/push", headers={"Authorization": f"Bearer {secret}"}, json={}
+    )
+    assert answer.status_code != 401
+    console.goto("/console/keys")
+    assert console.page.locator("#key-secret").count() == 0
+    console.page.get_by_role("button", name="Rotate").click()
+    rotated = console.page.locator("#key-secret").inner_text().strip()
+    assert rotated != secret
+    old = httpx.post(
+        server.http_url + "/push", headers={"Authorization": f"Bearer {secret}"}, json={}
+    )
+    assert old.status_code == 401
+    console.page.get_by_role("button", name="Revoke").click()
+    console.page.get_by_text("revoked.").wait_for()
+    new = httpx.post(
+        server.http_url + "/push", headers={"Authorization": f"Bearer {rotated}"}, json={}
+    )
+    assert new.status_code == 401
+    console.shot("keys")
     assert not console.errors, console.errors
 
 
@@ -208,6 +279,11 @@ def test_revoking_a_device_drops_its_mqtt_connection(
         assert connected.wait(10)
         console = console_factory()
         console.sign_in_token(admin_token(server))
+        # The list's filters: online now, seen in the last 5 minutes, by attribute-less name.
+        console.goto(f"/console/devices?q={thing[:6]}&online=yes&seen=5")
+        console.page.get_by_role("link", name=thing).wait_for()
+        console.goto("/console/devices?online=no")
+        assert console.page.get_by_role("link", name=thing).count() == 0
         console.goto(f"/console/devices/{thing}")
         console.page.get_by_text("online", exact=True).wait_for()
         console.page.get_by_role("button", name="Revoke").click()  # the dialog is accepted
@@ -246,6 +322,13 @@ def test_a_viewer_can_change_nothing(server, console_factory) -> None:
     assert answer.status == 403
     after = len(httpx.get(server.http_url + "/v1/claims", headers=_admin(server)).json()["claims"])
     assert after == before
+    audit = httpx.get(
+        server.http_url + "/v1/audit", params={"actor": "operator:vera"}, headers=_admin(server)
+    ).json()["entries"]
+    assert [(e["action"], e["outcome"]) for e in audit] == [
+        ("console.denied", "denied"),
+        ("console.sign_in", "ok"),
+    ]
     assert not console.errors, console.errors
 
 
@@ -259,6 +342,10 @@ def test_state_changes_without_the_csrf_token_are_refused(server, console_factor
         console.url("/console/claims"), form={**form, "csrf": "not-the-token"}
     )
     assert missing.status == 403 and wrong.status == 403
+    huge = console.page.request.post(
+        console.url("/console/claims"), form={**form, "description": "x" * 70_000}
+    )
+    assert huge.status == 413
     claims = httpx.get(server.http_url + "/v1/claims", headers=_admin(server)).json()["claims"]
     assert not [c for c in claims if c["description"] == "csrf probe"]
     # The right token works (the refusals were about the token, not the form).
@@ -266,7 +353,81 @@ def test_state_changes_without_the_csrf_token_are_refused(server, console_factor
         console.url("/console/claims"), form={**form, "csrf": console.csrf()}
     )
     assert right.status == 200
+    # Recorded in the audit log as the console's user, like the same action from the CLI.
+    audit = httpx.get(
+        server.http_url + "/v1/audit", params={"action": "claim.create"}, headers=_admin(server)
+    ).json()["entries"]
+    assert audit[0]["actor"] == "admin-token" and audit[0]["outcome"] == "ok"
 
 
 def _admin(server: LanternProcess) -> dict[str, str]:
     return {"Authorization": f"Bearer {admin_token(server)}"}
+
+
+def test_templates_and_claims_are_changed_from_the_claims_page(server, console_factory) -> None:
+    console = console_factory()
+    console.sign_in_token(admin_token(server))
+    console.goto("/console/claims")
+    console.page.get_by_label("Description").fill("to revoke")
+    console.page.get_by_role("button", name="Create claim").click()
+    console.goto("/console/claims")
+    row = console.page.locator("tr", has_text="to revoke")
+    row.get_by_role("button", name="Revoke").click()  # the dialog is accepted
+    console.page.get_by_text("revoked: devices can no longer use it").wait_for()
+    claims = httpx.get(server.http_url + "/v1/claims", headers=_admin(server)).json()["claims"]
+    assert [c["revokedAt"] is not None for c in claims if c["description"] == "to revoke"] == [True]
+
+    template = "/v1/templates/DefaultProvisioningTemplate"
+    console.page.get_by_role("button", name="Disable").click()
+    console.page.get_by_text("Template DefaultProvisioningTemplate disabled.").wait_for()
+    assert httpx.get(server.http_url + template, headers=_admin(server)).json()["enabled"] is False
+    console.page.get_by_role("button", name="Enable").click()
+    console.page.get_by_text("Template DefaultProvisioningTemplate enabled.").wait_for()
+    console.page.get_by_label("Hook URL of DefaultProvisioningTemplate").fill("ftp://nope")
+    console.page.get_by_role("button", name="Save hook").click()
+    console.page.get_by_text("must be an http(s) URL").wait_for()  # refused, in the page
+    console.page.get_by_label("Hook URL of DefaultProvisioningTemplate").fill("")
+    console.page.get_by_role("button", name="Save hook").click()
+    console.page.get_by_text("hook removed").wait_for()
+    body = httpx.get(server.http_url + template, headers=_admin(server)).json()
+    assert body["enabled"] is True and body["preProvisioningHookUrl"] is None
+    console.shot("claims-after-changes")
+    # The refused hook was answered 400: the browser reports that failed load, nothing else.
+    assert [e for e in console.errors if "400" not in e] == []
+
+
+def test_a_schedule_is_paused_and_resumed(server, console_factory) -> None:
+    console = console_factory()
+    console.sign_in_token(admin_token(server))
+    console.goto("/console/keys")
+    console.page.get_by_label("Name").fill("reminders")
+    console.page.get_by_role("button", name="Create key").click()
+    secret = console.page.locator("#key-secret").inner_text().strip()
+    made = httpx.post(
+        server.http_url + "/schedules",
+        headers={"Authorization": f"Bearer {secret}"},
+        json={
+            "activity_id": "walk",
+            "participant_id": "p-1",
+            "destinations": ["apns:" + "ab" * 32],
+            "title": "Walk",
+            "message": "Time for a walk",
+            "timezone": "Europe/London",
+            "start": "2030-01-01T09:00:00",
+            "repeat": "daily",
+            "times": ["09:00"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    schedule_id = made.json()["id"]
+    console.goto("/console/schedules")
+    row = console.page.locator("tr", has_text=schedule_id)
+    row.get_by_role("button", name="Pause").click()
+    console.page.get_by_text(f"Schedule {schedule_id} is now paused.").wait_for()
+    console.page.locator("tr", has_text=schedule_id).get_by_role("button", name="Resume").click()
+    console.page.get_by_text(f"Schedule {schedule_id} is now active.").wait_for()
+    console.page.get_by_role("link", name=schedule_id).click()
+    console.page.get_by_role("heading", name="History").wait_for()
+    assert "ab" * 32 not in console.page.content()  # the destination token is not shown
+    console.shot("schedule")
+    assert not console.errors, console.errors

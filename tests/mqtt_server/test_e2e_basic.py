@@ -15,6 +15,12 @@ from lantern.mqtt.reason_codes import ReasonCode
 from lantern.pki import CertificateAuthority, KeyType
 from support.mqtt_server import Client, MQTTTestPKI, RawTLS, ServerThread, props, reason_value
 
+# Also on a two-node cluster, clients alternating between nodes (see conftest.py).
+CLUSTER_SCENARIOS = True
+# Exactly alternating members is a one-node property: across nodes NATS picks the node (the
+# cluster's balance is tested in tests/cluster).
+ONE_NODE_ONLY = ("test_shared_subscription_round_robin",)
+
 CONNECT = PacketTypes.CONNECT
 PUBLISH = PacketTypes.PUBLISH
 SUBSCRIBE = PacketTypes.SUBSCRIBE

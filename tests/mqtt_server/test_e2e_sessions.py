@@ -13,6 +13,9 @@ from lantern.mqtt.properties import Properties
 from lantern.mqtt.reason_codes import ReasonCode
 from support.mqtt_server import Client, MQTTTestPKI, RawTLS, ServerThread, props, reason_value
 
+# Also on a two-node cluster, clients alternating between nodes (see conftest.py).
+CLUSTER_SCENARIOS = True
+
 CONNECT = PacketTypes.CONNECT
 WILLMESSAGE = PacketTypes.WILLMESSAGE
 DISCONNECT = PacketTypes.DISCONNECT

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from lantern.audit import acting_as, current_actor
@@ -46,7 +48,8 @@ CREATE = [
 
 def test_create_list_show_pause_resume_delete(data_dir: Path) -> None:
     key = make_key(data_dir)
-    code, out = cli(data_dir, *CREATE, "--key", key)
+    # No APNs provider is configured here: the operator keeps the schedule on purpose.
+    code, out = cli(data_dir, *CREATE, "--key", key, "--allow-unconfigured")
     assert code == 0, out
     assert "2030-01-06T08:00:00+05:30" in out and "2030-01-06T20:00:00+05:30" in out
     sid = out.split()[1]
@@ -77,3 +80,28 @@ def test_errors_say_what_is_wrong_and_create_nothing(data_dir: Path) -> None:
     assert code == 1 and "may not send to sms" in out
     code, out = cli(data_dir, "schedules", "list")
     assert code == 0 and "no schedules" in out
+
+
+def test_destination_without_a_configured_provider_is_refused(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 2 naming the setting that enables the provider, nothing created; configuring it (in
+    the settings the command reads) or --allow-unconfigured lets the schedule be created."""
+    for name in [n for n in os.environ if n.startswith("LANTERN_PUSH__")]:
+        monkeypatch.delenv(name)
+    key = make_key(data_dir)
+    with acting_as(current_actor()):
+        result = runner.invoke(app, [*CREATE, "--key", key, "--data-dir", str(data_dir)])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert "no apns provider is configured on this gateway" in result.stderr
+    assert "push.apns.key_file" in result.stderr and "--allow-unconfigured" in result.stderr
+    code, out = cli(data_dir, "schedules", "list")
+    assert code == 0 and "no schedules" in out
+    slack = [a if not a.startswith("apns:") else "slack:T0/B0/abcdefghij" for a in CREATE]
+    internal = make_key(data_dir, "internal")
+    code, out = cli(data_dir, *slack, "--key", internal)
+    assert code == 2 and "push.slack.enabled = true" in out
+    monkeypatch.setenv("LANTERN_PUSH__SLACK__ENABLED", "true")
+    code, out = cli(data_dir, *slack, "--key", internal)
+    assert code == 0 and "created" in out

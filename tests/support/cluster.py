@@ -104,7 +104,9 @@ def cluster(root: Path, size: int, env: dict[str, str] | None = None) -> Iterato
                 "LANTERN_PROVISIONING__KEY_TYPE": "ec-p256",
                 **(env or {}),
             }
-            proc = stack.enter_context(LanternProcess(data, env=node_env))
+            proc = LanternProcess(data, env=node_env)
+            stack.callback(proc.__exit__)
+            proc.start(timeout=90)  # several nodes start on a shared, busy machine
             wait_for_port(tcp_port)
             nodes.append(Node(proc, tcp_port))
         yield nodes

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from fastapi import Request
+from fastapi import Request, Security
 from pydantic import BaseModel, ValidationError
 
 from lantern import jsonlimits
+from lantern.api.openapi import ADMIN_TOKEN_SCHEME
 from lantern.audit import ADMIN_TOKEN, Actor, set_actor
 from lantern.audit.auth_failures import AuthFailures
 from lantern.errors import InvalidRequest, Unauthorized
@@ -61,7 +62,11 @@ def require_admin(
     through ``admin_token`` on every request). A refused request is counted by ``failures``;
     an accepted one acts as ``admin-token`` for the audit log."""
 
-    async def dependency(request: Request) -> None:
+    async def dependency(
+        request: Request,
+        # Declares the route's security in the OpenAPI schema (lantern.api.openapi).
+        _documented: object = Security(ADMIN_TOKEN_SCHEME),
+    ) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         remote = request.client.host if request.client is not None else None
         if scheme.lower() != "bearer" or not tokens_equal(token.strip(), admin_token()):

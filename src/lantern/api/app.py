@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import lantern
 from lantern.api.errors import install_error_handler
+from lantern.api.openapi import install_docs
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 """Returns problems by name; an empty dict means ready."""
@@ -53,7 +54,8 @@ def create_app(
     routers: Sequence[APIRouter] = (), readiness: Sequence[ReadinessCheck] = ()
 ) -> FastAPI:
     """The HTTP app with ``/healthz`` (process alive) and ``/readyz`` (every check passes)."""
-    app = LanternApp(title="Lantern", version=lantern.__version__, docs_url="/docs", redoc_url=None)
+    # docs_url=None: install_docs serves /docs with local assets (FastAPI's page uses a CDN).
+    app = LanternApp(title="Lantern", version=lantern.__version__, docs_url=None, redoc_url=None)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -71,4 +73,5 @@ def create_app(
     install_error_handler(app)
     for router in routers:
         app.include_router(router)
+    install_docs(app)
     return app

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse
 
 import lantern
+from lantern.api.openapi import ADMIN_TOKEN_SCHEME, FHIR_TOKEN_SCHEME
 from lantern.errors import NotFound, Unauthorized
 from lantern.ingest import queries, tokens
 from lantern.ingest.fhir import (
@@ -39,7 +40,12 @@ def _fhir(doc: dict[str, Any]) -> JSONResponse:
 def fhir_caller(db: Database, admin_token: Callable[[], str]) -> Caller:
     """The admin token (every project) or a ``fhir:read`` token (its project); 401 otherwise."""
 
-    async def project_of(request: Request) -> str | None:
+    async def project_of(
+        request: Request,
+        # Declares the route's security in the OpenAPI schema (lantern.api.openapi).
+        _documented: object = Security(ADMIN_TOKEN_SCHEME),
+        _or: object = Security(FHIR_TOKEN_SCHEME),
+    ) -> str | None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("send Authorization: Bearer <admin token or fhir:read token>")

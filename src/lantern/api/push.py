@@ -16,13 +16,14 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Security
 from fastapi.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from lantern import jsonlimits
 from lantern.api.bodies import read_limited
+from lantern.api.openapi import PUSH_API_KEY_SCHEME
 from lantern.errors import LanternError
 from lantern.jsonlimits import JSONTooDeep
 from lantern.push.dispatch import DeliveryOutcome, PushDispatcher
@@ -105,7 +106,11 @@ def api_key_dependency(keys: KeyService) -> Callable[[Request], Awaitable[ApiKey
     """A FastAPI dependency authenticating a Bearer header (or a JSON ``api_key``); raises
     :class:`ApiKeyRefused` (answered in the app gateway's error shape)."""
 
-    async def dependency(request: Request) -> ApiKey:
+    async def dependency(
+        request: Request,
+        # Declares the route's security in the OpenAPI schema (lantern.api.openapi).
+        _documented: object = Security(PUSH_API_KEY_SCHEME),
+    ) -> ApiKey:
         bearer = _bearer_value(request.headers.get("authorization"))
         body: dict[str, Any] | None = None
         if bearer is None and request.headers.get("content-type", "").startswith(

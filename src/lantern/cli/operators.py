@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
@@ -19,6 +18,7 @@ from lantern.cli.common import (
     when,
     with_store,
 )
+from lantern.cli.output import JsonOption, print_json
 from lantern.operators import ROLES, create_operator, disable_operator, list_operators
 
 app = typer.Typer(
@@ -53,7 +53,7 @@ def operators_create(
 
 @app.command("list")
 def operators_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (stable fields).")] = False,
+    as_json: JsonOption = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -61,7 +61,7 @@ def operators_list(
     settings = settings_from(data_dir, config)
     accounts = run_async(with_store(settings, list_operators))
     if as_json:
-        typer.echo(json.dumps({"operators": [a.as_json() for a in accounts]}, indent=2))
+        print_json([a.as_json() for a in accounts])
         return
     if not accounts:
         console.print("No operators. Create one: lantern operators create NAME --role viewer")

@@ -25,8 +25,10 @@ from lantern.cli.output import JsonOption, print_json
 from lantern.push.keys import KeyNotFound, KeyService
 from lantern.push.scopes import schemes_allowed
 from lantern.schedule import ScheduleError, ScheduleService, SystemClock
+from lantern.schedule.errors import ProviderNotConfigured
 from lantern.schedule.model import mask
 from lantern.schedule.queries import ScheduleQueries
+from lantern.settings import Settings
 from lantern.store import Database
 
 app = typer.Typer(help="Scheduled notifications (reminders sent through the push gateway).")
@@ -49,8 +51,8 @@ def _rule(view: dict[str, Any]) -> str:
     return f"{view['repeat']} {times}".strip()
 
 
-def _run(data_dir: Any, config: Any, fn: Any) -> Any:
-    settings = settings_from(data_dir, config)
+def _run(data_dir: Any, config: Any, fn: Any, settings: Settings | None = None) -> Any:
+    settings = settings or settings_from(data_dir, config)
     try:
         return run_async(with_store(settings, fn))
     except ScheduleError as exc:
@@ -94,10 +96,22 @@ def create(
     ] = None,
     times: Annotated[str | None, typer.Option("--times", help="HH:MM[,HH:MM...] local.")] = None,
     cron: Annotated[str | None, typer.Option("--cron", help="5-field cron, local time.")] = None,
+    allow_unconfigured: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unconfigured",
+            help="Accept destinations whose provider is not configured in these settings.",
+        ),
+    ] = False,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create a schedule owned by an API key and print its next fire times."""
+    """Create a schedule owned by an API key and print its next fire times.
+
+    A destination whose provider (APNs, FCM, email, SMS, Slack) is not configured in the
+    settings this command reads is refused (exit 2), unless --allow-unconfigured."""
+    settings = settings_from(data_dir, config)
+    configured = None if allow_unconfigured else settings.push.configured_schemes
     request: dict[str, Any] = {
         "activity_id": activity,
         "participant_id": participant,
@@ -120,9 +134,21 @@ def create(
             raise ScheduleError(str(exc), "unknown_key") from None
         if not row.active_at(SystemClock().now()):
             raise ScheduleError(f"API key {key} is revoked", "revoked_key")
-        return await _service(db).create(_Owner(row.id, row.scope), request)
+        service = ScheduleService.on(
+            db, SystemClock(), schemes_allowed, schemes_configured=configured
+        )
+        try:
+            return await service.create(_Owner(row.id, row.scope), request)
+        except ProviderNotConfigured as exc:
+            raise fail(
+                exc.message,
+                "configure that provider in the settings `lantern serve` uses (the same "
+                "settings file or environment), or pass --allow-unconfigured to keep the "
+                "schedule anyway (its occurrences fail until the provider is configured)",
+                code=2,
+            ) from None
 
-    view = _run(data_dir, config, go)
+    view = _run(data_dir, config, go, settings)
     console.print("[green]created[/]")
     _print_schedule(view)
     console.print(f"[dim]next: lantern schedules show {view['id']}[/]")

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import re
 import ssl
+import time
 import types
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
@@ -43,6 +44,11 @@ DirectHandler = Callable[[bytes, bytes], None]
 class _OrderedClient(Client):
     def __init__(self) -> None:
         super().__init__()
+        if not hasattr(self, "_sid") or not hasattr(Client, "_process_msg"):
+            raise RuntimeError(
+                "this nats-py version has no Client._sid/_process_msg, which the cluster's "
+                "ordered delivery relies on; install a nats-py version pyproject allows"
+            )
         self.direct: dict[int, DirectHandler] = {}
 
     async def _process_msg(
@@ -81,6 +87,8 @@ class Bus:
         self.name = name
         self.prefix = f"lantern.{name}"
         self.errors = 0
+        self.publish_failures = 0  # messages not handed to NATS (not connected, buffer full)
+        self._last_failure_log = -1e9
         self.closing = False  # set before closing our own connections: no warnings then
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -157,12 +165,24 @@ class Bus:
         except StopIteration:
             return
         except Exception as exc:
-            self.errors += 1
-            log.warning("NATS publish to %s failed: %s", subject, exc)
+            self.publish_failures += 1
+            now = time.monotonic()
+            if now - self._last_failure_log >= 10.0:  # one line per 10 s, not one per message
+                self._last_failure_log = now
+                log.warning(
+                    "messages to other nodes are being lost (%d so far): NATS: %s",
+                    self.publish_failures,
+                    exc,
+                )
             return
         task = asyncio.get_running_loop().create_task(_finish(coro, step))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    def connected(*clients: Client | None) -> bool:
+        """Whether every one of ``clients`` is connected now (for readiness checks)."""
+        return all(c is not None and c.is_connected for c in clients)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from lantern.cluster.bus import Bus, cluster_name
+from lantern.cluster.bus import Bus
 from lantern.cluster.retained import RetainedSync
 from lantern.cluster.routing import ClusterRouter
 from lantern.cluster.sessions import SessionDirectory
@@ -27,8 +27,10 @@ log = logging.getLogger("lantern.cluster")
 
 
 class ClusterMQTT:
-    def __init__(self, settings: ClusterSettings, database_url: str, server: MQTTServer) -> None:
-        self.name = cluster_name(database_url)
+    def __init__(self, settings: ClusterSettings, name: str, server: MQTTServer) -> None:
+        """``name``: the cluster's name on NATS (:func:`~lantern.cluster.bus.cluster_name` of
+        the database URL)."""
+        self.name = name
         self.bus = Bus(settings, self.name)
         # TODO(clusterplat): take the node id from lantern.cluster.node once it exists.
         self.node_id = settings.node_id or uuid.uuid4().hex
@@ -53,6 +55,7 @@ class ClusterMQTT:
             self.origin,
         )
         await self.sessions.start()
+        self.router.sessions = self.sessions
         self.server.join_cluster(self.router, self.sessions, self.router.routes_settled)
         log.info(
             "cluster %s: node %s routes MQTT over NATS (subjects %s.*)",
@@ -62,10 +65,17 @@ class ClusterMQTT:
         )
 
     async def stop(self) -> None:
+        if self.sessions is not None:
+            await self.sessions.stop()
         if self.retained is not None:
             await self.retained.stop()
         await self.bus.settle()
         await self.router.stop()
+
+    @property
+    def nats_connected(self) -> bool:
+        """Whether this node's NATS connections are up (for /readyz)."""
+        return self.bus.connected(self.router._routes, self.router._shared)
 
     def describe(self) -> str:
         return f"cluster          {self.name}, node {self.node_id}, MQTT routed over NATS"
@@ -101,6 +111,16 @@ class ClusterMQTTCollector(Collector):
                 "Sessions handed to this node by another one.",
                 value=sessions.taken_over,
             )
+        yield CounterMetricFamily(
+            "lantern_cluster_publish_failures",
+            "Messages not handed to NATS (disconnected and its buffer full): lost for other nodes.",
+            value=self.node.bus.publish_failures,
+        )
+        yield GaugeMetricFamily(
+            "lantern_cluster_nats_connected",
+            "1 when this node's NATS connections are up.",
+            value=1 if self.node.nats_connected else 0,
+        )
         yield GaugeMetricFamily(
             "lantern_cluster_routes",
             "Filters this node subscribes to on NATS.",

@@ -51,12 +51,15 @@ class RetainedSync:
         self._kv: KeyValue | None = None
         self._writes: asyncio.Queue[tuple[str, bytes | None]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._watcher: Any = None
         self.applied = 0
+        self.revision = 0  # the bucket's last change applied here
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     async def start(self) -> None:
         js = self.client.jetstream()
         self._kv = await js.create_key_value(bucket=self.bucket, history=1)
-        watcher = await self._kv.watchall()
+        watcher = self._watcher = await self._kv.watchall()
         loaded = asyncio.get_running_loop().create_future()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._watch(watcher, loaded)))
@@ -67,6 +70,9 @@ class RetainedSync:
         # Let queued writes reach the bucket (bounded), then stop.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._writes.join(), 5)
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -103,6 +109,34 @@ class RetainedSync:
                 self._apply(entry.key, entry.value, entry.operation)
             except Exception:
                 log.exception("retained message update not applied")
+            self.revision = max(self.revision, entry.revision)
+            if self._waiters:
+                self._wake()
+
+    async def caught_up(self) -> None:
+        """Return once every change the bucket holds now is applied here (one JetStream
+        request): a subscriber then gets the retained messages published before, on any
+        node, before its subscription was made."""
+        kv = self._kv
+        assert kv is not None
+        status = await kv.status()
+        target = status.stream_info.state.last_seq
+        if self.revision >= target:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, future))
+        await asyncio.wait_for(future, 5)
+
+    def _wake(self) -> None:
+        waiting = []
+        for target, future in self._waiters:
+            if future.done():
+                continue
+            if self.revision >= target:
+                future.set_result(None)
+            else:
+                waiting.append((target, future))
+        self._waiters = waiting
 
     def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
         store = self.server.broker.retained

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
     from lantern.cluster.bus import _OrderedClient
     from lantern.cluster.retained import RetainedSync
+    from lantern.cluster.sessions import SessionDirectory
+    from lantern.mqtt.broker import Session
     from lantern.mqtt.server import MQTTServer
 
 __all__ = ["ClusterRouter", "RouterStats"]
@@ -64,6 +66,7 @@ class ClusterRouter:
         self.prefix = bus.prefix
         self.stats = RouterStats()
         self.retained: RetainedSync | None = None
+        self.sessions: SessionDirectory | None = None
         self._routes: _OrderedClient | None = None  # no_echo: publishing and plain filters
         self._shared: _OrderedClient | None = None  # queue subscriptions
         self._seq = 0
@@ -88,9 +91,10 @@ class ClusterRouter:
         for client in (self._routes, self._shared):
             if client is not None and not client.is_closed:
                 try:
-                    await client.drain()
+                    await client.flush(timeout=2)  # what the last connections published
                 except Exception as exc:
-                    log.debug("NATS drain: %s", exc)
+                    log.debug("NATS flush at stop: %s", exc)
+                await client.close()
 
     @property
     def routes_client(self) -> _OrderedClient:
@@ -128,11 +132,22 @@ class ClusterRouter:
             if self._syncing is None or self._syncing.done():
                 self._syncing = self.server.loop.create_task(self._sync())
 
-    def routes_settled(self) -> asyncio.Future[Any] | None:
-        """None if NATS already has every route; else a future done when it has."""
-        if self._settled.is_set():
+    def session_changed(self, session: Session, ended: bool) -> None:
+        if self.sessions is not None:
+            self.sessions.changed(session.client_id)
+
+    def routes_settled(self, with_retained: bool) -> asyncio.Future[Any] | None:
+        """None if NATS already has every route (and, ``with_retained``, this node every
+        retained message change the cluster made); else a future done when it has."""
+        waits: list[Any] = []
+        if not self._settled.is_set():
+            waits.append(self._settled.wait())
+        if with_retained and self.retained is not None:
+            waits.append(self.retained.caught_up())
+        if not waits:
             return None
-        return asyncio.ensure_future(self._settled.wait())
+        gathered: asyncio.Future[Any] = asyncio.gather(*waits)
+        return gathered
 
     async def _sync(self) -> None:
         """Make the NATS subscriptions match the local filters (one change at a time)."""

@@ -10,13 +10,24 @@ starts clean; the new node installs it, so CONNACK says ``sessionPresent`` corre
 entry is set to the new node. If the holder is gone (no responder) or does not answer within
 :data:`TAKEOVER_TIMEOUT`, the client starts a new session: a session kept only in the memory
 of a node that died is lost (docs/cluster.md).
+
+The entry is a JSON record: the node, and for a persistent session (expiry > 0) also its
+owner, protocol level, expiry, subscriptions and since when it is offline. Each node rewrites
+the records of its sessions when they connect, disconnect or change subscriptions (coalesced,
+in a task; only while the record still names this node, by optimistic concurrency on the
+entry's revision) and deletes them when they end. So when the holder is gone, the new node
+still resumes the session's subscriptions (``sessionPresent`` = 1) unless it expired; the
+QoS 1/2 messages that were queued in the dead node's memory are lost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from nats.errors import NoRespondersError
@@ -53,11 +64,100 @@ class SessionDirectory:
         self._kv: KeyValue | None = None
         self.handed_off = 0
         self.taken_over = 0
+        self.restored = 0  # sessions resumed from their record (their node was gone)
+        self._dirty: dict[str, None] = {}  # client ids whose record to rewrite, in order
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # set while nothing waits to be written
+        self._idle.set()
+        self._writer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._kv = await self.client.jetstream().create_key_value(bucket=self.bucket, history=1)
         await self.client.subscribe(f"{self.prefix}.node.{self.node}.takeover", cb=self._serve)
         await self.client.flush()
+        self._writer = asyncio.get_running_loop().create_task(self._write_records())
+
+    async def stop(self) -> None:
+        """Write what is pending (bounded), then stop the writer."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), 3)
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    def changed(self, client_id: str) -> None:
+        """A session of this node connected, disconnected, changed or ended."""
+        self._dirty[client_id] = None
+        self._idle.clear()
+        self._wake.set()
+
+    async def _write_records(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._dirty:
+                client_id = next(iter(self._dirty))
+                del self._dirty[client_id]
+                try:
+                    await self._write_record(client_id)
+                except Exception as exc:
+                    log.warning("session record of %r not written: %s", client_id, exc)
+            self._idle.set()
+
+    async def _write_record(self, client_id: str) -> None:
+        kv = self._kv
+        assert kv is not None
+        key = topic_key(client_id)
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:
+            entry = None
+        if entry is not None and _record(entry.value).get("node") != self.node:
+            return  # another node holds it now
+        record = self._record_of(client_id)
+        if record is None:
+            if entry is not None:
+                with contextlib.suppress(Exception):  # changed meanwhile: not ours to delete
+                    await kv.delete(key, last=entry.revision)
+            return
+        value = json.dumps(record).encode()
+        if entry is not None and entry.value == value:
+            return  # as stored (a session without expiry: its node is all there is)
+        if entry is None:
+            with contextlib.suppress(Exception):
+                await kv.create(key, value)
+        else:
+            with contextlib.suppress(Exception):
+                await kv.update(key, value, last=entry.revision)
+
+    def _record_of(self, client_id: str) -> dict[str, Any] | None:
+        """The record of this node's session ``client_id`` (None: it has none to keep)."""
+        session = self.server.broker.sessions.get(client_id)
+        if session is None:
+            return None
+        record: dict[str, Any] = {"node": self.node}
+        if session.expiry_interval > 0:
+            record.update(
+                owner=repr(session.owner),
+                level=session.protocol_level,
+                expiry=session.expiry_interval,
+                offline_since=None if session.connection is not None else time.time(),
+                subscriptions=[
+                    [
+                        key,
+                        sub.topic_filter,
+                        sub.qos,
+                        sub.no_local,
+                        sub.retain_as_published,
+                        sub.retain_handling,
+                        sub.subscription_id,
+                        sub.group,
+                    ]
+                    for key, sub in session.subscriptions.items()
+                ],
+            )
+        return record
 
     async def claim(self, client_id: str, clean_start: bool, owner: object) -> ClaimOutcome:
         kv = self._kv
@@ -65,9 +165,10 @@ class SessionDirectory:
         key = topic_key(client_id)
         try:
             entry = await kv.get(key)
-            holder = entry.value.decode() if entry.value else None
+            record = _record(entry.value)
         except KeyNotFoundError:
-            holder = None
+            record = {}
+        holder = record.get("node")
         outcome = ClaimOutcome()
         if holder == self.node:
             return outcome
@@ -85,11 +186,21 @@ class SessionDirectory:
                 if reply.get("session") is not None:
                     outcome.snapshot = _snapshot_from_json(reply["session"], self.server)
                     self.taken_over += 1
-            except NoRespondersError:
-                log.info("client %r was on node %s, which is gone: new session", client_id, holder)
-            except NatsTimeout:
-                log.warning("node %s did not hand over client %r in time", holder, client_id)
-        await kv.put(key, self.node.encode())
+            except (NoRespondersError, NatsTimeout) as exc:
+                gone = isinstance(exc, NoRespondersError)
+                log.info(
+                    "client %r was on node %s, which %s: resuming from its record",
+                    client_id,
+                    holder,
+                    "is gone" if gone else "did not answer in time",
+                )
+                if record.get("owner") is not None and record["owner"] != repr(owner):
+                    return ClaimOutcome(refused=True)
+                if not clean_start:
+                    outcome.snapshot = _snapshot_from_record(client_id, record)
+                    if outcome.snapshot is not None:
+                        self.restored += 1
+        await kv.put(key, json.dumps({"node": self.node}).encode())
         return outcome
 
     async def _serve(self, msg: Any) -> None:
@@ -105,6 +216,34 @@ class SessionDirectory:
             await msg.respond(json.dumps(body).encode())
         except Exception:
             log.exception("takeover request not handled")
+
+
+def _record(value: bytes | None) -> dict[str, Any]:
+    """A directory entry's record ({} if unreadable)."""
+    if not value:
+        return {}
+    try:
+        record = json.loads(value)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _snapshot_from_record(client_id: str, record: dict[str, Any]) -> SessionSnapshot | None:
+    """The session a record keeps (subscriptions only), unless there is none or it expired."""
+    expiry = record.get("expiry")
+    if not expiry or "subscriptions" not in record:
+        return None
+    offline_since = record.get("offline_since")
+    if offline_since is not None and time.time() > offline_since + expiry:
+        return None
+    return SessionSnapshot(
+        client_id=client_id,
+        protocol_level=int(record.get("level", 5)),
+        expiry_interval=int(expiry),
+        next_packet_id=1,
+        subscriptions=[SubscriptionState(*s) for s in record["subscriptions"]],
+    )
 
 
 def _snapshot_to_json(snapshot: SessionSnapshot, server: MQTTServer) -> dict[str, Any]:

@@ -17,11 +17,13 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from lantern.audit import set_actor
+from lantern.audit import DENIED, set_actor
+from lantern.audit.recorder import write_entry
 from lantern.console.render import render
 from lantern.errors import LanternError
 from lantern.operators import ConsoleSession, SessionStore
 from lantern.security import tokens_equal
+from lantern.store import Database
 
 __all__ = [
     "COOKIE",
@@ -30,6 +32,7 @@ __all__ = [
     "Page",
     "guarded",
     "role_allows",
+    "served_over_https",
     "set_session_cookie",
 ]
 
@@ -77,15 +80,23 @@ class Page:
 Handler = Callable[[Page], Awaitable[Response]]
 
 
-def set_session_cookie(response: Response, request: Request, session_id: str) -> None:
-    """The session cookie: HttpOnly, SameSite=Strict, Secure when served over TLS."""
+def served_over_https(request: Request, https_public_url: bool) -> bool:
+    """Whether the browser reached the console over HTTPS: TLS here, or a public URL in https
+    (a reverse proxy ends TLS in front of Lantern)."""
+    return request.url.scheme == "https" or https_public_url
+
+
+def set_session_cookie(
+    response: Response, request: Request, session_id: str, https_public_url: bool = False
+) -> None:
+    """The session cookie: HttpOnly, SameSite=Strict, Secure when served over HTTPS."""
     response.set_cookie(
         COOKIE,
         session_id,
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=served_over_https(request, https_public_url),
     )
 
 
@@ -101,9 +112,14 @@ async def read_form(request: Request) -> dict[str, str]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         return {}
-    raw = await request.body()
-    if len(raw) > MAX_FORM_BYTES:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
         raise _FormTooLarge
+    raw = bytearray()
+    async for chunk in request.stream():  # never more than the limit in memory
+        raw += chunk
+        if len(raw) > MAX_FORM_BYTES:
+            raise _FormTooLarge
     parsed = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
     return {k: v[0] for k, v in parsed.items()}
 
@@ -112,10 +128,23 @@ class _FormTooLarge(Exception):
     pass
 
 
+async def _record_denied(
+    db: Database, session: ConsoleSession, request: Request, reason: str
+) -> None:
+    """A refused state-changing request, in the audit log (``console.denied``); never raises."""
+    try:
+        async with db.transaction() as conn:
+            what = f"{request.method} {request.url.path}"
+            await write_entry(conn, session.actor, "console.denied", what, DENIED, {"why": reason})
+    except Exception:
+        log.exception("cannot record a refused console request")
+
+
 def guarded(
     sessions: SessionStore, handler: Handler, *, needs: str = "viewer"
 ) -> Callable[[Request], Awaitable[Response]]:
-    """``handler`` behind the session, CSRF and role checks (see the module docstring)."""
+    """``handler`` behind the session, CSRF and role checks (see the module docstring).
+    Refused state-changing requests of a signed-in session are recorded as ``console.denied``."""
 
     async def endpoint(request: Request) -> Response:
         remote = request.client.host if request.client is not None else None
@@ -138,10 +167,13 @@ def guarded(
                 return _refused(request, 413, "The form is too large.")
             given = form.get("csrf") or request.headers.get("x-csrf-token", "")
             if not given or not tokens_equal(given, session.csrf_token):
+                await _record_denied(sessions.db, session, request, "csrf")
                 return _refused(
                     request, 403, "The request lacks this session's CSRF token: reload the page."
                 )
         if not role_allows(session.role, needs):
+            if changing:
+                await _record_denied(sessions.db, session, request, "role")
             return _refused(
                 request, 403, f"Your role ({session.role}) may not do this: it needs {needs}."
             )

@@ -34,6 +34,10 @@ class LiveStats(Protocol):
         """PUBLISH packets received since start, when the server counts them."""
         ...
 
+    def last_seen(self) -> dict[str, float]:
+        """When each thing was last seen connected since the server started (sampled)."""
+        ...
+
 
 @dataclass
 class ConsoleDeps:
@@ -51,3 +55,4 @@ class ConsoleDeps:
     jobs_changed: Callable[[], Awaitable[object]]
     api_keys: KeyService | None = None
     auth_failures: AuthFailures | None = None
+    https_public_url: bool = False  # [http] public_url is https: cookies are Secure

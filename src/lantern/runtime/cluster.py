@@ -72,7 +72,7 @@ class ClusterComponent(Component):
         return problems
 
     def _connections(self) -> int:
-        return sum(listener.connection_count() for listener in self.mqtt.listeners.values())
+        return len(self.mqtt.handlers)
 
     async def start(self) -> None:
         if isinstance(self.nats, NatsConnection):

@@ -3,6 +3,9 @@ services the other components own (jobs, push keys) and the MQTT server's live f
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Sequence
 
 from fastapi import APIRouter
@@ -16,17 +19,32 @@ from lantern.runtime.jobs import JobsComponent
 
 __all__ = ["ConsoleComponent"]
 
+SAMPLE_SECONDS = 5.0  # how often "last seen" notes the connected things
+
 
 class _ServerStats:
-    """The console's :class:`~lantern.console.LiveStats` read from the MQTT server."""
+    """The console's :class:`~lantern.console.LiveStats` read from the MQTT server.
+
+    "Last seen" is sampled: :meth:`sample` (every few seconds while the server runs) notes the
+    time for every connected thing, in memory; it starts empty at each start."""
 
     def __init__(self, server: MQTTServer, platform: Platform) -> None:
         self.server = server
         self.platform = platform
+        self._seen: dict[str, float] = {}
 
     def connected_things(self) -> set[str]:
         names = (getattr(c.identity, "thing_name", None) for c in self.server.clients())
         return {n for n in names if isinstance(n, str)}
+
+    def sample(self) -> None:
+        now = time.time()
+        for name in self.connected_things():
+            self._seen[name] = now
+
+    def last_seen(self) -> dict[str, float]:
+        self.sample()
+        return dict(self._seen)
 
     def connections(self) -> int:
         return len(self.server.handlers)
@@ -50,6 +68,8 @@ class ConsoleComponent(Component):
     ) -> None:
         super().__init__(platform)
         settings = platform.settings.console
+        self.stats = _ServerStats(server, platform)
+        self._sampler: asyncio.Task[None] | None = None
         self.sessions = SessionStore(platform.db, settings.idle_timeout_seconds)
         self.deps = ConsoleDeps(
             db=platform.db,
@@ -57,19 +77,35 @@ class ConsoleComponent(Component):
             objects=platform.objects,
             sessions=self.sessions,
             admin_token=platform.admin_token,
-            live=_ServerStats(server, platform),
+            live=self.stats,
             catalog=jobs.catalog,
             deployments=jobs.deployments,
             jobs=jobs.queries,
             jobs_changed=jobs.timer.tick,
             api_keys=keys,
             auth_failures=platform.auth_failures,
+            https_public_url=(platform.settings.http.public_url or "").startswith("https://"),
         )
 
     def routers(self) -> Sequence[APIRouter]:
         if not self.platform.settings.console.enabled:
             return ()
         return (build_console_router(self.deps),)
+
+    async def start(self) -> None:
+        if self.platform.settings.console.enabled:
+            self._sampler = asyncio.create_task(self._sample(), name="console-last-seen")
+
+    async def _sample(self) -> None:
+        while True:
+            self.stats.sample()
+            await asyncio.sleep(SAMPLE_SECONDS)
+
+    async def stop(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
 
     def describe(self) -> list[str]:
         if not self.platform.settings.console.enabled:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lantern.cluster.bus import cluster_name
 from lantern.cluster.mqtt_node import ClusterMQTT, ClusterMQTTCollector
 from lantern.mqtt.errors import ListenerBindFailed
 from lantern.mqtt.hooks import Authenticator, Authorizer, PublishInterceptor
@@ -78,7 +79,7 @@ class MQTTComponent(Component):
         if platform.settings.cluster.nats_url:
             self.cluster = ClusterMQTT(
                 platform.settings.cluster,
-                platform.settings.effective_database_url,
+                cluster_name(platform.settings.effective_database_url),
                 self.server,
             )
             platform.metrics.register(ClusterMQTTCollector(self.cluster))

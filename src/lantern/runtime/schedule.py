@@ -113,7 +113,11 @@ class ScheduleComponent(Component):
         )
         platform.metrics.register(SchedulerCollector(self.scheduler))
         self.service = ScheduleService(
-            store, self.clock, schemes_allowed, on_change=self.scheduler.wake
+            store,
+            self.clock,
+            schemes_allowed,
+            on_change=self.scheduler.wake,
+            schemes_configured=lambda: frozenset(dispatcher.providers),
         )
 
     def routers(self) -> Sequence[APIRouter]:

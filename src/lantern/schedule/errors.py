@@ -2,6 +2,7 @@
 
 ``ScheduleError`` (root, a :class:`LanternError`)
   ├── ``ScheduleInvalid``  a field of a request is wrong: carries the field name and a machine code
+  │     └── ``ProviderNotConfigured`` a destination no provider of this gateway can send to
   ├── ``ScheduleNotFound`` no schedule with that id is visible to the caller
   ├── ``ScheduleScopeDenied`` a destination's scheme is outside the owning key's scope
   └── ``ScheduleConflict`` the request does not fit the schedule's state (resume a stopped one)
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 from lantern.errors import LanternError
+from lantern.settings.push import not_configured_message
 
 
 class ScheduleError(LanternError):
@@ -31,6 +33,15 @@ class ScheduleInvalid(ScheduleError):
     def __init__(self, field: str, message: str, code: str | None = None) -> None:
         super().__init__(f"{field}: {message}", code or f"invalid_{field}")
         self.field = field
+
+
+class ProviderNotConfigured(ScheduleInvalid):
+    """A destination's scheme has no provider configured on this gateway: every occurrence
+    would fail, so the schedule is refused (400 ``provider_not_configured``)."""
+
+    def __init__(self, scheme: str) -> None:
+        super().__init__("destinations", not_configured_message(scheme), "provider_not_configured")
+        self.scheme = scheme
 
 
 class ScheduleNotFound(ScheduleError):

@@ -17,7 +17,12 @@ from typing import Any, Protocol
 
 from lantern.audit import Actor, AuditedAction, api_key_actor, audited
 from lantern.schedule.clock import Clock
-from lantern.schedule.errors import ScheduleConflict, ScheduleNotFound, ScheduleScopeDenied
+from lantern.schedule.errors import (
+    ProviderNotConfigured,
+    ScheduleConflict,
+    ScheduleNotFound,
+    ScheduleScopeDenied,
+)
 from lantern.schedule.model import (
     canonical_scheme,
     occurrence_view,
@@ -39,6 +44,7 @@ class Owner(Protocol):
 
 
 SchemesAllowed = Callable[[Any], frozenset[str]]
+SchemesConfigured = Callable[[], frozenset[str]]
 
 
 def new_schedule_id() -> str:
@@ -46,7 +52,11 @@ def new_schedule_id() -> str:
 
 
 class ScheduleService:
-    """The schedules API: every method validates, then changes the store or nothing."""
+    """The schedules API: every method validates, then changes the store or nothing.
+
+    With ``schemes_configured`` (the schemes this gateway has a provider for), a schedule with a
+    destination no provider can send to is refused (:class:`ProviderNotConfigured`); without it
+    (tests, ``lantern schedules create --allow-unconfigured``) it is accepted."""
 
     def __init__(
         self,
@@ -54,11 +64,14 @@ class ScheduleService:
         clock: Clock,
         schemes_allowed: SchemesAllowed,
         on_change: Callable[[], None] | None = None,
+        *,
+        schemes_configured: SchemesConfigured | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.schemes_allowed = schemes_allowed
         self.on_change = on_change  # wakes the scheduler loop (a new schedule may be due soon)
+        self.schemes_configured = schemes_configured
 
     @classmethod
     def on(
@@ -67,9 +80,12 @@ class ScheduleService:
         clock: Clock,
         schemes_allowed: SchemesAllowed,
         on_change: Callable[[], None] | None = None,
+        *,
+        schemes_configured: SchemesConfigured | None = None,
     ) -> ScheduleService:
         """The service over ``db``'s schedule store (callers need not know the store)."""
-        return cls(ScheduleStore(db), clock, schemes_allowed, on_change)
+        store = ScheduleStore(db)
+        return cls(store, clock, schemes_allowed, on_change, schemes_configured=schemes_configured)
 
     @staticmethod
     def _actor(owner: Owner | None) -> Actor | None:
@@ -83,8 +99,8 @@ class ScheduleService:
     async def create(self, owner: Owner, body: Any) -> dict[str, Any]:
         """Validate ``body`` and store a schedule owned by ``owner``; returns its view.
 
-        Raises ScheduleInvalid (a field) or ScheduleScopeDenied (a destination outside the key's
-        scope).
+        Raises ScheduleInvalid (a field; ProviderNotConfigured for a destination this gateway
+        cannot send to) or ScheduleScopeDenied (a destination outside the key's scope).
         """
         async with audited(
             self.store.db, "schedule.create", actor=self._actor(owner), key=owner.id
@@ -104,6 +120,11 @@ class ScheduleService:
                     f"destinations: a key of scope {owner.scope!r} may not send to {scheme}: "
                     f"(allowed: {', '.join(sorted(allowed))})"
                 )
+        configured = self.schemes_configured() if self.schemes_configured else None
+        for destination in spec.destinations:
+            scheme = canonical_scheme(destination)
+            if configured is not None and scheme not in configured:
+                raise ProviderNotConfigured(scheme)
         record = ScheduleRecord(
             id=new_schedule_id(),
             key_id=owner.id,

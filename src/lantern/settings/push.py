@@ -193,3 +193,15 @@ class PushSettings(SectionModel):
         if self.email_via == "smtp" and not self.smtp.enabled:
             raise ValueError("push.email_via = 'smtp' but push.smtp.host is not set")
         return self
+
+    def configured_schemes(self) -> frozenset[str]:
+        """The destination schemes a provider is configured for (what ``lantern.push.factory``
+        builds); the others are answered 503 by ``/push`` (see :data:`ENABLED_BY`)."""
+        enabled = {
+            "apns": self.apns.enabled,
+            "gcm": self.fcm.enabled,
+            "mailto": self.ses.enabled or self.smtp.enabled,
+            "sms": self.sns.enabled,
+            "slack": self.slack.enabled,
+        }
+        return frozenset(scheme for scheme, on in enabled.items() if on)

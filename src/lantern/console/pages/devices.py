@@ -10,6 +10,7 @@ connection is closed by the gateway's revocation watcher within a second.
 from __future__ import annotations
 
 import json
+import time
 from urllib.parse import quote
 
 from starlette.responses import Response, StreamingResponse
@@ -29,6 +30,7 @@ __all__ = ["add_routes"]
 
 STATUS_ACTIONS = {"activate": "ACTIVE", "deactivate": "INACTIVE", "revoke": "REVOKED"}
 RECENT_DEPLOYMENTS = 20
+SHOWN_DEVICES = 500
 
 
 def _matches(thing: ThingRecord, text: str, attribute: str) -> bool:
@@ -48,16 +50,30 @@ def add_routes(routes: Routes, deps: ConsoleDeps) -> None:
     @routes.get("/console/devices")
     async def devices(page: Page) -> Response:
         text, attribute, online = page.query("q"), page.query("attr"), page.query("online")
+        within = page.query("seen")
+        if within and (not within.isdigit() or len(within) > 6):
+            raise InvalidRequest("seen within: a whole number of minutes")
         connected = deps.live.connected_things()
+        seen = deps.live.last_seen()
+        since = time.time() - int(within) * 60 if within else None
         rows = []
         for thing in await registry.things():
             is_online = thing.name in connected
             if (online == "yes" and not is_online) or (online == "no" and is_online):
                 continue
+            if since is not None and seen.get(thing.name, 0.0) < since:
+                continue
             if _matches(thing, text, attribute):
-                rows.append((thing, is_online))
+                rows.append((thing, is_online, seen.get(thing.name)))
         context = page.base(
-            "devices", rows=rows, q=text, attr=attribute, online=online, total=len(rows)
+            "devices",
+            rows=rows[:SHOWN_DEVICES],
+            q=text,
+            attr=attribute,
+            online=online,
+            seen=within,
+            total=len(rows),
+            shown=min(len(rows), SHOWN_DEVICES),
         )
         return render("devices.html", context)
 
@@ -83,6 +99,7 @@ def add_routes(routes: Routes, deps: ConsoleDeps) -> None:
             thing=detail.thing,
             certificates=detail.certificates,
             online=name in deps.live.connected_things(),
+            last_seen=deps.live.last_seen().get(name),
             observations=observations[:20],
             observation_total=total,
             series=series,

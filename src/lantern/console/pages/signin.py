@@ -18,6 +18,7 @@ from lantern.console.auth import (
     COOKIE_PATH,
     Page,
     read_form,
+    served_over_https,
     set_session_cookie,
 )
 from lantern.console.deps import ConsoleDeps
@@ -32,7 +33,9 @@ __all__ = ["add_routes"]
 PRE_COOKIE = "lantern_console_signin"
 
 
-def _form(request: Request, message: str = "", status: int = 200, mode: str = "") -> Response:
+def _form(
+    request: Request, https: bool, message: str = "", status: int = 200, mode: str = ""
+) -> Response:
     token = secrets.token_urlsafe(24)
     response = render(
         "signin.html", {"csrf": token, "message": message, "mode": mode}, status=status
@@ -43,14 +46,14 @@ def _form(request: Request, message: str = "", status: int = 200, mode: str = ""
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=served_over_https(request, https),
     )
     return response
 
 
 def add_routes(router: APIRouter, routes: Routes, deps: ConsoleDeps) -> None:
     async def sign_in_page(request: Request) -> Response:
-        return _form(request)
+        return _form(request, deps.https_public_url)
 
     async def sign_in(request: Request) -> Response:
         remote = request.client.host if request.client is not None else None
@@ -58,7 +61,7 @@ def add_routes(router: APIRouter, routes: Routes, deps: ConsoleDeps) -> None:
         expected = request.cookies.get(PRE_COOKIE, "")
         given = form.get("csrf", "")
         if not expected or not given or not tokens_equal(given, expected):
-            return _form(request, "The form expired: sign in again.", 403)
+            return _form(request, deps.https_public_url, "The form expired: sign in again.", 403)
         mode = form.get("mode", "")
         if mode == "token":
             token = form.get("token", "").strip()
@@ -66,18 +69,17 @@ def add_routes(router: APIRouter, routes: Routes, deps: ConsoleDeps) -> None:
                 operator, role = ADMIN_TOKEN_OPERATOR, "admin"
             else:
                 await _failed(deps, remote)
-                return _form(request, "Wrong admin token.", 401, "token")
+                return _form(request, deps.https_public_url, "Wrong admin token.", 401, "token")
         else:
             account = await authenticate(deps.db, form.get("name", ""), form.get("password", ""))
             if account is None:
                 await _failed(deps, remote)
-                return _form(
-                    request, "Wrong name or password, or the account is disabled.", 401, "password"
-                )
+                message = "Wrong name or password, or the account is disabled."
+                return _form(request, deps.https_public_url, message, 401, "password")
             operator, role = account.name, account.role
         session_id, _ = await deps.sessions.sign_in(operator, role, remote)
         response = RedirectResponse("/console", status_code=303)
-        set_session_cookie(response, request, session_id)
+        set_session_cookie(response, request, session_id, deps.https_public_url)
         response.delete_cookie(PRE_COOKIE, path=COOKIE_PATH)
         return response
 

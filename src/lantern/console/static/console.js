@@ -15,6 +15,7 @@
         event.detail.isError = false;
         event.detail.target = flash;
         event.detail.swapOverride = "innerHTML";
+        event.detail.selectOverride = ".flash";
       }
     }
   });
@@ -23,14 +24,26 @@
     return Math.max(240, el.clientWidth - 4);
   }
 
-  function makeChart(el, label, data) {
+  // Live charts span minutes: label their ticks with the time of day only.
+  function clockLabels(u, splits) {
+    function two(n) { return (n < 10 ? "0" : "") + n; }
+    return splits.map(function (v) {
+      const d = new Date(v * 1000);
+      return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds());
+    });
+  }
+
+  function makeChart(el, label, data, window) {
+    const x = { time: true };
+    // A live chart shows the last `window` seconds, so its first points do not span years.
+    if (window) x.range = function (u, min, max) { return [max - window, max]; };
     const opts = {
       width: chartWidth(el),
       height: 150,
       legend: { show: false },
-      scales: { x: { time: true } },
+      scales: { x: x, y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } } },
       series: [{}, { label: label, stroke: "#0b5cad", width: 2, fill: "rgba(11,92,173,0.08)" }],
-      axes: [{}, { size: 50 }],
+      axes: [window ? { values: clockLabels, space: 80 } : {}, { size: 50 }],
     };
     return new uPlot(opts, data, el);
   }
@@ -51,8 +64,12 @@
     const now = Date.now() / 1000;
     Object.keys(live).forEach(function (name) {
       const raw = figures.dataset[name];
-      if (raw === undefined || raw === "") return;
       const entry = live[name];
+      if (raw === undefined) return;
+      if (raw === "") {
+        entry.el.textContent = "Not counted by this server.";
+        return;
+      }
       entry.xs.push(now);
       entry.ys.push(Number(raw));
       if (entry.xs.length > HISTORY) {
@@ -60,7 +77,7 @@
         entry.ys.shift();
       }
       const data = [entry.xs, entry.ys];
-      if (entry.chart === null) entry.chart = makeChart(entry.el, name, data);
+      if (entry.chart === null) entry.chart = makeChart(entry.el, name, data, HISTORY * 2);
       else entry.chart.setData(data);
     });
   }

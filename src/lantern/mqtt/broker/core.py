@@ -156,6 +156,8 @@ class Broker:
         if session.inflight:
             self._resend_inflight(session, out)
         self._drain(session, now, out)
+        if self.link is not None:
+            self.link.session_changed(session, False)
         return ConnectOutcome(session, present, taken_over, out)
 
     def owned_by_another(self, client_id: str, owner: object) -> bool:
@@ -205,6 +207,8 @@ class Broker:
             self._discard(session)
             return out
         _drop_direct(session)  # replies to this connection end with it
+        if self.link is not None:
+            self.link.session_changed(session, False)
         if session.expiry_interval != NEVER_EXPIRES:
             session.expires_at = now + session.expiry_interval
             self._schedule(session.expires_at, session)
@@ -285,25 +289,46 @@ class Broker:
     # -- subscriptions -------------------------------------------------------------------
 
     def subscribe(
-        self, session: Session, key: str, subscription: Subscription, now: float
+        self,
+        session: Session,
+        key: str,
+        subscription: Subscription,
+        now: float,
+        *,
+        with_retained: bool = True,
     ) -> tuple[bool, list[Delivery]]:
         """Add or replace a subscription (``key`` = the filter as sent, incl. ``$share/..``).
 
         Returns whether it is new, and the retained messages to send per Retain Handling
-        (shared subscriptions get none, [MQTT-3.8.4-4... 4.8.2]).
+        (none with ``with_retained=False``: the caller asks :meth:`retained_for` later).
         """
         existed = key in session.subscriptions
         session.subscriptions[key] = subscription
         self.trie.add(subscription)
-        if not existed and self.link is not None:
-            self.link.interest(subscription.topic_filter, subscription.group, True)
-        out: list[Delivery] = []
+        if self.link is not None:
+            if not existed:
+                self.link.interest(subscription.topic_filter, subscription.group, True)
+            self.link.session_changed(session, False)
+        if not with_retained:
+            return not existed, []
+        return not existed, self.retained_for(session, subscription, not existed, now)
+
+    def wants_retained(self, subscription: Subscription, new: bool) -> bool:
+        """Whether Retain Handling sends retained messages for this subscription (shared
+        subscriptions get none, [MQTT-3.8.4-4... 4.8.2])."""
         handling = subscription.retain_handling
-        if subscription.group is None and (handling == 0 or (handling == 1 and not existed)):
+        return subscription.group is None and (handling == 0 or (handling == 1 and new))
+
+    def retained_for(
+        self, session: Session, subscription: Subscription, new: bool, now: float
+    ) -> list[Delivery]:
+        """The retained messages a (``new``) subscription gets, per Retain Handling."""
+        out: list[Delivery] = []
+        if self.wants_retained(subscription, new):
             for message in self.retained.matching(subscription.topic_filter, now):
                 qos = min(subscription.qos, message.qos)
                 self._deliver(session, message, qos, True, subscription.sub_ids, now, out)
-        return not existed, out
+        return out
 
     def unsubscribe(self, session: Session, key: str) -> bool:
         """Remove a subscription; False if the session had none with that filter."""
@@ -313,6 +338,7 @@ class Broker:
         self.trie.remove(session.client_id, sub.topic_filter, sub.group)
         if self.link is not None:
             self.link.interest(sub.topic_filter, sub.group, False)
+            self.link.session_changed(session, False)
         return True
 
     # -- internals -----------------------------------------------------------------------
@@ -339,7 +365,11 @@ class Broker:
         if message.retain:
             self.retained.store(message)
         plain, groups = self.trie.match(message.topic)
-        self._route_plain(plain, message, now, out)
+        if len(plain) == 1:  # as _route_plain, inlined: the hot path of every publish
+            for sub in plain[0].values():
+                self._route(sub, message, now, out)
+        elif plain:
+            self._route_merged(plain, message, now, out)
         link = self.link
         if link is None:
             for group in groups:
@@ -495,6 +525,8 @@ class Broker:
             if link is not None:
                 link.interest(sub.topic_filter, sub.group, False)
         session.subscriptions.clear()
+        if link is not None:
+            link.session_changed(session, True)
         session.timer_generation += 1
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from lantern.mqtt.broker.handoff import SessionSnapshot
     from lantern.mqtt.broker.message import Message
+    from lantern.mqtt.broker.session import Session
 
 __all__ = ["ClaimOutcome", "ClusterLink", "SessionClaims"]
 
@@ -34,6 +35,11 @@ class ClusterLink(Protocol):
     def interest(self, topic_filter: str, group: str | None, added: bool) -> None:
         """A subscription to ``topic_filter`` (in shared ``group``, or None) was added or
         removed on this node (called once per subscription, not per filter)."""
+        ...
+
+    def session_changed(self, session: Session, ended: bool) -> None:
+        """``session`` was connected, disconnected or changed its subscriptions (``ended``:
+        it no longer exists here). Lets the cluster keep persistent sessions' records."""
         ...
 
 

@@ -152,6 +152,8 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
         now = server.loop.time()
         codes: list[ReasonCode] = []
         deliveries: list[Delivery] = []
+        cluster = server.routes_settled is not None
+        later: list[tuple[Subscription, bool]] = []  # cluster: retained sent after catching up
         limit = server.config.max_subscriptions_per_connection
         for req in packet.subscriptions:
             group, real = parse_shared(req.topic_filter)
@@ -178,25 +180,33 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
                 subscription_id=sub_id,
                 group=group,
             )
-            _, retained = server.broker.subscribe(session, req.topic_filter, sub, now)
-            deliveries.extend(retained)
-            codes.append(ReasonCode(req.qos))
-        settled = server.routes_settled() if server.routes_settled is not None else None
-        if settled is not None:
-            # A cluster node: SUBACK once the other nodes route the new filters here.
-            self._busy = True
-            self._task = server.loop.create_task(
-                self._suback_when_routed(
-                    settled, Suback(packet.packet_id, tuple(codes)), deliveries
-                )
+            new, retained = server.broker.subscribe(
+                session, req.topic_filter, sub, now, with_retained=not cluster
             )
-            return
+            deliveries.extend(retained)
+            if cluster and server.broker.wants_retained(sub, new):
+                later.append((sub, new))
+            codes.append(ReasonCode(req.qos))
+        if server.routes_settled is not None:
+            settled = server.routes_settled(bool(later))
+            if settled is not None:
+                # A cluster node: SUBACK once the other nodes route the new filters here, and
+                # retained messages once this node has every change the cluster made to them.
+                self._busy = True
+                suback = Suback(packet.packet_id, tuple(codes))
+                self._task = server.loop.create_task(
+                    self._suback_when_routed(settled, suback, later)
+                )
+                return
+            deliveries = [
+                d for s, new in later for d in server.broker.retained_for(session, s, new, now)
+            ]
         self._send(Suback(packet.packet_id, tuple(codes)))
         if deliveries:
             server.dispatch(deliveries)
 
     async def _suback_when_routed(
-        self, settled: Awaitable[None], suback: Suback, deliveries: list[Delivery]
+        self, settled: Awaitable[None], suback: Suback, later: list[tuple[Subscription, bool]]
     ) -> None:
         try:
             await settled
@@ -206,11 +216,15 @@ class ConnectionHandler(ConnectFlow, InboundPublishFlow, OutboundDelivery):
                 self._client_id,
                 exc_info=True,
             )
-        if self._closed:
+        session = self.session
+        if self._closed or session is None:
             return
         self._send(suback)
+        broker = self._server.broker
+        now = self._server.loop.time()
+        deliveries = [d for s, new in later for d in broker.retained_for(session, s, new, now)]
         if deliveries:
-            self._server.dispatch(deliveries)
+            self._server.dispatch(deliveries, now)
         self._resume()
 
     def _on_unsubscribe(self, packet: Unsubscribe) -> None:

@@ -88,7 +88,9 @@ class MQTTServer:
         self.claims: SessionClaims | None = None
         # Awaited before SUBACK when subscriptions changed what this node asks the cluster
         # for (None on one node): the route exists before the client is told it subscribed.
-        self.routes_settled: Callable[[], Awaitable[None] | None] | None = None
+        # The argument says whether retained messages are to be sent too (then the node first
+        # catches up with the cluster's retained messages).
+        self.routes_settled: Callable[[bool], Awaitable[None] | None] | None = None
 
     def _update_receive_check(self) -> None:
         authorizer = self.authorizer
@@ -249,7 +251,7 @@ class MQTTServer:
         self,
         link: ClusterLink,
         claims: SessionClaims,
-        routes_settled: Callable[[], Awaitable[None] | None],
+        routes_settled: Callable[[bool], Awaitable[None] | None],
     ) -> None:
         """Route through ``link`` and ask ``claims`` about client ids (before serving)."""
         self.broker.link = link
