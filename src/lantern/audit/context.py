@@ -7,8 +7,9 @@ it when they record an action. Code outside both (tests, a startup import) acts 
 unless it says otherwise with :func:`acting_as`.
 
 Actor strings: ``admin-token``, ``cli:<OS user>``, ``api-key:<push key id>``, ``config``
-(settings applied at startup), ``system``, ``unknown`` (failed authentication),
-``operator:<name>`` (a web console account); reserved for later: ``access-key:<id>``.
+(settings applied at startup), ``access-key:<id>`` (an AWS IoT API call signed by that access
+key), ``system``, ``unknown`` (failed authentication), ``operator:<name>`` (a web console
+account).
 """
 
 from __future__ import annotations
