@@ -48,8 +48,11 @@ async def test_things_certificates_and_policies(db: Database, ca: CertificateAut
     assert await queries.thing("t2") is None
     updated = await registry.update_thing(db, "t1", {"a": "", "c": "3"}, merge=True)
     assert updated.attributes == {"b": "2", "c": "3"}
-    replaced = await registry.update_thing(db, "t1", {"z": "9"}, merge=False)
-    assert replaced.attributes == {"z": "9"}
+    replaced = await registry.update_thing(db, "t1", {"z": "9"}, merge=False, expected_version=2)
+    assert replaced.attributes == {"z": "9"} and replaced.version == 3
+    with pytest.raises(registry.ThingVersionConflict):
+        await registry.update_thing(db, "t1", {}, merge=False, expected_version=2)
+    assert (await queries.thing("t1")).thing.version == 3  # type: ignore[union-attr]
 
     cert, issued = await registry.create_certificate(db, ca, active=True)
     assert issued.private_key_pem and cert.status == "ACTIVE" and cert.thing_name is None

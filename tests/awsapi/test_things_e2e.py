@@ -36,7 +36,8 @@ def test_things(iot: Any, server: LanternProcess, admin_key: dict[str, str]) -> 
     iot.update_thing(
         thingName="lamp-1", attributePayload={"attributes": {"floor": "2"}, "merge": True}
     )
-    assert iot.describe_thing(thingName="lamp-1")["attributes"] == {"room": "a1", "floor": "2"}
+    after = iot.describe_thing(thingName="lamp-1")
+    assert after["attributes"] == {"room": "a1", "floor": "2"} and after["version"] == 2
     by_room = iot.list_things(attributeName="room", attributeValue="b7")["things"]
     assert [t["thingName"] for t in by_room] == ["lamp-2"]
     prefixed = iot.list_things(
@@ -57,8 +58,10 @@ def test_things(iot: Any, server: LanternProcess, admin_key: dict[str, str]) -> 
     assert code(exc) == "ResourceNotFoundException"
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
     with pytest.raises(ClientError) as exc:
-        iot.update_thing(thingName="lamp-1", expectedVersion=7)
+        iot.update_thing(thingName="lamp-1", expectedVersion=1)
     assert code(exc) == "VersionConflictException"
+    iot.update_thing(thingName="lamp-1", expectedVersion=2, attributePayload={"attributes": {}})
+    assert iot.describe_thing(thingName="lamp-1")["version"] == 3
     with pytest.raises(ClientError) as exc:
         iot.create_thing(thingName="bad name!")
     assert code(exc) == "InvalidRequestException"

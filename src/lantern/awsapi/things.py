@@ -1,8 +1,8 @@
 """Things: CreateThing, DescribeThing, ListThings, UpdateThing, DeleteThing.
 
-Lantern has no thing types nor billing groups (naming one is ResourceNotFoundException) and
-keeps no version per thing: every thing is at ``version`` 1, and an ``expectedVersion`` other
-than 1 is a VersionConflictException.
+Lantern has no thing types nor billing groups (naming one is ResourceNotFoundException). A
+thing's ``version`` starts at 1 and goes up with each UpdateThing; an ``expectedVersion`` that
+differs is a VersionConflictException.
 """
 
 from __future__ import annotations
@@ -35,14 +35,8 @@ def _no_types(params: dict[str, Any]) -> None:
         raise not_found(f"Billing group {params['billingGroupName']} does not exist")
 
 
-def _version(params: dict[str, Any]) -> None:
-    expected = params.get("expectedVersion")
-    if expected is not None and int(expected) != 1:
-        raise AwsError(
-            "VersionConflictException",
-            f"The version for thing does not match: expected {expected}, current 1",
-            409,
-        )
+def _version_conflict(message: str) -> AwsError:
+    return AwsError("VersionConflictException", message, 409)
 
 
 def _attributes(params: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
@@ -65,7 +59,7 @@ def register(iot: AwsService, deps: AwsDeps) -> None:
             "thingName": t.name,
             "thingArn": call.arn(f"thing/{t.name}"),
             "attributes": t.attributes,
-            "version": 1,
+            "version": t.version,
         }
 
     @iot.operation("CreateThing")
@@ -97,7 +91,7 @@ def register(iot: AwsService, deps: AwsDeps) -> None:
             "thingId": thing_id(name),
             "thingArn": call.arn(f"thing/{name}"),
             "attributes": found.thing.attributes,
-            "version": 1,
+            "version": found.thing.version,
         }
 
     @iot.operation("ListThings")
@@ -135,11 +129,19 @@ def register(iot: AwsService, deps: AwsDeps) -> None:
     async def update_thing(call: Call) -> dict[str, Any]:
         name = call.params["thingName"]
         _no_types(call.params)
-        _version(call.params)
         attributes, merge = _attributes(call.params)
         if await queries.thing(name) is None:
             raise not_found(f"Thing {name} cannot be found.")
-        await registry.update_thing(deps.db, name, attributes, merge=merge)
+        try:
+            await registry.update_thing(
+                deps.db,
+                name,
+                attributes,
+                merge=merge,
+                expected_version=call.params.get("expectedVersion"),
+            )
+        except registry.ThingVersionConflict as exc:
+            raise _version_conflict(str(exc)) from None
         return {}
 
     @iot.operation("DeleteThing")
@@ -148,7 +150,11 @@ def register(iot: AwsService, deps: AwsDeps) -> None:
         found = await queries.thing(name)
         if found is None:
             return {}  # AWS: deleting a thing that does not exist succeeds
-        _version(call.params)
+        expected = call.params.get("expectedVersion")
+        if expected is not None and expected != found.thing.version:
+            raise _version_conflict(
+                f"thing {name} is at version {found.thing.version}, not {expected}"
+            )
         attached = [c for c in found.certificates if c.kind == "device"]
         if attached:
             raise invalid(

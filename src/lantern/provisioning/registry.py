@@ -24,6 +24,7 @@ from lantern.store.registry import access, devices
 __all__ = [
     "CertificateInUse",
     "TemplateInUse",
+    "ThingVersionConflict",
     "attach_certificate",
     "create_certificate",
     "create_thing",
@@ -36,6 +37,10 @@ __all__ = [
 
 class CertificateInUse(AdminConflict):
     """The certificate is ACTIVE, attached to a thing, or has policies: it cannot be deleted."""
+
+
+class ThingVersionConflict(AdminConflict):
+    """The thing is not at the version the request expects."""
 
 
 class TemplateInUse(AdminConflict):
@@ -68,20 +73,32 @@ async def create_thing(
 
 
 async def update_thing(
-    db: Database, name: str, attributes: Mapping[str, object] | None, *, merge: bool
+    db: Database,
+    name: str,
+    attributes: Mapping[str, object] | None,
+    *,
+    merge: bool,
+    expected_version: int | None = None,
 ) -> reg.ThingRecord:
     """Replace a thing's attributes, or (``merge``) add and change them, an empty value removing
-    one (audited as ``thing.update``)."""
+    one; the thing's version goes up by one. With ``expected_version``, only if the thing is at
+    that version (:class:`ThingVersionConflict`). Audited as ``thing.update``."""
     async with audited(db, "thing.update", name) as act, db.transaction() as conn:
         thing = await reg.get_thing(conn, name)
         if thing is None:
             raise AdminNotFound(f"thing {name} does not exist")
+        if expected_version is not None and expected_version != thing.version:
+            raise ThingVersionConflict(
+                f"thing {name} is at version {thing.version}, not {expected_version}"
+            )
         attrs = dict(thing.attributes)
         if attributes is not None:
             given = _check_attributes(attributes)
             attrs = {**attrs, **given} if merge else dict(given)
             attrs = {k: v for k, v in attrs.items() if v != ""}
-        await reg.update_thing(conn, name, attributes=attrs, updated_at=time.time())
+        await reg.update_thing(
+            conn, name, attributes=attrs, updated_at=time.time(), version=thing.version + 1
+        )
         await act.record(conn, attributes=len(attrs), merge=merge)
         updated = await reg.get_thing(conn, name)
     assert updated is not None

@@ -448,7 +448,7 @@ class ProvisioningService:
                 403, "LimitExceeded", f"this claim certificate reached its limit of {limit} devices"
             )
         params = plan.parameters
-        device = {
+        device: dict[str, Any] = {
             "serial_number": params.get("SerialNumber"),
             "manufacturer": params.get("Manufacturer"),
             "model": params.get("Model"),

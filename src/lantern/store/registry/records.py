@@ -46,6 +46,8 @@ class ThingRecord:
     device_name: str | None
     created_at: float
     updated_at: float
+    # AWS's thing version: 1 when created, one more at each change of its attributes.
+    version: int = 1
 
 
 @dataclass(frozen=True, slots=True)

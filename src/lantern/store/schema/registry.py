@@ -50,6 +50,7 @@ things = Table(
     Column("device_name", String(256), nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("version", Integer, nullable=False, server_default="1"),
 )
 Index("ix_things_project", things.c.project)
 # The gateway polls for things created since a time (lantern.gateway.things).
