@@ -26,6 +26,9 @@ IOT = {
     "CreateProvisioningTemplate", "DescribeProvisioningTemplate", "ListProvisioningTemplates",
     "UpdateProvisioningTemplate", "DeleteProvisioningTemplate",
     "DescribeEndpoint",
+    "CreateJob", "DescribeJob", "ListJobs", "UpdateJob", "CancelJob", "DeleteJob",
+    "GetJobDocument", "DescribeJobExecution", "ListJobExecutionsForJob",
+    "ListJobExecutionsForThing", "CancelJobExecution", "DeleteJobExecution",
 }  # fmt: skip
 IOT_DATA = {"Publish", "GetRetainedMessage", "ListRetainedMessages"}
 
@@ -53,6 +56,9 @@ async def test_every_operation_is_routed(sqlite_db: Database, tmp_path: Path) ->
     assert served["aws.DescribeThing"].methods == {"GET", "HEAD"}
     assert served["aws.ListAttachedPolicies"].path == "/attached-policies/{target:path}"
     assert served["aws.Publish"].path == "/topics/{topic:path}"
+    assert served["aws.DeleteJobExecution"].path == (
+        "/things/{thingName}/jobs/{jobId}/executionNumber/{executionNumber}"
+    )
 
 
 async def test_services_sharing_a_path_share_one_route(sqlite_db: Database, tmp_path: Path) -> None:

@@ -38,15 +38,12 @@ class JobsConflict(JobsError):
 
 class JobsStateError(JobsConflict):
     """The job or execution is in a state that does not allow the change (AWS
-    InvalidStateTransitionException)."""
-
-    code = "InvalidStateTransition"
+    InvalidStateTransitionException); HTTP 409 ``Conflict`` elsewhere."""
 
 
 class JobsVersionConflict(JobsConflict):
-    """``expectedVersion`` is not the execution's version (AWS VersionConflictException)."""
-
-    code = "VersionConflict"
+    """``expectedVersion`` is not the execution's version (AWS VersionConflictException); HTTP
+    409 ``Conflict`` elsewhere."""
 
 
 class Rejected(LanternError):

@@ -285,12 +285,13 @@ class JobService:
             now = self.clock.now()
 
             def run(c: Connection) -> list[str]:
-                _job(c, job_id)
+                first = _job(c, job_id).status is JobStatus.IN_PROGRESS
                 things = cancel_job(c, job_id, force=force, reason=reason_code or "", now=now)
-                values: dict[str, Any] = {"comment": comment}
-                if reason_code is None:
-                    values["reason"] = None
-                control_store.update_job(c, job_id, values)
+                if first:  # a second cancel (with force) keeps what the first one said
+                    values: dict[str, Any] = {"comment": comment}
+                    if reason_code is None:
+                        values["reason"] = None
+                    control_store.update_job(c, job_id, values)
                 return things
 
             things = await conn.run_sync(run)
