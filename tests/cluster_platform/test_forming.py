@@ -4,9 +4,11 @@ refuses to start without."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import asyncpg
+import boto3
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -48,8 +50,10 @@ def test_two_nodes_started_at_once_share_one_ca_and_provision_across(
     stop_after += [one, two]
     start_all([one, two])
 
-    # One CA, signing key, admin token and push key, though both started on an empty database.
-    for name in ("ca/ca.pem", "ca/ca.key", "signing.key", "admin-token", "push-address.key"):
+    # One CA, signing key, admin token, push key and access-key sealing key, though both
+    # started on an empty database.
+    shared = ("ca/ca.pem", "ca/ca.key", "signing.key", "admin-token", "push-address.key")
+    for name in (*shared, "access-keys.key"):
         assert (one.data_dir / name).read_bytes() == (two.data_dir / name).read_bytes(), name
         assert (two.data_dir / name).stat().st_mode & 0o077 == 0, name
     # Each node issued its own server certificate from it.
@@ -60,6 +64,7 @@ def test_two_nodes_started_at_once_share_one_ca_and_provision_across(
     # The database holds the material only encrypted.
     rows = _sealed_rows(pg_url)
     assert sorted(r["name"] for r in rows) == [
+        "access-keys.key",
         "admin-token",
         "ca.key",
         "ca.pem",
@@ -83,6 +88,21 @@ def test_two_nodes_started_at_once_share_one_ca_and_provision_across(
         device.connect()
     finally:
         device.stop()
+
+    # An access key made with the CLI on node one's machine signs requests node two accepts.
+    done = lantern_cli(
+        one, "access-keys", "create", "--name", "ops", "--role", "readonly", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    key = json.loads(done.stdout)
+    iot = boto3.client(
+        "iot",
+        endpoint_url=f"http://127.0.0.1:{two.http_port}",
+        region_name="eu-west-1",
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+    assert result.thing_name in [t["thingName"] for t in iot.list_things()["things"]]
 
 
 def test_a_wrong_secret_is_refused(

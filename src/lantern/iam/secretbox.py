@@ -7,10 +7,9 @@ row does not open).
 
 Where the key comes from is a :class:`KeySource`. One machine: :class:`FileKeySource`, the file
 ``access-keys.key`` in the data directory (created 0600 by ``lantern serve`` or the first
-``lantern access-keys`` command). A cluster must give every node the same key.
-TODO(cluster): derive it from the cluster's shared secrets (e.g. HKDF over the shared secret
-with info ``b"lantern access keys v1"``) and pass that source to :class:`SecretBox` instead of
-the file; nothing else changes.
+``lantern access-keys`` command). On a cluster the file is part of the shared platform material
+(``lantern.runtime.cluster_material``): sealed under the cluster secret in PostgreSQL and written
+into every node's data directory, so every node opens the same rows.
 """
 
 from __future__ import annotations

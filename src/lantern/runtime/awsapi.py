@@ -54,8 +54,8 @@ class AwsApiComponent(Component):
         jobs: JobsComponent | None = None,
     ) -> None:
         super().__init__(platform)
-        # TODO(cluster): on a cluster, seal with a key from the shared secrets (see
-        # lantern.iam.secretbox) so every node opens the same rows.
+        # On a cluster the key file is shared material (runtime/cluster_material.py): every
+        # node holds the same file, so every node opens the same rows.
         self.box = data_dir_box(platform.data_dir)
         self.keys = AccessKeys(platform.db, self.box)
         self.verifier = SignatureVerifier(self.keys)

@@ -1,5 +1,6 @@
 """Shared platform material of a cluster: the CA, the link-signing key, the admin token and
-the push address key, the same on every node without copying private keys between machines.
+the push address key and the access-key sealing key, the same on every node without copying
+private keys between machines.
 
 Under a PostgreSQL advisory lock (nodes starting at once on an empty database take turns):
 
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from lantern.cluster.secrets import open_sealed, seal
 from lantern.errors import ConfigError
+from lantern.iam.secretbox import KEY_FILE as ACCESS_KEYS_KEY_FILE
+from lantern.iam.secretbox import FileKeySource
 from lantern.pki import CertificateAuthority
 from lantern.runtime.datadir import DataDir
 from lantern.runtime.push import ADDRESS_KEY_FILE, address_key
@@ -44,6 +47,7 @@ def material_files(data: DataDir) -> dict[str, Path]:
         "signing.key": data.root / SIGNING_KEY_FILE,
         "admin-token": data.admin_token_file,
         "push-address.key": data.root / ADDRESS_KEY_FILE,
+        "access-keys.key": data.root / ACCESS_KEYS_KEY_FILE,
     }
 
 
@@ -52,6 +56,7 @@ def _create_local(settings: Settings, data: DataDir) -> None:
     load_or_create_signing_key(data.root)
     data.admin_token()
     address_key(data.root)
+    FileKeySource(data.root / ACCESS_KEYS_KEY_FILE).key()
 
 
 def _write_private(path: Path, content: bytes) -> None:
@@ -63,15 +68,13 @@ def _write_private(path: Path, content: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _install(data: DataDir, values: dict[str, bytes]) -> None:
+def _install(data: DataDir, values: dict[str, bytes]) -> list[str]:
+    """Write the cluster's values into the data directory; returns the names of material this
+    version has that the cluster does not yet (a cluster formed by an older version)."""
     files = material_files(data)
     missing = sorted(set(files) - set(values))
-    if missing:
-        raise ConfigError(
-            f"the cluster's shared material in PostgreSQL lacks {', '.join(missing)}: it was "
-            "written by another version of Lantern; upgrade this node to the version the "
-            "others run"
-        )
+    if "ca.pem" in missing or "ca.key" in missing:
+        raise ConfigError("the cluster's shared material in PostgreSQL has no CA: it is damaged")
     ca_pem = files["ca.pem"]
     if ca_pem.exists() and ca_pem.read_bytes() != values["ca.pem"]:
         raise ConfigError(
@@ -80,8 +83,9 @@ def _install(data: DataDir, values: dict[str, bytes]) -> None:
             "empty data directory (or move that one away) to join the cluster"
         )
     for name, path in files.items():
-        if not path.exists() or path.read_bytes() != values[name]:
+        if name in values and (not path.exists() or path.read_bytes() != values[name]):
             _write_private(path, values[name])
+    return missing
 
 
 async def share_platform_material(settings: Settings, data: DataDir, db: Database) -> str:
@@ -94,7 +98,15 @@ async def share_platform_material(settings: Settings, data: DataDir, db: Databas
         await repo.lock_secrets(conn)
         sealed = await repo.read_secrets(conn)
         if sealed:
-            _install(data, open_sealed(sealed, secret))
+            missing = _install(data, open_sealed(sealed, secret))
+            if missing:
+                # Material added by a newer version: the first node running it creates the
+                # missing items (only files not there yet) and shares them, under the lock.
+                _create_local(settings, data)
+                files = material_files(data)
+                added = {name: files[name].read_bytes() for name in missing}
+                await repo.insert_secrets(conn, seal(added, secret), time.time())
+                log.info("cluster: shared material added: %s", ", ".join(missing))
             log.info("cluster: shared CA and keys loaded from the database")
             return "joined"
         _create_local(settings, data)
