@@ -67,8 +67,9 @@ def node(tmp_path: Path, name: str, env: dict[str, str], **extra: str) -> Lanter
     return LanternProcess(tmp_path / name, env={**env, **extra})
 
 
-def start_all(nodes: list[LanternProcess], timeout: float = 60.0) -> list[LanternProcess]:
-    """Start every node at the same time; returns once all are ready."""
+def start_all(nodes: list[LanternProcess], timeout: float = 180.0) -> list[LanternProcess]:
+    """Start every node at the same time; returns once all are ready (generous: the test
+    machine is shared with other suites)."""
     with ThreadPoolExecutor(len(nodes)) as pool:
         list(pool.map(lambda n: n.start(timeout), nodes))
     return nodes

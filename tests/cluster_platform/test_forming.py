@@ -18,7 +18,8 @@ from support.provisioning_env import Claim, lantern_cli, provision_device
 
 from .conftest import node, start_all
 
-pytestmark = pytest.mark.postgres
+# Real nodes on a machine shared with other suites start slowly: more than the default 120 s.
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(480)]
 
 
 def _sealed_rows(pg_url: str) -> list[asyncpg.Record]:
@@ -110,11 +111,11 @@ def test_a_wrong_secret_is_refused(
 ) -> None:
     first = node(tmp_path, "one", cluster_env)
     stop_after.append(first)
-    first.start(60)
+    first.start(180)
     wrong = node(tmp_path, "two", cluster_env, LANTERN_CLUSTER__SECRET="not the same secret!")
     stop_after.append(wrong)
     with pytest.raises(RuntimeError) as refused:
-        wrong.start(60)
+        wrong.start(180)
     message = str(refused.value)
     assert "is not the secret this cluster was formed with" in message
     assert "LANTERN_CLUSTER__SECRET" in message
@@ -141,6 +142,6 @@ def test_settings_a_cluster_node_cannot_run_without(
     proc = LanternProcess(tmp_path / "node", env=env)
     stop_after.append(proc)
     with pytest.raises(RuntimeError) as refused:
-        proc.start(60)
+        proc.start(180)
     assert expected in str(refused.value)
     assert not (tmp_path / "node" / "ca").exists()

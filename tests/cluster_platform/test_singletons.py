@@ -15,7 +15,8 @@ from support.provisioning_env import Claim, lantern_cli, provision_device
 
 from .conftest import node, start_all
 
-pytestmark = pytest.mark.postgres
+# Real nodes on a machine shared with other suites start slowly: more than the default 120 s.
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(480)]
 
 HOLDS = "jobs-timer: this node runs it now"
 

@@ -46,7 +46,7 @@ def test_provisioning_identity_ingest_and_uploads_on_every_node(
     env = {**cluster_env, "LANTERN_INGEST__S3_DIRECT_UPLOAD": "false"}
     nodes = [node(tmp_path, name, env) for name in ("a", "b", "c")]
     stop_after += nodes
-    start_all(nodes, timeout=240)  # three at once on a machine shared with other tests
+    start_all(nodes, timeout=240)
     a, b, c = nodes
 
     out = tmp_path / "claim"

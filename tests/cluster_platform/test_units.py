@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from pathlib import Path
 
 import pytest
 
 from lantern.cluster.node import node_id
+from lantern.cluster.registry import STALE_SECONDS, NodeRegistration, list_status
 from lantern.cluster.secrets import WrongClusterSecret, open_sealed, seal
 from lantern.cluster.singleton import FileLock, Singleton
 from lantern.errors import ConfigError
+from lantern.store import Database
+from lantern.store import cluster as repo
+from lantern.store.cluster import NodeRecord
 
 SECRET = "a passphrase of some length"
 
@@ -73,3 +78,19 @@ async def test_a_duty_runs_under_one_lock_holder_at_a_time(tmp_path: Path) -> No
     assert running == ["two"] and two.held
     await two.stop()
     assert running == []
+
+
+async def test_a_node_id_in_use_on_another_machine_is_refused(sqlite_db: Database) -> None:
+    now = time.time()
+    elsewhere = NodeRecord("node-a", "other-host", 42, "0", "h:1", "http://h", now, now, 0)
+    async with sqlite_db.transaction() as conn:
+        await repo.upsert_node(conn, elsewhere)
+    copy = NodeRegistration(
+        sqlite_db, "node-a", mqtt_address="x:1", http_address="http://x", connections=lambda: 0
+    )
+    with pytest.raises(ConfigError, match="node id 'node-a' is in use by a running node"):
+        await copy.register()
+    # Once that node is silent for the stale time, the id may be taken over (it died).
+    copy._clock = lambda: now + STALE_SECONDS + 1
+    await copy.register()
+    assert [n.node_id for n in await list_status(sqlite_db)] == ["node-a"]

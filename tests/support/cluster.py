@@ -1,16 +1,14 @@
 """Clusters of real ``lantern serve`` processes on one PostgreSQL database and the local NATS.
 
 Every node has an anonymous plain-TCP MQTT listener (development only) for independent paho
-clients, and the mTLS listener. Until the shared platform material lives in PostgreSQL, nodes
-after the first start on a copy of the first node's ``ca/`` directory (same CA and server
-certificate), so a device certificate works on every node.
+clients, and the mTLS listener. Nodes share the CA and keys through PostgreSQL (the cluster
+secret below) and store files in one bucket of a moto S3 server, as a cluster must.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
@@ -82,6 +80,32 @@ def database() -> Iterator[str]:
         loop.close()
 
 
+def _moto_s3(stack: ExitStack) -> dict[str, str]:
+    """A moto S3 server with one bucket for the cluster's files, as node settings."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    stack.callback(server.stop)
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket="cluster")
+    return {
+        "LANTERN_INGEST__STORAGE_BACKEND": "s3",
+        "LANTERN_INGEST__S3_BUCKET": "cluster",
+        "LANTERN_INGEST__S3_ENDPOINT_URL": endpoint,
+        "LANTERN_INGEST__S3_ACCESS_KEY_ID": "testing",
+        "LANTERN_INGEST__S3_SECRET_ACCESS_KEY": "testing",
+    }
+
+
 @contextmanager
 def cluster(root: Path, size: int, env: dict[str, str] | None = None) -> Iterator[list[Node]]:
     """``size`` nodes of one cluster, started one after the other."""
@@ -89,12 +113,10 @@ def cluster(root: Path, size: int, env: dict[str, str] | None = None) -> Iterato
     with database() as url, ExitStack() as stack:
         name = cluster_name(url)
         stack.callback(_drop_buckets, name)
+        s3 = _moto_s3(stack)
         nodes: list[Node] = []
         for i in range(size):
             data = root / f"node{i}"
-            if i:
-                data.mkdir(parents=True)
-                shutil.copytree(root / "node0" / "ca", data / "ca")
             tcp_port = free_port()
             node_env = {
                 "LANTERN_DATABASE_URL": url,
@@ -102,6 +124,8 @@ def cluster(root: Path, size: int, env: dict[str, str] | None = None) -> Iterato
                 "LANTERN_MQTT__TCP_PORT": str(tcp_port),
                 "LANTERN_PROVISIONING__ANONYMOUS_LISTENERS": '["tcp"]',
                 "LANTERN_PROVISIONING__KEY_TYPE": "ec-p256",
+                "LANTERN_CLUSTER__SECRET": "cluster tests' shared secret",
+                **s3,
                 **(env or {}),
             }
             proc = LanternProcess(data, env=node_env)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import lantern
+from lantern.errors import ConfigError
 from lantern.store import Database
 from lantern.store import cluster as repo
 from lantern.store.cluster import NodeRecord
@@ -58,7 +59,22 @@ class NodeRegistration:
         self._task: asyncio.Task[None] | None = None
 
     async def register(self) -> None:
+        """Add this node's row; refuse (:class:`ConfigError`) when another live node already
+        uses this node id (a copied data directory, or the same ``cluster.node_id`` twice)."""
         async with self._db.transaction() as conn:
+            for other in await repo.list_nodes(conn):
+                if other.node_id != self.node_id:
+                    continue
+                # The same machine is this node restarting (after a crash its row is still fresh).
+                elsewhere = other.hostname != self._record.hostname
+                if elsewhere and self._clock() - other.heartbeat_at <= STALE_SECONDS:
+                    raise ConfigError(
+                        f"node id {self.node_id!r} is in use by a running node ({other.hostname} "
+                        f"pid {other.pid}, heartbeat {self._clock() - other.heartbeat_at:.0f} s "
+                        "ago): give each node its own cluster.node_id "
+                        "(LANTERN_CLUSTER__NODE_ID), or delete node-id in this node's data "
+                        "directory if it was copied from another node"
+                    )
             await repo.upsert_node(conn, self._record)
 
     async def beat(self) -> None:

@@ -158,6 +158,9 @@ async def start(
             one_machine=one_machine,
             worker=None if worker is None else worker.index,
         )
+        # One identity for the node everywhere (registry, MQTT routing on NATS).
+        cluster = settings.cluster.model_copy(update={"node_id": role.node_id})
+        settings = settings.model_copy(update={"cluster": cluster})
     platform = await _open_platform(settings, data, role)
     platform.reuse_port = worker is not None
     try:
