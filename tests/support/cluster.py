@@ -1,20 +1,20 @@
 """Clusters of real ``lantern serve`` processes on one PostgreSQL database and the local NATS.
 
 Every node has an anonymous plain-TCP MQTT listener (development only) for independent paho
-clients, and the mTLS listener. Until the shared platform material lives in PostgreSQL, nodes
-after the first start on a copy of the first node's ``ca/`` directory (same CA and server
-certificate), so a device certificate works on every node.
+clients, and the mTLS listener. The nodes share the platform material (CA, admin token) through
+PostgreSQL with one ``cluster.secret``, and files through S3 (``s3_env``: moto's, see
+tests/cluster/conftest.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,6 +25,19 @@ from support.postgres import fresh_postgres_database
 from support.process import LanternProcess
 
 NATS_URL = os.environ.get("LANTERN_TEST_NATS_URL", "nats://127.0.0.1:4222")
+SECRET = "correct horse battery staple"
+
+
+def s3_settings(s3: Any) -> dict[str, str]:
+    """The LANTERN_INGEST__* variables of an S3 configuration (``ingest.s3.MotoS3.config``)."""
+    return {
+        "LANTERN_INGEST__STORAGE_BACKEND": "s3",
+        "LANTERN_INGEST__S3_BUCKET": s3.bucket,
+        "LANTERN_INGEST__S3_ENDPOINT_URL": str(s3.endpoint_url),
+        "LANTERN_INGEST__S3_ACCESS_KEY_ID": str(s3.access_key_id),
+        "LANTERN_INGEST__S3_SECRET_ACCESS_KEY": str(s3.secret_access_key),
+        "LANTERN_INGEST__S3_REGION": s3.region,
+    }
 
 
 @dataclass
@@ -83,8 +96,9 @@ def database() -> Iterator[str]:
 
 
 @contextmanager
-def cluster(root: Path, size: int, env: dict[str, str] | None = None) -> Iterator[list[Node]]:
-    """``size`` nodes of one cluster, started one after the other."""
+def cluster(root: Path, size: int, env: dict[str, str]) -> Iterator[list[Node]]:
+    """``size`` nodes of one cluster, started one after the other; ``env`` has at least the
+    S3 settings (:func:`s3_settings`)."""
     _nats_reachable()
     with database() as url, ExitStack() as stack:
         name = cluster_name(url)
@@ -92,17 +106,15 @@ def cluster(root: Path, size: int, env: dict[str, str] | None = None) -> Iterato
         nodes: list[Node] = []
         for i in range(size):
             data = root / f"node{i}"
-            if i:
-                data.mkdir(parents=True)
-                shutil.copytree(root / "node0" / "ca", data / "ca")
             tcp_port = free_port()
             node_env = {
                 "LANTERN_DATABASE_URL": url,
                 "LANTERN_CLUSTER__NATS_URL": NATS_URL,
+                "LANTERN_CLUSTER__SECRET": SECRET,
                 "LANTERN_MQTT__TCP_PORT": str(tcp_port),
                 "LANTERN_PROVISIONING__ANONYMOUS_LISTENERS": '["tcp"]',
                 "LANTERN_PROVISIONING__KEY_TYPE": "ec-p256",
-                **(env or {}),
+                **env,
             }
             proc = LanternProcess(data, env=node_env)
             stack.callback(proc.__exit__)
