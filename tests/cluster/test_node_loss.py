@@ -17,8 +17,10 @@ from support.mqtt_server import Client, props
 pytestmark = pytest.mark.postgres
 
 
-def test_kill_9_of_a_node_its_clients_reconnect_elsewhere(tmp_path: Path) -> None:
-    with cluster(tmp_path, 2) as (a, b):
+def test_kill_9_of_a_node_its_clients_reconnect_elsewhere(
+    tmp_path: Path, s3_env: dict[str, str]
+) -> None:
+    with cluster(tmp_path, 2, s3_env) as (a, b):
         pub = Client(a.tcp_port, None, client_id="loss-pub")
         pub.connect()
         device = Client(b.tcp_port, None, client_id="loss-dev")
@@ -54,8 +56,10 @@ def test_kill_9_of_a_node_its_clients_reconnect_elsewhere(tmp_path: Path) -> Non
         pub.stop()
 
 
-def test_a_clean_start_after_a_node_died_gets_a_new_session(tmp_path: Path) -> None:
-    with cluster(tmp_path, 2) as (a, b):
+def test_a_clean_start_after_a_node_died_gets_a_new_session(
+    tmp_path: Path, s3_env: dict[str, str]
+) -> None:
+    with cluster(tmp_path, 2, s3_env) as (a, b):
         device = Client(b.tcp_port, None, client_id="loss-clean", version=4, clean=False)
         device.connect()
         device.subscribe("clean/#", qos=1)

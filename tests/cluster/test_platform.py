@@ -75,9 +75,11 @@ class Platform:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(
+    tmp_path_factory: pytest.TempPathFactory, s3_env: dict[str, str]
+) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
-    env = {"LANTERN_JOBS__TIMER_TICK_SECONDS": "0.2"}
+    env = {"LANTERN_JOBS__TIMER_TICK_SECONDS": "0.2", **s3_env}
     with cluster(root, 2, env) as nodes:
         a = nodes[0]
         p = Platform(nodes, root, "")

@@ -17,8 +17,8 @@ SESSION_TAKEN_OVER = 0x8E
 
 
 @pytest.fixture(scope="module")
-def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Node]]:
-    with cluster(tmp_path_factory.mktemp("cluster"), 2) as started:
+def nodes(tmp_path_factory: pytest.TempPathFactory, s3_env: dict[str, str]) -> Iterator[list[Node]]:
+    with cluster(tmp_path_factory.mktemp("cluster"), 2, s3_env) as started:
         yield started
 
 

@@ -14,8 +14,8 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")
-def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Node]]:
-    with cluster(tmp_path_factory.mktemp("cluster"), 3) as started:
+def nodes(tmp_path_factory: pytest.TempPathFactory, s3_env: dict[str, str]) -> Iterator[list[Node]]:
+    with cluster(tmp_path_factory.mktemp("cluster"), 3, s3_env) as started:
         yield started
 
 

@@ -1,8 +1,9 @@
 """Clusters of real ``lantern serve`` processes on one PostgreSQL database and the local NATS.
 
 Every node has an anonymous plain-TCP MQTT listener (development only) for independent paho
-clients, and the mTLS listener. Nodes share the CA and keys through PostgreSQL (the cluster
-secret below) and store files in one bucket of a moto S3 server, as a cluster must.
+clients, and the mTLS listener. The nodes share the platform material (CA, admin token) through
+PostgreSQL with one ``cluster.secret``, and files through S3 (``s3_env``: moto's, see
+tests/cluster/conftest.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +25,19 @@ from support.postgres import fresh_postgres_database
 from support.process import LanternProcess
 
 NATS_URL = os.environ.get("LANTERN_TEST_NATS_URL", "nats://127.0.0.1:4222")
+SECRET = "correct horse battery staple"
+
+
+def s3_settings(s3: Any) -> dict[str, str]:
+    """The LANTERN_INGEST__* variables of an S3 configuration (``ingest.s3.MotoS3.config``)."""
+    return {
+        "LANTERN_INGEST__STORAGE_BACKEND": "s3",
+        "LANTERN_INGEST__S3_BUCKET": s3.bucket,
+        "LANTERN_INGEST__S3_ENDPOINT_URL": str(s3.endpoint_url),
+        "LANTERN_INGEST__S3_ACCESS_KEY_ID": str(s3.access_key_id),
+        "LANTERN_INGEST__S3_SECRET_ACCESS_KEY": str(s3.secret_access_key),
+        "LANTERN_INGEST__S3_REGION": s3.region,
+    }
 
 
 @dataclass
@@ -80,40 +95,14 @@ def database() -> Iterator[str]:
         loop.close()
 
 
-def _moto_s3(stack: ExitStack) -> dict[str, str]:
-    """A moto S3 server with one bucket for the cluster's files, as node settings."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    stack.callback(server.stop)
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket="cluster")
-    return {
-        "LANTERN_INGEST__STORAGE_BACKEND": "s3",
-        "LANTERN_INGEST__S3_BUCKET": "cluster",
-        "LANTERN_INGEST__S3_ENDPOINT_URL": endpoint,
-        "LANTERN_INGEST__S3_ACCESS_KEY_ID": "testing",
-        "LANTERN_INGEST__S3_SECRET_ACCESS_KEY": "testing",
-    }
-
-
 @contextmanager
-def cluster(root: Path, size: int, env: dict[str, str] | None = None) -> Iterator[list[Node]]:
-    """``size`` nodes of one cluster, started one after the other."""
+def cluster(root: Path, size: int, env: dict[str, str]) -> Iterator[list[Node]]:
+    """``size`` nodes of one cluster, started one after the other; ``env`` has at least the
+    S3 settings (:func:`s3_settings`)."""
     _nats_reachable()
     with database() as url, ExitStack() as stack:
         name = cluster_name(url)
         stack.callback(_drop_buckets, name)
-        s3 = _moto_s3(stack)
         nodes: list[Node] = []
         for i in range(size):
             data = root / f"node{i}"
@@ -121,12 +110,11 @@ def cluster(root: Path, size: int, env: dict[str, str] | None = None) -> Iterato
             node_env = {
                 "LANTERN_DATABASE_URL": url,
                 "LANTERN_CLUSTER__NATS_URL": NATS_URL,
+                "LANTERN_CLUSTER__SECRET": SECRET,
                 "LANTERN_MQTT__TCP_PORT": str(tcp_port),
                 "LANTERN_PROVISIONING__ANONYMOUS_LISTENERS": '["tcp"]',
                 "LANTERN_PROVISIONING__KEY_TYPE": "ec-p256",
-                "LANTERN_CLUSTER__SECRET": "cluster tests' shared secret",
-                **s3,
-                **(env or {}),
+                **env,
             }
             proc = LanternProcess(data, env=node_env)
             stack.callback(proc.__exit__)

@@ -28,13 +28,15 @@ log = logging.getLogger("lantern.cluster")
 
 
 class ClusterMQTT:
-    def __init__(self, settings: ClusterSettings, name: str, server: MQTTServer) -> None:
+    def __init__(
+        self, settings: ClusterSettings, name: str, server: MQTTServer, node_id: str | None = None
+    ) -> None:
         """``name``: the cluster's name on NATS (:func:`~lantern.cluster.bus.cluster_name` of
         the database URL)."""
         self.name = name
         self.bus = Bus(settings, self.name)
-        # TODO(clusterplat): take the node id from lantern.cluster.node once it exists.
-        self.node_id = settings.node_id or uuid.uuid4().hex
+        # The node's identity (lantern.cluster.node); a random one when none is given (tests).
+        self.node_id = node_id or settings.node_id or uuid.uuid4().hex
         # Unique per process run: envelope sequence numbers restart with the process.
         self.origin = f"{self.node_id}-{uuid.uuid4().hex[:8]}"
         self.server = server

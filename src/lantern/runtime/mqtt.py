@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from lantern.cluster.bus import cluster_name
 from lantern.cluster.mqtt_node import ClusterMQTT, ClusterMQTTCollector
+from lantern.cluster.node import node_id
 from lantern.mqtt.errors import ListenerBindFailed
 from lantern.mqtt.hooks import Authenticator, Authorizer, PublishInterceptor
 from lantern.mqtt.server import MQTTServer, MQTTServerConfig
@@ -81,6 +82,7 @@ class MQTTComponent(Component):
                 platform.settings.cluster,
                 cluster_name(platform.settings.effective_database_url),
                 self.server,
+                node_id(platform.settings.cluster.node_id, platform.data_dir),
             )
             platform.metrics.register(ClusterMQTTCollector(self.cluster))
 
