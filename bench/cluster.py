@@ -633,8 +633,9 @@ async def failover(cluster: Cluster, victim: ClusterNode, args: Args) -> None:
         f"(all within {max(exchanged, default=float('nan')):.1f} s; p50 "
         f"{sorted(exchanged)[len(exchanged) // 2] if exchanged else float('nan'):.1f} s); "
         f"echo within {max(moved, default=float('nan')):.1f} s for the {len(moved):,} that "
-        f"reconnected, {max(stayed, default=float('nan')):.1f} s for the {len(stayed):,} "
-        "already on the survivor",
+        f"reconnected, {min(stayed, default=float('nan')):.1f}-"
+        f"{max(stayed, default=float('nan')):.1f} s for the {len(stayed):,} already on the "
+        "survivor",
         flush=True,
     )
     timeouts, late = sum(d.timeouts for d in devices), sum(d.late for d in devices)
@@ -680,7 +681,6 @@ async def run(args: Args, work: Path, cluster: Cluster | None) -> None:
             meter = Meter({}, {"mosquitto": pid} if pid else {})
             results["e"] = await measure("e mosquitto", [port], [port], meter, args)
 
-    serves: list[tuple[str, str, int, LanternProcess]] = []
     if "workers" not in args.skip:
         for label, key, workers in (
             ("d1 serve, 1 process", "d1", 1),
@@ -690,9 +690,6 @@ async def run(args: Args, work: Path, cluster: Cluster | None) -> None:
             proc = WorkersProcess(work / f"serve-{workers}", env=tcp_env(port), workers=workers)
             if workers == 1:
                 proc = LanternProcess(work / "serve-1", env=tcp_env(port))
-            serves.append((label, key, port, proc))
-    if serves:
-        for label, key, port, proc in serves:
             with started(proc):
                 wait_for_port(port, 30)
                 assert proc.proc is not None
