@@ -573,7 +573,9 @@ class Device:
         conn.transport.write(
             publish_header(self.topic, 1) + self.pid.to_bytes(2, "big") + token + PAD
         )
-        done, _ = await asyncio.wait({fut, conn.closed}, timeout=timeout)
+        done, _ = await asyncio.wait(
+            {fut, conn.closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         self.waiting.pop(token, None)
         if fut not in done:
             self.expired.add(token)
