@@ -28,7 +28,8 @@ with JetStream (``--nats-url``, default ``LANTERN_TEST_NATS_URL`` or nats://127.
 S3 is moto's server on a free port. Run from the repository root:
 
     .venv/bin/python bench/cluster.py            # full run, several minutes
-    .venv/bin/python bench/cluster.py --quick    # small counts: checks that it works
+    .venv/bin/python bench/cluster.py --quick    # 1 s phases, 50 devices: checks it works
+                                                 # (under 2 minutes, mostly servers starting)
     .venv/bin/python bench/cluster.py --duration 20 --rate 2000 --devices 1000
 """
 
@@ -225,6 +226,14 @@ def comm(pid: int) -> str:
     return "?"
 
 
+def safe_cpu(pid: int) -> float:
+    """:func:`cpu_seconds`, read again when a child ended while it was being read."""
+    for _ in range(3):
+        with contextlib.suppress(OSError):
+            return cpu_seconds(pid)
+    return cpu_seconds(pid)
+
+
 def nats_tree_cpu(pid: int) -> float:
     """CPU of the nats-server processes below ``pid`` (the embedded NATS of --workers)."""
     total = 0.0
@@ -254,8 +263,8 @@ class Meter:
     embedded_nats_in: int | None = None  # a supervisor pid whose nats-server child is NATS
 
     def read(self) -> dict[str, float]:
-        out = {name: cpu_seconds(pid) for name, pid in self.lantern.items()}
-        out |= {name: cpu_seconds(pid) for name, pid in self.nats.items()}
+        out = {name: safe_cpu(pid) for name, pid in self.lantern.items()}
+        out |= {name: safe_cpu(pid) for name, pid in self.nats.items()}
         if self.embedded_nats_in is not None:
             embedded = nats_tree_cpu(self.embedded_nats_in)
             name = next(iter(self.lantern))
@@ -400,7 +409,9 @@ def tcp_env(port: int) -> dict[str, str]:
 
 @contextlib.contextmanager
 def started(proc: LanternProcess) -> Iterator[LanternProcess]:
-    proc.start(START_TIMEOUT)
+    """Start ``proc`` unless it runs already; stop it at the end."""
+    if proc.proc is None or proc.proc.poll() is not None:
+        proc.start(START_TIMEOUT)
     try:
         yield proc
     finally:
@@ -488,22 +499,25 @@ class Cluster:
             **stack.enter_context(moto_s3()),
         }
         self.stack = stack
+        self.prepared: list[ClusterNode] = []
+        for i in range(3):
+            (port,) = free_ports(1)
+            proc = LanternProcess(root / f"node{i}", env={**self.env, **tcp_env(port)})
+            self.prepared.append(ClusterNode(proc, port))
         self.nodes: list[ClusterNode] = []
 
     def add(self) -> ClusterNode:
-        (port,) = free_ports(1)
-        proc = LanternProcess(
-            self.root / f"node{len(self.nodes)}", env={**self.env, **tcp_env(port)}
-        )
-        self.stack.enter_context(started(proc))
-        wait_for_port(port, 30)
-        node = ClusterNode(proc, port)
+        """Start the next node (if it does not run yet) and count it in."""
+        node = self.prepared[len(self.nodes)]
+        self.stack.enter_context(started(node.proc))
+        wait_for_port(node.tcp_port, 30)
         self.nodes.append(node)
         return node
 
     def meter(self, nats_pid: int | None) -> Meter:
+        running = [n for n in self.nodes if n.proc.proc and n.proc.proc.poll() is None]
         return Meter(
-            {f"node{i}": n.pid for i, n in enumerate(self.nodes) if n.proc.proc.poll() is None},  # type: ignore[union-attr]
+            {f"node{self.prepared.index(n)}": n.pid for n in running},
             {"nats": nats_pid} if nats_pid else {},
         )
 
@@ -525,15 +539,23 @@ class Device:
     waiting: dict[bytes, asyncio.Future[None]] = field(default_factory=dict)
     connected_at: float | None = None
     exchanged_at: float | None = None
+    expired: set[bytes] = field(default_factory=set)  # echoes given up on
+    late: int = 0  # of those, came back after all
+    timeouts: int = 0
+    pid: int = 0
 
     @property
     def topic(self) -> str:
         return f"bench/failover/{self.name}"
 
     def on_publish(self, payload: bytes) -> None:
-        fut = self.waiting.pop(payload[:8], None)
+        token = payload[:8]
+        fut = self.waiting.pop(token, None)
         if fut is not None and not fut.done():
             fut.set_result(None)
+        elif token in self.expired:
+            self.expired.discard(token)
+            self.late += 1
 
     async def connect(self) -> None:
         self.conn = await open_conn(self.ports[self.at], self.name, self.on_publish)
@@ -547,9 +569,17 @@ class Device:
         token = secrets.token_bytes(8)
         fut = asyncio.get_running_loop().create_future()
         self.waiting[token] = fut
-        conn.transport.write(publish_header(self.topic, 1) + b"\x00\x01" + token + PAD)
-        done, _ = await asyncio.wait({fut, conn.closed}, timeout=timeout)
+        self.pid = self.pid % 65535 + 1
+        conn.transport.write(
+            publish_header(self.topic, 1) + self.pid.to_bytes(2, "big") + token + PAD
+        )
+        done, _ = await asyncio.wait(
+            {fut, conn.closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         self.waiting.pop(token, None)
+        if fut not in done:
+            self.expired.add(token)
+            self.timeouts += conn.alive
         return fut in done
 
     async def recover(self, t_kill: float, deadline: float) -> None:
@@ -605,10 +635,17 @@ async def failover(cluster: Cluster, victim: ClusterNode, args: Args) -> None:
         f"(all within {max(exchanged, default=float('nan')):.1f} s; p50 "
         f"{sorted(exchanged)[len(exchanged) // 2] if exchanged else float('nan'):.1f} s); "
         f"echo within {max(moved, default=float('nan')):.1f} s for the {len(moved):,} that "
-        f"reconnected, {max(stayed, default=float('nan')):.1f} s for the {len(stayed):,} "
-        "already on the survivor",
+        f"reconnected, {min(stayed, default=float('nan')):.1f}-"
+        f"{max(stayed, default=float('nan')):.1f} s for the {len(stayed):,} already on the "
+        "survivor",
         flush=True,
     )
+    timeouts, late = sum(d.timeouts for d in devices), sum(d.late for d in devices)
+    if timeouts:
+        print(
+            f"[f failover] {timeouts:,} echoes not back within 2 s on a live connection "
+            f"({late:,} of them came back later)"
+        )
     if len(exchanged) < len(devices):
         print(
             f"[f failover] NOT recovered within {args.failover_timeout:.0f} s: "
@@ -718,7 +755,7 @@ def print_ratios(r: dict[str, Result]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small counts (checks the script works)")
-    ap.add_argument("--duration", type=float, help="seconds per phase (default 10, quick 2)")
+    ap.add_argument("--duration", type=float, help="seconds per phase (default 10, quick 1)")
     ap.add_argument("--rate", type=float, help="paced load, msgs/s in total (default 1000)")
     ap.add_argument("--devices", type=int, help="devices for the failover (default 1000)")
     ap.add_argument("--pairs", type=int, default=8, help="publisher/subscriber pairs")
@@ -733,9 +770,9 @@ def main() -> None:
     )
     ns = ap.parse_args()
     args = Args(
-        duration=ns.duration or (2.0 if ns.quick else 10.0),
+        duration=ns.duration or (1.0 if ns.quick else 10.0),
         rate=ns.rate or (200.0 if ns.quick else 1000.0),
-        devices=ns.devices if ns.devices is not None else (100 if ns.quick else 1000),
+        devices=ns.devices if ns.devices is not None else (50 if ns.quick else 1000),
         pairs=4 if ns.quick and ns.pairs == 8 else ns.pairs,
         window=ns.window,
         failover_timeout=ns.failover_timeout,
