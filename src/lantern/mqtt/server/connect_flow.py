@@ -78,10 +78,22 @@ class ConnectFlow(HandlerBase):
                 self._task = None
                 return
             snapshot = claimed
+        if snapshot is not None:
+            server = self._server
+            principal = result.principal if result.principal is not None else result.identity
+            adopt(server.broker, snapshot, principal, server.loop.time())
+            # Its subscriptions are routed here before CONNACK (messages arriving meanwhile
+            # queue in the session), as a SUBACK waits for them.
+            settled = server.routes_settled(False) if server.routes_settled is not None else None
+            if settled is not None:
+                try:
+                    await asyncio.wait_for(settled, _CLAIM_TIMEOUT)
+                except Exception as exc:
+                    log.warning("routes of %r not confirmed (%r)", snapshot.client_id, exc)
+            if self._closed:
+                self._task = None
+                return
         try:
-            if snapshot is not None:
-                principal = result.principal if result.principal is not None else result.identity
-                adopt(self._server.broker, snapshot, principal, self._server.loop.time())
             self._accept(connect, result)
         except ProtocolError as exc:
             self._protocol_error(exc)
