@@ -78,33 +78,28 @@ class ConnectFlow(HandlerBase):
                 self._task = None
                 return
             snapshot = claimed
+        if snapshot is not None:
+            server = self._server
+            principal = result.principal if result.principal is not None else result.identity
+            adopt(server.broker, snapshot, principal, server.loop.time())
+            # Its subscriptions are routed here before CONNACK (messages arriving meanwhile
+            # queue in the session), as a SUBACK waits for them.
+            settled = server.routes_settled(False) if server.routes_settled is not None else None
+            if settled is not None:
+                try:
+                    await asyncio.wait_for(settled, _CLAIM_TIMEOUT)
+                except Exception as exc:
+                    log.warning("routes of %r not confirmed (%r)", snapshot.client_id, exc)
+            if self._closed:
+                self._task = None
+                return
         try:
-            if snapshot is not None:
-                principal = result.principal if result.principal is not None else result.identity
-                adopt(self._server.broker, snapshot, principal, self._server.loop.time())
-                # CONNACK once the cluster routes the adopted subscriptions here, as a SUBACK
-                # waits: a message published anywhere after the CONNACK reaches the client.
-                if not await self._routes_settled() or self._closed:
-                    self._task = None
-                    return
             self._accept(connect, result)
         except ProtocolError as exc:
             self._protocol_error(exc)
         if result.valid_until is not None and self.session is not None:
             self.end_at(result.valid_until)
         self._resume()
-
-    async def _routes_settled(self) -> bool:
-        """Wait (at most the claim timeout) until NATS holds this node's routes; False if the
-        connection closed meanwhile."""
-        routes_settled = self._server.routes_settled
-        settled = None if routes_settled is None else routes_settled(False)
-        if settled is not None:
-            try:
-                await asyncio.wait_for(settled, _CLAIM_TIMEOUT)
-            except TimeoutError:
-                log.warning("cluster routes of an adopted session not confirmed in time")
-        return not self._closed
 
     async def _claim(self, connect: Connect, result: AuthResult) -> SessionSnapshot | bool | None:
         """Ask the cluster for this client id (another node closes its connection and hands
