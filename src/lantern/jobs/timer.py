@@ -37,6 +37,7 @@ from lantern.jobs import lifecycle, notify
 from lantern.jobs.clock import Clock
 from lantern.jobs.deployments import cancel_job
 from lantern.jobs.documents import DocumentRenderer
+from lantern.jobs.events import JobEvents
 from lantern.store import Database
 from lantern.store.jobs import (
     ExecStatus,
@@ -119,6 +120,8 @@ class JobsTimer:
         self.completed = 0
         self.aborted = 0
         self.notifications: Counter[str] = Counter()
+        #: ``$aws/events/job|jobExecution/...`` publisher; None = off (``aws.events``).
+        self.events: JobEvents | None = None
 
     async def tick(self) -> TickReport:
         """One pass of every time-driven duty (see the module docstring)."""
@@ -141,12 +144,30 @@ class JobsTimer:
                     report.released[job.job_id] = advanced.released
                 if advanced.completed:
                     report.completed.append(job.job_id)
+            if self.events is not None:
+                await self._publish_events(report, now)
             report.published = await self.flush()
             self.timed_out += len(report.timed_out)
             self.released += sum(report.released.values())
             self.completed += len(report.completed)
             self.aborted += len(report.aborted)
             return report
+
+    async def _publish_events(self, report: TickReport, now: float) -> None:
+        """The jobs events of this tick's changes (all committed by now)."""
+        events = self.events
+        assert events is not None
+        for job_id, thing in report.timed_out:
+            events.execution(job_id, thing, ExecStatus.TIMED_OUT, {}, now)
+        ended = [(j, "completed") for j in report.completed] + [
+            (j, "canceled") for j in report.aborted
+        ]
+        for job_id, operation in ended:
+            job, counts = await self.db.transactions.read(
+                functools.partial(_job_and_counts, job_id=job_id)
+            )
+            if job is not None:
+                events.job(job, operation, counts, now)
 
     async def flush(self) -> int:
         """Evaluate things marked as changed and publish their notifications; returns the count."""
@@ -178,6 +199,12 @@ class JobsTimer:
                 log.exception("jobs timer tick failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+def _job_and_counts(
+    conn: Connection, job_id: str
+) -> tuple[JobRecord | None, dict[ExecStatus, int]]:
+    return repo.get_job(conn, job_id), repo.execution_counts(conn, [job_id])[job_id]
 
 
 def _evaluate_dirty(uow: JobsUnitOfWork) -> tuple[int, list[notify.ThingNotice]]:
