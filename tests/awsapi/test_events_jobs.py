@@ -124,11 +124,18 @@ def test_job_run_to_succeeded_publishes_execution_and_job_events(
         assert device.expect(timeout=10).topic.endswith("/update/accepted")
         device.stop()
 
-        got: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + 20
-        while len(got) < 2:
-            message = watcher.expect(timeout=max(0.1, deadline - time.monotonic()))
-            got[message.topic] = json.loads(message.payload)
+        got = _collect(watcher, 2)
+
+        # CancelJob (force) of a job whose execution is queued, then DeleteJob of both.
+        iot.create_job(
+            jobId="evt-2",
+            targets=[f"arn:aws:iot:{REGION}:000000000000:thing/{thing}"],
+            document=json.dumps({"operation": "reboot"}),
+        )
+        iot.cancel_job(jobId="evt-2", force=True, comment="not today")
+        canceled = _collect(watcher, 2)
+        iot.delete_job(jobId="evt-1")
+        deleted = _collect(watcher, 1)
         watcher.stop()
 
     execution = got["$aws/events/jobExecution/evt-1/succeeded"]
@@ -150,3 +157,24 @@ def test_job_run_to_succeeded_publishes_execution_and_job_events(
     assert job["jobProcessDetails"]["numberOfFailedThings"] == 0
     assert job["completedAt"] >= job["createdAt"]
     assert execution["eventId"] != job["eventId"]
+
+    gone = canceled["$aws/events/jobExecution/evt-2/canceled"]
+    assert (gone["operation"], gone["status"]) == ("canceled", "CANCELED")
+    assert gone["thingArn"] == f"arn:aws:iot:eu-west-1:000000000000:thing/{thing}"
+    stopped = canceled["$aws/events/job/evt-2/canceled"]
+    assert (stopped["eventType"], stopped["status"]) == ("JOB", "CANCELED")
+    assert stopped["jobProcessDetails"]["numberOfCanceledThings"] == 1
+    removed = deleted["$aws/events/job/evt-1/deleted"]
+    assert (removed["operation"], removed["status"]) == ("deleted", "DELETED")
+    assert "jobProcessDetails" not in removed
+
+
+def _collect(watcher: Client, count: int) -> dict[str, dict[str, Any]]:
+    """The next ``count`` events by topic (each topic once)."""
+    got: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + 20
+    while len(got) < count:
+        message = watcher.expect(timeout=max(0.1, deadline - time.monotonic()))
+        assert message.topic not in got, message.topic
+        got[message.topic] = json.loads(message.payload)
+    return got

@@ -54,9 +54,11 @@ class JobEvents:
         status: ExecStatus,
         status_details: dict[str, str],
         now: float,
+        operation: str | None = None,
     ) -> None:
-        """An execution reached ``status`` (nothing for statuses without an event)."""
-        operation = EXECUTION_OPERATIONS.get(status)
+        """An execution reached ``status`` (nothing for statuses without an event), or
+        ``operation`` (``deleted``) happened to it in that status."""
+        operation = operation or EXECUTION_OPERATIONS.get(status)
         if operation is None:
             return
         payload: dict[str, Any] = {
@@ -73,9 +75,15 @@ class JobEvents:
         self._publish(f"$aws/events/jobExecution/{job_id}/{operation}", payload)
 
     def job(
-        self, job: JobRecord, operation: str, counts: dict[ExecStatus, int], now: float
+        self,
+        job: JobRecord,
+        operation: str,
+        counts: dict[ExecStatus, int] | None,
+        now: float,
+        status: str | None = None,
     ) -> None:
-        """``job`` was ``completed`` or ``canceled`` (its record as stored after the change)."""
+        """``job`` was ``completed``, ``canceled`` (its record as stored after the change) or
+        ``deleted`` (as it was; ``status`` DELETED, no counts)."""
         targets = job.targets or {}
         payload: dict[str, Any] = {
             "eventType": "JOB",
@@ -83,7 +91,7 @@ class JobEvents:
             "timestamp": int(now),
             "operation": operation,
             "jobId": job.job_id,
-            "status": job.status.value,
+            "status": status or job.status.value,
             "targetSelection": "CONTINUOUS" if job.continuous else "SNAPSHOT",
             "targets": [
                 *(f"{self._arn}:thing/{name}" for name in targets.get("things", [])),
@@ -91,8 +99,11 @@ class JobEvents:
             ],
             "createdAt": int(job.created_at * 1000),
             "lastUpdatedAt": int(job.updated_at * 1000),
-            "jobProcessDetails": {name: counts.get(status, 0) for status, name in _COUNTED.items()},
         }
+        if counts is not None:
+            payload["jobProcessDetails"] = {
+                name: counts.get(state, 0) for state, name in _COUNTED.items()
+            }
         if job.description:
             payload["description"] = job.description
         if job.completed_at is not None:

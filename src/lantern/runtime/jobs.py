@@ -68,6 +68,7 @@ class JobsComponent(Component):
             events = JobEvents(router, aws.account_id, aws.events_region)
             self.device_api.events = events
             self.timer.events = events
+            self.jobs.events = events
         platform.metrics.register(JobsCollector(self.device_api, self.timer))
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
