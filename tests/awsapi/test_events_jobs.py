@@ -136,6 +136,22 @@ def test_job_run_to_succeeded_publishes_execution_and_job_events(
         canceled = _collect(watcher, 2)
         iot.delete_job(jobId="evt-1")
         deleted = _collect(watcher, 1)
+
+        # A CONTINUOUS job: a thing leaving the target group gets its execution REMOVED.
+        iot.create_thing_group(thingGroupName="evt-ward")
+        iot.add_thing_to_thing_group(thingGroupName="evt-ward", thingName=thing)
+        iot.create_job(
+            jobId="evt-3",
+            targets=[f"arn:aws:iot:{REGION}:000000000000:thinggroup/evt-ward"],
+            document=json.dumps({"operation": "reboot"}),
+            targetSelection="CONTINUOUS",
+        )
+        deadline = time.monotonic() + 20
+        while not iot.list_job_executions_for_job(jobId="evt-3")["executionSummaries"]:
+            assert time.monotonic() < deadline, "no execution for the group member"
+            time.sleep(0.2)
+        iot.remove_thing_from_thing_group(thingGroupName="evt-ward", thingName=thing)
+        left = _collect(watcher, 1)
         watcher.stop()
 
     execution = got["$aws/events/jobExecution/evt-1/succeeded"]
@@ -167,6 +183,8 @@ def test_job_run_to_succeeded_publishes_execution_and_job_events(
     removed = deleted["$aws/events/job/evt-1/deleted"]
     assert (removed["operation"], removed["status"]) == ("deleted", "DELETED")
     assert "jobProcessDetails" not in removed
+    out = left["$aws/events/jobExecution/evt-3/removed"]
+    assert (out["operation"], out["status"]) == ("removed", "REMOVED")
 
 
 def _collect(watcher: Client, count: int) -> dict[str, dict[str, Any]]:
