@@ -26,7 +26,7 @@ WATCH_POLICY = {
         {
             "Effect": "Allow",
             "Action": ["iot:Subscribe", "iot:Receive"],
-            "Resource": ["topicfilter/$aws/events/#", "topic/$aws/events/*"],
+            "Resource": ["topicfilter/$aws/events/*", "topic/$aws/events/*"],
         }
     ]
 }

@@ -14,9 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 from pydantic import ValidationError
 
+from awsapi.conftest import REGION, create_key
 from lantern.gateway.presence import disconnect_reason
 from lantern.settings.aws import AWSSettings
 from support.mqtt_server import Client
@@ -30,8 +33,8 @@ POLICY = {
             "Effect": "Allow",
             "Action": ["iot:Subscribe", "iot:Receive", "iot:Publish"],
             "Resource": [
-                "topicfilter/$aws/events/presence/#",
-                "topic/$aws/events/presence/*",
+                "topicfilter/$aws/events/*",
+                "topic/$aws/events/*",
                 "topicfilter/marker",
                 "topic/marker",
             ],
@@ -41,7 +44,9 @@ POLICY = {
 
 
 @contextmanager
-def _serve(data_dir: Path, tmp_path: Path, events: str | None) -> Iterator[tuple[int, str]]:
+def _serve(
+    data_dir: Path, tmp_path: Path, events: str | None
+) -> Iterator[tuple[int, LanternProcess]]:
     tcp_port = free_port()
     env = {"LANTERN_MQTT__TCP_PORT": str(tcp_port)}
     if events is not None:
@@ -63,7 +68,7 @@ def _serve(data_dir: Path, tmp_path: Path, events: str | None) -> Iterator[tuple
             timeout=60,
         )
         assert created.returncode == 0, created.stderr
-        yield tcp_port, proc.output
+        yield tcp_port, proc
 
 
 def _client(port: int, client_id: str) -> Client:
@@ -125,16 +130,34 @@ def test_presence_events_follow_connects_and_disconnects(data_dir: Path, tmp_pat
         watcher.stop()
 
 
-def test_no_presence_events_by_default(data_dir: Path, tmp_path: Path) -> None:
-    with _serve(data_dir, tmp_path, None) as (port, _):
+def test_no_events_by_default(data_dir: Path, tmp_path: Path) -> None:
+    with _serve(data_dir, tmp_path, None) as (port, proc):
         watcher = _client(port, "watcher")
         watcher.connect()
-        assert [r.value for r in watcher.subscribe("$aws/events/presence/#", 1)] == [1]
+        assert [r.value for r in watcher.subscribe("$aws/events/#", 1)] == [1]
         assert [r.value for r in watcher.subscribe("marker", 1)] == [1]
         device = _client(port, "dev-1")
         device.connect()
         device.disconnect()
-        # The marker is routed after both would-be events: it arrives first only if none exist.
+        # A job canceled and deleted through the control plane: no jobs events either.
+        key = create_key(proc, "admin", "admin")
+        iot = boto3.client(
+            "iot",
+            endpoint_url=proc.http_url,
+            region_name=REGION,
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+            config=Config(retries={"max_attempts": 1}),
+        )
+        iot.create_thing(thingName="quiet-1")
+        iot.create_job(
+            jobId="quiet",
+            targets=[f"arn:aws:iot:{REGION}:000000000000:thing/quiet-1"],
+            document="{}",
+        )
+        iot.cancel_job(jobId="quiet", force=True)
+        iot.delete_job(jobId="quiet", force=True)
+        # The marker is routed after every would-be event: it arrives first only if none exist.
         watcher.publish("marker", b"m", qos=1)
         assert watcher.expect(timeout=10).topic == "marker"
         with pytest.raises(queue.Empty):
