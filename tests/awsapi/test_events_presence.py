@@ -79,7 +79,7 @@ def _client(port: int, client_id: str) -> Client:
 
 def _event(watcher: Client, topic: str) -> dict[str, Any]:
     got = watcher.expect(timeout=10)
-    assert got.topic == topic
+    assert (got.topic, got.qos) == (topic, 1)
     event: dict[str, Any] = json.loads(got.payload)
     return event
 

@@ -18,7 +18,7 @@ from lantern.mqtt.hooks import ClientHandle
 
 __all__ = ["PresenceEvents", "disconnect_reason"]
 
-Publish = Callable[[str, bytes], None]
+Publish = Callable[[str, bytes, int], None]  # topic, payload, QoS
 
 # The server's close reasons (lantern.mqtt.server) -> AWS's documented disconnectReason.
 _REASONS: tuple[tuple[str, str], ...] = (
@@ -102,7 +102,8 @@ class PresenceEvents:
             "versionNumber": session[1],
         }
         topic = f"$aws/events/presence/{kind}/{client_id}"
-        self._publish(topic, json.dumps(payload, separators=(",", ":")).encode())
+        # QoS 1: a persistent subscriber that is briefly away still gets every event.
+        self._publish(topic, json.dumps(payload, separators=(",", ":")).encode(), 1)
 
 
 def _now_ms() -> int:
