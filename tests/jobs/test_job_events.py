@@ -83,3 +83,19 @@ async def test_nothing_without_a_publisher(kit: Kit) -> None:
     await kit.call("q1", f"{job}/update", {"status": "SUCCEEDED"})
     await kit.timer.tick()
     assert events(kit) == []
+
+
+async def test_cancel_and_delete_of_one_execution(kit: Kit) -> None:
+    enable(kit)
+    await kit.add_things("c1")
+    job = await kit.deploy("c1")
+    kit.recorder.take()
+    await kit.jobs.cancel_execution(job, "c1", status_details={"by": "operator"})
+    await kit.jobs.delete_execution(job, "c1", 1)
+    got = events(kit)
+    assert [(t, p["status"]) for t, p in got] == [
+        (f"$aws/events/jobExecution/{job}/canceled", "CANCELED"),
+        (f"$aws/events/jobExecution/{job}/deleted", "CANCELED"),
+    ]
+    assert got[0][1]["statusDetails"] == {"by": "operator"}
+    assert got[1][1]["operation"] == "deleted"
