@@ -26,6 +26,7 @@ from lantern.jobs import notify, wire
 from lantern.jobs.clock import Clock
 from lantern.jobs.documents import DocumentRenderer
 from lantern.jobs.errors import Rejected
+from lantern.jobs.events import JobEvents
 from lantern.jobs.throttle import TokenBuckets
 from lantern.jobs.updates import ExecutionUpdater, not_found
 from lantern.mqtt.reason_codes import ReasonCode
@@ -69,6 +70,8 @@ class JobsDeviceAPI:
         self.updates = ExecutionUpdater(self.units, clock)
         #: notify / notify-next messages sent as replies to device requests (for metrics).
         self.notifications: Counter[str] = Counter()
+        #: ``$aws/events/jobExecution/...`` publisher; None = off (``aws.events``).
+        self.events: JobEvents | None = None
 
     async def close(self) -> None:
         """Finish the changes in flight (later ones are refused)."""
@@ -231,6 +234,11 @@ class JobsDeviceAPI:
             raise not_found(job_id, thing)
         applied = await self.updates.update(thing, job_id, request)
         assert applied.execution is not None  # an accepted update always has its execution
+        execution = applied.execution
+        if self.events is not None and execution.status in TERMINAL:  # committed already
+            self.events.execution(
+                job_id, thing, execution.status, execution.status_details, self.clock.now()
+            )
         accepted: dict[str, Any] = {}
         if request.include_job_execution_state:
             accepted["executionState"] = wire.execution_state(applied.execution)

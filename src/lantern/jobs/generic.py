@@ -28,6 +28,7 @@ from lantern.jobs.errors import (
     JobsStateError,
     JobsVersionConflict,
 )
+from lantern.jobs.events import JobEvents
 from lantern.jobs.files import MAX_PLACEHOLDERS, FileUrls, placeholder_urls
 from lantern.jobs.wire import JOB_ID, MAX_STEP_TIMEOUT
 from lantern.store import Database
@@ -211,6 +212,8 @@ class JobService:
         self.clock = clock
         self.objects = objects
         self.files = files or FileUrls()
+        #: ``$aws/events/job|jobExecution/...`` publisher; None = off (``aws.events``).
+        self.events: JobEvents | None = None
 
     async def create(self, spec: JobSpec) -> JobRecord:
         """Create the job and one PLANNED execution per target thing (queued by the timer's
@@ -296,7 +299,19 @@ class JobService:
 
             things = await conn.run_sync(run)
             await act.record(conn, canceled_executions=len(things))
-            return things
+        if self.events is not None:  # committed
+            job, counts = await self._job_and_counts(job_id)
+            for thing in things:
+                self.events.execution(job_id, thing, ExecStatus.CANCELED, {}, now)
+            if job is not None:
+                self.events.job(job, "canceled", counts, now)
+        return things
+
+    async def _job_and_counts(self, job_id: str) -> tuple[JobRecord | None, dict[ExecStatus, int]]:
+        def read(c: Connection) -> tuple[JobRecord | None, dict[ExecStatus, int]]:
+            return store.get_job(c, job_id), store.execution_counts(c, [job_id])[job_id]
+
+        return await self.db.transactions.read(read)
 
     async def delete(self, job_id: str, *, force: bool = False) -> None:
         """DeleteJob: a COMPLETED or CANCELED job, or any with ``force``."""
@@ -304,8 +319,11 @@ class JobService:
             audited(self.db, "job.delete", job_id, force=force) as act,
             self.db.transaction() as conn,
         ):
+            job = await conn.run_sync(lambda c: _job(c, job_id))
             count = await conn.run_sync(lambda c: _delete_job(c, job_id, force))
             await act.record(conn, executions=count)
+        if self.events is not None:  # committed
+            self.events.job(job, "deleted", None, self.clock.now(), status="DELETED")
 
     async def cancel_execution(
         self,
@@ -322,12 +340,14 @@ class JobService:
             self.db.transaction() as conn,
         ):
             now = self.clock.now()
-            await conn.run_sync(
+            details = await conn.run_sync(
                 lambda c: _cancel_execution(
                     c, job_id, thing, force, expected_version, status_details, now
                 )
             )
             await act.record(conn)
+        if self.events is not None:  # committed
+            self.events.execution(job_id, thing, ExecStatus.CANCELED, details, now)
 
     async def delete_execution(
         self, job_id: str, thing: str, execution_number: int, *, force: bool = False
@@ -337,10 +357,12 @@ class JobService:
             audited(self.db, "job.delete_execution", job_id, thing=thing, force=force) as act,
             self.db.transaction() as conn,
         ):
-            await conn.run_sync(
+            status = await conn.run_sync(
                 lambda c: _delete_execution(c, job_id, thing, execution_number, force)
             )
             await act.record(conn)
+        if self.events is not None:  # committed
+            self.events.execution(job_id, thing, status, {}, self.clock.now(), operation="deleted")
 
 
 def _insert_job(
@@ -493,7 +515,8 @@ def _cancel_execution(
     expected_version: int | None,
     details: Mapping[str, str] | None,
     now: float,
-) -> None:
+) -> dict[str, str]:
+    """Cancel it; its status details as stored."""
     current = _execution(conn, job_id, thing)
     if current.status in TERMINAL:
         raise JobsStateError(
@@ -512,11 +535,13 @@ def _cancel_execution(
     if not control_store.set_execution_status(conn, current, ExecStatus.CANCELED, now, merged):
         raise JobsVersionConflict("the execution changed meanwhile; try again")
     mark_dirty(conn, [thing])
+    return dict(current.status_details) if merged is None else merged
 
 
 def _delete_execution(
     conn: Connection, job_id: str, thing: str, execution_number: int, force: bool
-) -> None:
+) -> ExecStatus:
+    """Delete it; the status it had."""
     current = _execution(conn, job_id, thing)
     if current.execution_number != execution_number:
         raise JobsNotFound(
@@ -528,3 +553,5 @@ def _delete_execution(
         )
     control_store.delete_execution(conn, job_id, thing)
     mark_dirty(conn, [thing])
+    status: ExecStatus = current.status
+    return status

@@ -37,6 +37,7 @@ from lantern.jobs import lifecycle, notify
 from lantern.jobs.clock import Clock
 from lantern.jobs.deployments import cancel_job
 from lantern.jobs.documents import DocumentRenderer
+from lantern.jobs.events import JobEvents
 from lantern.store import Database
 from lantern.store.jobs import (
     ExecStatus,
@@ -67,6 +68,8 @@ class TickReport:
     aborted: list[str] = field(default_factory=list)
     released: dict[str, int] = field(default_factory=dict)
     completed: list[str] = field(default_factory=list)
+    removed: list[tuple[str, str]] = field(default_factory=list)  # (job, thing): CONTINUOUS
+    canceled: list[tuple[str, str]] = field(default_factory=list)  # (job, thing): aborts
     published: int = 0
 
 
@@ -92,6 +95,8 @@ class _Advanced:
     aborted: str | None = None  # the reason
     released: int = 0
     completed: bool = False
+    removed: tuple[str, ...] = ()  # things whose execution became REMOVED
+    canceled: tuple[str, ...] = ()  # things whose execution the abort canceled
 
 
 class JobsTimer:
@@ -119,6 +124,8 @@ class JobsTimer:
         self.completed = 0
         self.aborted = 0
         self.notifications: Counter[str] = Counter()
+        #: ``$aws/events/job|jobExecution/...`` publisher; None = off (``aws.events``).
+        self.events: JobEvents | None = None
 
     async def tick(self) -> TickReport:
         """One pass of every time-driven duty (see the module docstring)."""
@@ -141,12 +148,36 @@ class JobsTimer:
                     report.released[job.job_id] = advanced.released
                 if advanced.completed:
                     report.completed.append(job.job_id)
+                report.removed.extend((job.job_id, thing) for thing in advanced.removed)
+                report.canceled.extend((job.job_id, thing) for thing in advanced.canceled)
+            if self.events is not None:
+                await self._publish_events(report, now)
             report.published = await self.flush()
             self.timed_out += len(report.timed_out)
             self.released += sum(report.released.values())
             self.completed += len(report.completed)
             self.aborted += len(report.aborted)
             return report
+
+    async def _publish_events(self, report: TickReport, now: float) -> None:
+        """The jobs events of this tick's changes (all committed by now)."""
+        events = self.events
+        assert events is not None
+        for job_id, thing in report.timed_out:
+            events.execution(job_id, thing, ExecStatus.TIMED_OUT, {}, now)
+        for job_id, thing in report.removed:
+            events.execution(job_id, thing, ExecStatus.REMOVED, {}, now)
+        for job_id, thing in report.canceled:
+            events.execution(job_id, thing, ExecStatus.CANCELED, {}, now)
+        ended = [(j, "completed") for j in report.completed] + [
+            (j, "canceled") for j in report.aborted
+        ]
+        for job_id, operation in ended:
+            job, counts = await self.db.transactions.read(
+                functools.partial(_job_and_counts, job_id=job_id)
+            )
+            if job is not None:
+                events.job(job, operation, counts, now)
 
     async def flush(self) -> int:
         """Evaluate things marked as changed and publish their notifications; returns the count."""
@@ -180,6 +211,12 @@ class JobsTimer:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
+def _job_and_counts(
+    conn: Connection, job_id: str
+) -> tuple[JobRecord | None, dict[ExecStatus, int]]:
+    return repo.get_job(conn, job_id), repo.execution_counts(conn, [job_id])[job_id]
+
+
 def _evaluate_dirty(uow: JobsUnitOfWork) -> tuple[int, list[notify.ThingNotice]]:
     names = uow.dirty_things(_FLUSH_BATCH)
     return len(names), notify.evaluate(uow, names)
@@ -210,18 +247,19 @@ def _advance(conn: Connection, listed: JobRecord, now: float) -> _Advanced:
     if job is None or job.status is not JobStatus.IN_PROGRESS:
         return _Advanced()  # canceled (or deleted) since it was listed
     lifecycle.retry(conn, job, now)
+    removed: tuple[str, ...] = ()
     if job.continuous:
-        lifecycle.reconcile(conn, job, now)
+        removed = tuple(lifecycle.reconcile(conn, job, now)[1])
     counts = repo.execution_counts(conn, [job.job_id])[job.job_id]
     reason = abort_reason(job, counts)
     if reason is not None:
-        cancel_job(conn, job.job_id, force=False, reason=reason, now=now)
-        return _Advanced(aborted=reason)
+        canceled = cancel_job(conn, job.job_id, force=False, reason=reason, now=now)
+        return _Advanced(aborted=reason, removed=removed, canceled=tuple(canceled))
     planned = counts.get(ExecStatus.PLANNED, 0)
     if planned:
-        return _Advanced(released=_release(conn, job, counts, planned, now))
+        return _Advanced(released=_release(conn, job, counts, planned, now), removed=removed)
     if job.continuous:
-        return _Advanced()  # a continuous job runs until it is canceled
+        return _Advanced(removed=removed)  # a continuous job runs until it is canceled
     if job.rollout_started_at is None:
         if counts:
             return _Advanced()

@@ -26,6 +26,7 @@ from lantern.errors import ConfigError
 from lantern.gateway.authn import GatewayAuthenticator
 from lantern.gateway.authorizer import GatewayAuthorizer
 from lantern.gateway.password_pool import PasswordChecker
+from lantern.gateway.presence import PresenceEvents
 from lantern.gateway.revocation import RevocationWatcher
 from lantern.gateway.router import ReservedTopicRouter
 from lantern.gateway.things import ThingNames
@@ -99,6 +100,8 @@ class GatewayComponent(Component):
     def attach(self, server: MQTTServer) -> None:
         """Reply through ``server`` and kick its connections whose certificate is revoked."""
         self.router.attach(server)
+        if "presence" in self.platform.settings.aws.events:  # off by default: no hook at all
+            server.events = PresenceEvents(server.publish)
         self.watcher = RevocationWatcher(
             self.platform.db,
             server,

@@ -22,6 +22,7 @@ from lantern.jobs.clock import SystemClock
 from lantern.jobs.deployments import DeploymentService
 from lantern.jobs.device_api import JobsDeviceAPI
 from lantern.jobs.documents import DocumentRenderer
+from lantern.jobs.events import JobEvents
 from lantern.jobs.files import FileUrls
 from lantern.jobs.generic import JobService
 from lantern.jobs.queries import JobsQueries
@@ -62,6 +63,12 @@ class JobsComponent(Component):
         self.device_api = JobsDeviceAPI(platform.db, self.renderer, self.clock, limiter)
         self.device_api.register(router)
         self.timer = JobsTimer(platform.db, self.renderer, self.clock, router)
+        aws = platform.settings.aws
+        if "jobs" in aws.events:  # off by default: no publisher at all
+            events = JobEvents(router, aws.account_id, aws.events_region)
+            self.device_api.events = events
+            self.timer.events = events
+            self.jobs.events = events
         platform.metrics.register(JobsCollector(self.device_api, self.timer))
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

@@ -268,8 +268,15 @@ class ConnectFlow(HandlerBase):
 
     def taken_over(self) -> None:
         """Another connection took this client id: DISCONNECT 0x8E, close, keep the session."""
+        had_session = self.session is not None
         self.session = None  # the broker already moved it to the new connection
         self._shutdown(ReasonCode.SESSION_TAKEN_OVER, "session taken over")
+        events = self._server.events
+        if had_session and events is not None:  # the session's end is not reported otherwise
+            try:
+                events.disconnected(self, "session taken over")
+            except Exception:
+                log.exception("ConnectionEvents.disconnected failed")
 
     def _on_disconnect(self, packet: Disconnect) -> None:
         # Raising it from 0 ([MQTT-3.14.2-2]) was refused by ServerConnection already.
