@@ -170,6 +170,9 @@ class LanternProcess:
         self.output = self._read_log()
 
     def __enter__(self) -> LanternProcess:
+        """Start (unless already started: ``with proc.start(timeout=90):`` runs one server)."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
