@@ -182,27 +182,29 @@ def _insert_deployment(conn: Connection, spec: DeploymentSpec, now: float) -> tu
     )
     store.insert_executions(
         conn,
-        [
-            {
-                "job_id": job_id,
-                "thing_name": name,
-                "seq": seq,
-                "status": ExecStatus.PLANNED.value,
-                "status_details": {},
-                "version_number": 0,
-                "execution_number": 1,
-                "queued_at": None,
-                "started_at": None,
-                "last_updated_at": now,
-                "in_progress_deadline": None,
-                "step_deadline": None,
-            }
-            for seq, name in enumerate(targets)
-        ],
+        [planned(job_id, name, seq, now) for seq, name in enumerate(targets)],
     )
     job = store.get_job(conn, job_id)
     assert job is not None
     return job, len(targets)
+
+
+def planned(job_id: str, thing: str, seq: int, now: float) -> dict[str, Any]:
+    """A new execution row, PLANNED (the rollout queues it)."""
+    return {
+        "job_id": job_id,
+        "thing_name": thing,
+        "seq": seq,
+        "status": ExecStatus.PLANNED.value,
+        "status_details": {},
+        "version_number": 0,
+        "execution_number": 1,
+        "queued_at": None,
+        "started_at": None,
+        "last_updated_at": now,
+        "in_progress_deadline": None,
+        "step_deadline": None,
+    }
 
 
 def _targets(conn: Connection, spec: DeploymentSpec) -> list[str]:

@@ -20,7 +20,13 @@ from sqlalchemy import Connection
 
 from lantern.audit import audited
 from lantern.jobs.clock import Clock
-from lantern.jobs.deployments import FAILURE_TYPES, MAX_PER_MINUTE, AbortCriterion, cancel_job
+from lantern.jobs.deployments import (
+    FAILURE_TYPES,
+    MAX_PER_MINUTE,
+    AbortCriterion,
+    cancel_job,
+    planned,
+)
 from lantern.jobs.errors import (
     JobsConflict,
     JobsError,
@@ -420,24 +426,6 @@ def _insert_job(
     job = store.get_job(conn, spec.job_id)
     assert job is not None
     return job, len(things)
-
-
-def planned(job_id: str, thing: str, seq: int, now: float) -> dict[str, Any]:
-    """A new execution row, PLANNED (the rollout queues it)."""
-    return {
-        "job_id": job_id,
-        "thing_name": thing,
-        "seq": seq,
-        "status": ExecStatus.PLANNED.value,
-        "status_details": {},
-        "version_number": 0,
-        "execution_number": 1,
-        "queued_at": None,
-        "started_at": None,
-        "last_updated_at": now,
-        "in_progress_deadline": None,
-        "step_deadline": None,
-    }
 
 
 def target_things(

@@ -18,7 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from lantern.jobs.generic import planned, target_things
+from lantern.jobs.deployments import planned
+from lantern.jobs.generic import target_things
 from lantern.store.jobs import NOT_FINISHED, ExecStatus, ExecutionRecord, JobRecord
 from lantern.store.jobs import control as control_store
 from lantern.store.jobs import deployments as store
