@@ -8,7 +8,7 @@ registered on ``Platform.metrics``, the registry ``/metrics`` serves.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -28,6 +28,15 @@ __all__ = ["AuthCollector", "GroupCommitCollector", "MQTTCollector", "PolicyColl
 
 _AUTH_FAILURE_REASONS = ("password", "certificate", "anonymous", "busy", "error")
 _THROTTLE_SCOPES = ("address", "user")
+
+
+def counts_by(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> Metric:
+    """A counter family with one sample per key of ``counts`` (in key order), labelled
+    ``label``."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, value in sorted(counts.items()):
+        family.add_metric([key], value)
+    return family
 
 
 class MQTTCollector(Collector):
@@ -148,14 +157,12 @@ class MQTTCollector(Collector):
             for kind, value in counts.items():
                 family.add_metric([kind.__name__.upper()], value)
             yield family
-        refused = CounterMetricFamily(
+        yield counts_by(
             "lantern_mqtt_connects_refused",
             "CONNECTs refused, by CONNACK reason (e.g. bad_user_name_or_password, banned).",
-            labels=["reason"],
+            "reason",
+            stats.connects_refused,
         )
-        for reason, value in sorted(stats.connects_refused.items()):
-            refused.add_metric([reason], value)
-        yield refused
 
 
 class AuthCollector(Collector):
@@ -191,14 +198,12 @@ class PolicyCollector(Collector):
         self.authorizer = authorizer
 
     def collect(self) -> Iterator[Metric]:
-        denied = CounterMetricFamily(
+        yield counts_by(
             "lantern_mqtt_policy_denied",
             "Actions a connection's policy denied (iot:Publish, iot:Subscribe, iot:Receive, ...).",
-            labels=["action"],
+            "action",
+            self.authorizer.denied,
         )
-        for action, value in sorted(self.authorizer.denied.items()):
-            denied.add_metric([action], value)
-        yield denied
 
 
 class GroupCommitCollector(Collector):

@@ -22,14 +22,11 @@ from lantern.ingest.observations import ObservationService
 from lantern.jobs.device_api import JobsDeviceAPI
 from lantern.jobs.timer import JobsTimer
 from lantern.provisioning.service import FLOW_PATHS, ProvisioningService
+from lantern.runtime.metrics import counts_by
 from lantern.schedule import Scheduler
 from lantern.stats import Buckets
 
 __all__ = ["IngestCollector", "JobsCollector", "ProvisioningCollector", "SchedulerCollector"]
-
-
-def _histogram(name: str, documentation: str, labels: list[str]) -> HistogramMetricFamily:
-    return HistogramMetricFamily(name, documentation, labels=labels)
 
 
 def _add(family: HistogramMetricFamily, labels: list[str], buckets: Buckets) -> None:
@@ -50,14 +47,12 @@ class IngestCollector(Collector):
             "Observations stored (committed before the PUBACK).",
             value=service.accepted,
         )
-        rejected = CounterMetricFamily(
+        yield counts_by(
             "lantern_ingest_observations_rejected",
             "Observations refused, by reason (the rejected reply's errorCode, or not_a_thing).",
-            labels=["reason"],
+            "reason",
+            service.rejected,
         )
-        for reason, value in sorted(service.rejected.items()):
-            rejected.add_metric([reason], value)
-        yield rejected
         links = CounterMetricFamily(
             "lantern_ingest_upload_links",
             "CreateFileUploadLink requests by outcome (accepted, or the errorCode).",
@@ -89,10 +84,10 @@ class ProvisioningCollector(Collector):
             if outcome != "accepted":
                 flows.add_metric([path, outcome], value)
         yield flows
-        latency = _histogram(
+        latency = HistogramMetricFamily(
             "lantern_provisioning_latency_seconds",
             "Time from a provisioning request to its reply, by path.",
-            ["path"],
+            labels=["path"],
         )
         for path, buckets in service.latency.items():
             _add(latency, [path], buckets)
@@ -118,18 +113,16 @@ class JobsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         api, timer = self.device_api, self.timer
-        executions = CounterMetricFamily(
-            "lantern_jobs_executions",
-            "Job executions entering a status: QUEUED by the rollout, TIMED_OUT by the timer, "
-            "others as reported by devices (StartNext, UpdateJobExecution).",
-            labels=["status"],
-        )
         counts = dict(api.updates.updates)
         counts["QUEUED"] = counts.get("QUEUED", 0) + timer.released
         counts["TIMED_OUT"] = counts.get("TIMED_OUT", 0) + timer.timed_out
-        for status, value in sorted(counts.items()):
-            executions.add_metric([status], value)
-        yield executions
+        yield counts_by(
+            "lantern_jobs_executions",
+            "Job executions entering a status: QUEUED by the rollout, TIMED_OUT by the timer, "
+            "others as reported by devices (StartNext, UpdateJobExecution).",
+            "status",
+            counts,
+        )
         deployments = CounterMetricFamily(
             "lantern_jobs_deployments_finished",
             "Deployments that completed or were aborted by their abort criteria.",
@@ -171,18 +164,16 @@ class SchedulerCollector(Collector):
             "Occurrences later than schedule.misfire_grace_seconds: recorded missed, not sent.",
             value=s.missed,
         )
-        sends = CounterMetricFamily(
+        yield counts_by(
             "lantern_schedule_sends",
             "Sends of scheduled notifications, by outcome (delivered, dead_token, ...).",
-            labels=["status"],
+            "status",
+            s.sends,
         )
-        for status, value in sorted(s.sends.items()):
-            sends.add_metric([status], value)
-        yield sends
-        lateness = _histogram(
+        lateness = HistogramMetricFamily(
             "lantern_schedule_lateness_seconds",
             "How long after its scheduled time an occurrence started firing.",
-            [],
+            labels=[],
         )
         _add(lateness, [], s.lateness)
         yield lateness
