@@ -42,6 +42,32 @@ deployments_app = typer.Typer(help="Firmware deployments (jobs) to things.", no_
 groups_app = typer.Typer(help="Static thing groups (deployment targets).", no_args_is_help=True)
 
 ProjectOption = Annotated[str, typer.Option("--project", help="Project (tenant).")]
+MaxPerMinuteOption = Annotated[
+    int | None, typer.Option("--max-per-minute", help="Rollout rate (things per minute).")
+]
+InProgressTimeoutOption = Annotated[
+    int | None,
+    typer.Option("--in-progress-timeout", help="Minutes a device may stay IN_PROGRESS."),
+]
+AbortMinExecutedOption = Annotated[
+    int | None,
+    typer.Option("--abort-min-executed", help="...once at least this many have executed."),
+]
+
+
+def abort_criteria(failure_percent: float | None, min_executed: int | None) -> list[AbortCriterion]:
+    """The abort criterion of ``--abort-failure-percent`` and ``--abort-min-executed`` (both
+    or neither)."""
+    if (failure_percent is None) != (min_executed is None):
+        raise fail(
+            "--abort-failure-percent and --abort-min-executed go together",
+            "e.g. --abort-failure-percent 20 --abort-min-executed 10",
+        )
+    if failure_percent is None or min_executed is None:
+        return []
+    return [AbortCriterion("ALL", failure_percent, min_executed)]
+
+
 FirmwareIdArg = Annotated[str, typer.Argument(help="Firmware id.")]
 DeploymentIdArg = Annotated[str, typer.Argument(help="Deployment id.")]
 GroupArg = Annotated[str, typer.Argument(help="Group name.")]
@@ -211,21 +237,13 @@ def create_deployment(
     ] = None,
     group: Annotated[str | None, typer.Option("--group", help="A thing group.")] = None,
     all_things: Annotated[bool, typer.Option("--all", help="Every thing of the project.")] = False,
-    max_per_minute: Annotated[
-        int | None, typer.Option("--max-per-minute", help="Rollout rate (things per minute).")
-    ] = None,
-    in_progress_timeout: Annotated[
-        int | None,
-        typer.Option("--in-progress-timeout", help="Minutes a device may stay IN_PROGRESS."),
-    ] = None,
+    max_per_minute: MaxPerMinuteOption = None,
+    in_progress_timeout: InProgressTimeoutOption = None,
     abort_failure_percent: Annotated[
         float | None,
         typer.Option("--abort-failure-percent", help="Abort when this % of executed things fail."),
     ] = None,
-    abort_min_executed: Annotated[
-        int | None,
-        typer.Option("--abort-min-executed", help="...once at least this many have executed."),
-    ] = None,
+    abort_min_executed: AbortMinExecutedOption = None,
     deployment_id: Annotated[
         str | None, typer.Option("--id", help="Deployment (job) id; default generated.")
     ] = None,
@@ -235,14 +253,7 @@ def create_deployment(
 ) -> None:
     """Deploy a firmware image to things, a group, or all things."""
     settings = settings_from(data_dir, config)
-    if (abort_failure_percent is None) != (abort_min_executed is None):
-        raise fail(
-            "--abort-failure-percent and --abort-min-executed go together",
-            "e.g. --abort-failure-percent 20 --abort-min-executed 10",
-        )
-    abort = []
-    if abort_failure_percent is not None and abort_min_executed is not None:
-        abort.append(AbortCriterion("ALL", abort_failure_percent, abort_min_executed))
+    abort = abort_criteria(abort_failure_percent, abort_min_executed)
     names = _thing_names(things)
     spec = DeploymentSpec(
         firmware_id=firmware,

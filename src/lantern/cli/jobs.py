@@ -24,9 +24,14 @@ from lantern.cli.common import (
     settings_from,
     when,
 )
+from lantern.cli.firmware import (
+    AbortMinExecutedOption,
+    InProgressTimeoutOption,
+    MaxPerMinuteOption,
+    abort_criteria,
+)
 from lantern.cli.output import JsonOption, print_json
 from lantern.jobs.clock import SystemClock
-from lantern.jobs.deployments import AbortCriterion
 from lantern.jobs.files import FileUrls
 from lantern.jobs.generic import JobService, JobSettings, JobSpec, RetryCriterion
 from lantern.jobs.queries import Deployment, JobsQueries, JobStatus
@@ -130,13 +135,8 @@ def create_job(
         typer.Option("--continuous", help="Follow the groups: later members get the job too."),
     ] = False,
     description: Annotated[str | None, typer.Option("--description")] = None,
-    max_per_minute: Annotated[
-        int | None, typer.Option("--max-per-minute", help="Rollout rate (things per minute).")
-    ] = None,
-    in_progress_timeout: Annotated[
-        int | None,
-        typer.Option("--in-progress-timeout", help="Minutes a device may stay IN_PROGRESS."),
-    ] = None,
+    max_per_minute: MaxPerMinuteOption = None,
+    in_progress_timeout: InProgressTimeoutOption = None,
     retry_failed: Annotated[
         int | None, typer.Option("--retry-failed", help="Retries of a FAILED execution (0-10).")
     ] = None,
@@ -148,10 +148,7 @@ def create_job(
         float | None,
         typer.Option("--abort-failure-percent", help="Cancel when this % of executed fail."),
     ] = None,
-    abort_min_executed: Annotated[
-        int | None,
-        typer.Option("--abort-min-executed", help="...once at least this many have executed."),
-    ] = None,
+    abort_min_executed: AbortMinExecutedOption = None,
     presigned_expires: Annotated[
         int | None,
         typer.Option("--presigned-expires", help="Seconds a presigned file link lives (60-3600)."),
@@ -166,14 +163,7 @@ def create_job(
         raise fail(
             "give the job document with --document FILE or --document-source URL (one of them)"
         )
-    if (abort_failure_percent is None) != (abort_min_executed is None):
-        raise fail(
-            "--abort-failure-percent and --abort-min-executed go together",
-            "e.g. --abort-failure-percent 20 --abort-min-executed 10",
-        )
-    abort = []
-    if abort_failure_percent is not None and abort_min_executed is not None:
-        abort.append(AbortCriterion("ALL", abort_failure_percent, abort_min_executed))
+    abort = abort_criteria(abort_failure_percent, abort_min_executed)
     retry = [
         RetryCriterion(kind, n)
         for kind, n in (("FAILED", retry_failed), ("TIMED_OUT", retry_timed_out))
