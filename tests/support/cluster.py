@@ -121,4 +121,15 @@ def cluster(root: Path, size: int, env: dict[str, str]) -> Iterator[list[Node]]:
             proc.start(timeout=90)  # several nodes start on a shared, busy machine
             wait_for_port(tcp_port)
             nodes.append(Node(proc, tcp_port))
-        yield nodes
+        try:
+            yield nodes
+        except BaseException:
+            _print_logs(nodes)  # pytest shows them with the failure
+            raise
+
+
+def _print_logs(nodes: list[Node]) -> None:
+    for i, node in enumerate(nodes):
+        tail = node.proc.current_output().splitlines()[-60:]
+        print(f"----- node{i} (mqtt {node.tcp_port}, {node.proc.http_url}) -----")
+        print("\n".join(tail))
