@@ -62,6 +62,7 @@ __all__ = [
     "set_certificate_status_sync",
     "stale_pending_certificates",
     "stale_pending_certificates_sync",
+    "count_things_sync",
     "thing_names_sync",
     "update_thing",
     "update_thing_sync",
@@ -173,6 +174,19 @@ async def delete_thing(conn: AsyncConnection, name: str) -> bool:
     """Delete a thing (its certificates stay, detached). True if it existed."""
     result = await conn.execute(sa.delete(things).where(things.c.name == name))
     return bool(result.rowcount)
+
+
+def count_things_sync(
+    conn: Connection, project: str | None = None, *, created_since: float | None = None
+) -> int:
+    """How many things (of ``project``; None: every project), or created at or after
+    ``created_since``: one ``count(*)``, however large the fleet."""
+    query = sa.select(sa.func.count()).select_from(things)
+    if project is not None:
+        query = query.where(things.c.project == project)
+    if created_since is not None:
+        query = query.where(things.c.created_at >= created_since)
+    return int(conn.execute(query).scalar_one())
 
 
 def thing_names_sync(conn: Connection, created_since: float | None = None) -> set[str]:
