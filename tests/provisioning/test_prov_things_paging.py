@@ -25,9 +25,7 @@ FLEET = 2_345  # more than two statements' worth (1,000) of things, not a round 
 
 
 def thing(name: str, created_at: float = 1_000.0) -> reg.ThingRecord:
-    return reg.ThingRecord(
-        name, "default", {}, None, "s", "m", "x", "n", created_at, created_at
-    )
+    return reg.ThingRecord(name, "default", {}, None, "s", "m", "x", "n", created_at, created_at)
 
 
 async def add_things(db: Database, names: list[str], created_at: float = 1_000.0) -> None:
