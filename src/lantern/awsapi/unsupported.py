@@ -9,8 +9,8 @@ by Lantern"}``, so boto3 and the AWS CLI raise a ``ClientError`` that says so.
 :class:`UnsupportedOperations` is consulted by the HTTP app only for a request no route
 answered, and answers only one signed with SigV4 (an ``Authorization: AWS4-HMAC-SHA256 …``
 header or ``X-Amz-Algorithm`` in the query): Lantern's own routes (``/v1/...`` with a bearer
-token, the console, the gateway) and their 404s are never affected. The signature is verified first: a badly signed
-call gets the usual AWS refusal, not a list of what Lantern lacks.
+token, the console, the gateway) and their 404s are never affected. The signature is verified
+first: a badly signed call gets the usual AWS refusal, not a list of what Lantern lacks.
 """
 
 from __future__ import annotations

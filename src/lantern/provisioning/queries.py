@@ -30,10 +30,10 @@ from lantern.store.registry import (
 
 __all__ = [
     "CERTIFICATE_STATUSES",
+    "THING_BATCH",
     "CertificateRecord",
     "ClaimRecord",
     "ClaimSummary",
-    "THING_BATCH",
     "RegistryQueries",
     "TemplateRecord",
     "ThingDetail",

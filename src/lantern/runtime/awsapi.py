@@ -8,8 +8,8 @@ from collections.abc import Collection, Sequence
 
 from fastapi import APIRouter
 
-from lantern.awsapi.app import build_aws_router, build_iot, build_iot_data
 from lantern.api.app import UnmatchedHandler
+from lantern.awsapi.app import build_aws_router, build_iot, build_iot_data
 from lantern.awsapi.common import AwsDeps
 from lantern.awsapi.unsupported import UnsupportedOperations, service_model
 from lantern.iam.keys import AccessKeys

@@ -38,6 +38,7 @@ from lantern.store.sqlite.prepared import Prepared
 
 __all__ = [
     "certificates_with_prefix",
+    "count_things_sync",
     "delete_certificates",
     "delete_certificates_sync",
     "delete_thing",
@@ -62,7 +63,6 @@ __all__ = [
     "set_certificate_status_sync",
     "stale_pending_certificates",
     "stale_pending_certificates_sync",
-    "count_things_sync",
     "thing_names_sync",
     "update_thing",
     "update_thing_sync",
