@@ -1,6 +1,8 @@
-"""A fleet larger than one read: every thing is listed (``RegistryQueries.things``, ``lantern
-things list``), counted without reading it, and ``GET /v1/things`` pages with ``limit`` and an
-opaque keyset ``cursor`` (``nextCursor``) instead of stopping silently at 1,000 things."""
+"""A fleet larger than one read: every thing and certificate is listed
+(``RegistryQueries.things``/``certificates``, ``lantern things|certs list``), things are
+counted without reading them, and ``GET /v1/things`` and ``GET /v1/certificates`` page with
+``limit`` and an opaque keyset ``cursor`` (``nextCursor``) instead of stopping silently at
+1,000 rows."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from lantern.store import registry as reg
 from support.process import LanternProcess
 
 FLEET = 2_345  # more than two statements' worth (1,000) of things, not a round number
+CERTS = 1_203  # certificates, all created in the same second (the id breaks the tie)
 
 
 def thing(name: str, created_at: float = 1_000.0) -> reg.ThingRecord:
@@ -35,10 +38,31 @@ async def add_things(db: Database, names: list[str], created_at: float = 1_000.0
         )
 
 
-async def add_things_to_file(db_file: Path, names: list[str]) -> None:
+def cert_ids(count: int = CERTS) -> list[str]:
+    return [f"{i:064x}" for i in range(count)]
+
+
+async def add_certificates(db: Database, ids: list[str], status: str = "ACTIVE") -> None:
+    async with db.transaction() as conn:
+        await conn.run_sync(
+            lambda c: [
+                reg.insert_certificate_sync(
+                    c,
+                    reg.CertificateRecord(i, "pem", "device", status, "default", None, 7.0, 7.0),
+                )
+                for i in ids
+            ]
+        )
+
+
+async def add_things_to_file(
+    db_file: Path, names: list[str], certificates: list[str] | None = None
+) -> None:
     db = await Database.open(f"sqlite+aiosqlite:///{db_file}")
     try:
         await add_things(db, names)
+        if certificates:
+            await add_certificates(db, certificates)
     finally:
         await db.close()
 
@@ -62,12 +86,22 @@ async def test_every_thing_is_listed_and_counted(db: Database) -> None:
     assert [t.name for t in page] == ["sensor-01000", "sensor-01001", "sensor-01002"]
 
 
+async def test_every_certificate_is_listed(db: Database) -> None:
+    await add_certificates(db, cert_ids())
+    await add_certificates(db, [f"{i:064x}" for i in range(CERTS, CERTS + 5)], "REVOKED")
+    queries = RegistryQueries(db)
+    assert [c.id for c in await queries.certificates(status="ACTIVE")] == cert_ids()
+    assert len(await queries.certificates()) == CERTS + 5
+    assert len(await queries.certificates(status="REVOKED")) == 5
+
+
 # -- GET /v1/things against a real server -------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanternProcess]:
     proc = LanternProcess(tmp_path_factory.mktemp("things-paging") / "data")
     with proc:
-        asyncio.run(add_things_to_file(proc.data_dir / "lantern.db", fleet_names()))
+        db_file = proc.data_dir / "lantern.db"
+        asyncio.run(add_things_to_file(db_file, fleet_names(), cert_ids()))
         yield proc
 
 
@@ -80,16 +114,17 @@ def api(server: LanternProcess) -> Iterator[httpx.Client]:
         yield client
 
 
-def pages(api: httpx.Client, **params: Any) -> list[list[str]]:
-    """Every page of ``GET /v1/things``, following ``nextCursor`` to the end."""
+def pages(api: httpx.Client, what: str = "things", **params: Any) -> list[list[str]]:
+    """Every page of ``GET /v1/<what>``, following ``nextCursor`` to the end."""
+    key = {"things": "thingName", "certificates": "certificateId"}[what]
     found: list[list[str]] = []
     cursor: str | None = None
     while True:
         query = {**params, **({"cursor": cursor} if cursor else {})}
-        resp = api.get("/v1/things", params=query)
+        resp = api.get(f"/v1/{what}", params=query)
         assert resp.status_code == 200, resp.text
         body = resp.json()
-        found.append([t["thingName"] for t in body["things"]])
+        found.append([t[key] for t in body[what]])
         cursor = body["nextCursor"]
         if cursor is None:
             return found
@@ -126,17 +161,28 @@ def test_v1_things_cursor_is_a_keyset_not_an_offset(
             assert api.delete(f"/v1/things/{name}").status_code == 200
 
 
+def test_v1_certificates_pages_through_every_certificate(api: httpx.Client) -> None:
+    every = pages(api, "certificates", limit=500, status="ACTIVE")
+    assert [len(p) for p in every] == [500, 500, CERTS - 1000]
+    assert [i for p in every for i in p] == cert_ids()
+    assert len(pages(api, "certificates", limit=1000)) == 2
+    first = api.get("/v1/certificates").json()
+    assert len(first["certificates"]) == 100 and first["nextCursor"]
+
+
+@pytest.mark.parametrize("what", ["things", "certificates"])
 @pytest.mark.parametrize("limit", ["0", "1001", "abc", "-1", "2.5", ""])
-def test_v1_things_bad_limit_is_a_400_naming_it(api: httpx.Client, limit: str) -> None:
-    resp = api.get("/v1/things", params={"limit": limit})
+def test_v1_bad_limit_is_a_400_naming_it(api: httpx.Client, what: str, limit: str) -> None:
+    resp = api.get(f"/v1/{what}", params={"limit": limit})
     assert resp.status_code == 400, resp.text
     message = resp.json()["errorMessage"]
     assert message.startswith("limit: ") and "1 to 1000" in message
 
 
+@pytest.mark.parametrize("what", ["things", "certificates"])
 @pytest.mark.parametrize("cursor", ["not-a-cursor", "c2Vuc29y", "%%%"])
-def test_v1_things_bad_cursor_is_a_400_naming_it(api: httpx.Client, cursor: str) -> None:
-    resp = api.get("/v1/things", params={"cursor": cursor})
+def test_v1_bad_cursor_is_a_400_naming_it(api: httpx.Client, what: str, cursor: str) -> None:
+    resp = api.get(f"/v1/{what}", params={"cursor": cursor})
     assert resp.status_code == 400, resp.text
     assert resp.json()["errorMessage"].startswith("cursor: ")
 
@@ -146,7 +192,10 @@ def test_cli_things_list_shows_the_whole_fleet(data_dir: Path) -> None:
     runner = CliRunner()
     data_dir.mkdir()
     assert runner.invoke(app, ["things", "list", "--data-dir", str(data_dir)]).exit_code == 0
-    asyncio.run(add_things_to_file(data_dir / "lantern.db", fleet_names(1_234)))
+    asyncio.run(add_things_to_file(data_dir / "lantern.db", fleet_names(1_234), cert_ids()))
     result = runner.invoke(app, ["things", "list", "--json", "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
     assert [t["thingName"] for t in json.loads(result.output)] == fleet_names(1_234)
+    result = runner.invoke(app, ["certs", "list", "--json", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    assert [c["certificateId"] for c in json.loads(result.output)] == cert_ids()

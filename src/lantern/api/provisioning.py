@@ -17,7 +17,9 @@ Admin routes (``Authorization: Bearer <admin token>``)::
                                               on the last page, else pass it as cursor)
     GET    /v1/things/<name>                 (with its certificates)
     DELETE /v1/things/<name>                 deactivates its certificates
-    GET    /v1/certificates[?thing=T][&status=S]
+    GET    /v1/certificates[?thing=T][&status=S][&limit=N][&cursor=C]
+                                              oldest first, a page as for things:
+                                              {"certificates", "nextCursor"}
     GET    /v1/certificates/<id or prefix>   (with the PEM and attached policy names)
     PUT    /v1/certificates/<id or prefix>   {"status": "ACTIVE"|"INACTIVE"|"REVOKED"}
 
@@ -273,6 +275,15 @@ def _thing_routes(router: APIRouter, db: Database, queries: RegistryQueries) -> 
         return JSONResponse({"deactivatedCertificates": deactivated})
 
 
+def _certificate_key(key: str) -> tuple[float, str]:
+    """(creation time, id) from a certificates cursor's key."""
+    created, _, cert_id = key.partition(" ")
+    try:
+        return float(created), cert_id
+    except ValueError:
+        raise InvalidRequest("cursor: not a cursor from a previous page (nextCursor)") from None
+
+
 def _certificate_routes(router: APIRouter, db: Database, queries: RegistryQueries) -> None:
     async def certificate_out(cert: CertificateRecord) -> dict[str, Any]:
         policies = await queries.certificate_policy_names(cert.id)
@@ -280,12 +291,29 @@ def _certificate_routes(router: APIRouter, db: Database, queries: RegistryQuerie
 
     @router.get("/v1/certificates")
     async def list_certificates(
-        thing: str | None = None, status: str | None = None
+        thing: str | None = None,
+        status: str | None = None,
+        limit: str | None = None,
+        cursor: str | None = None,
     ) -> JSONResponse:
         if status is not None and status not in CERTIFICATE_STATUSES:
             raise InvalidRequest(f"status: must be one of {', '.join(CERTIFICATE_STATUSES)}")
-        certs = await queries.certificates(thing=thing, status=status)
-        return JSONResponse({"certificates": [certificate_json(c) for c in certs]})
+        size = parse_limit(limit, THINGS_DEFAULT_LIMIT, THINGS_MAX_LIMIT)
+        after = _certificate_key(decode_cursor(cursor)) if cursor else None
+        certs = await queries.certificates_page(
+            after, size + 1, ascending=True, thing=thing, status=status
+        )
+        more = len(certs) > size
+        certs = certs[:size]
+        last = certs[-1] if certs else None
+        return JSONResponse(
+            {
+                "certificates": [certificate_json(c) for c in certs],
+                "nextCursor": (
+                    encode_cursor(f"{last.created_at!r} {last.id}") if more and last else None
+                ),
+            }
+        )
 
     @router.get("/v1/certificates/{id_or_prefix}")
     async def get_certificate(id_or_prefix: str) -> JSONResponse:

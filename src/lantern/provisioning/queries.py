@@ -124,17 +124,34 @@ class RegistryQueries:
     async def certificates(
         self, *, thing: str | None = None, status: str | None = None
     ) -> list[CertificateRecord]:
-        """Certificates of every project, oldest first (only ``thing``'s, only ``status``)."""
-        return await self._read(
-            lambda c: devices.list_certificates_sync(c, None, thing_name=thing, status=status)
-        )
+        """Every certificate of every project, oldest first (only ``thing``'s, only
+        ``status``), however many: read in keyset pages of :data:`THING_BATCH`."""
+        found: list[CertificateRecord] = []
+        after: tuple[float, str] | None = None
+        while True:
+            batch = await self.certificates_page(
+                after, THING_BATCH, ascending=True, thing=thing, status=status
+            )
+            found.extend(batch)
+            if len(batch) < THING_BATCH:
+                return found
+            after = (batch[-1].created_at, batch[-1].id)
 
     async def certificates_page(
-        self, after: tuple[float, str] | None, limit: int, *, ascending: bool
+        self,
+        after: tuple[float, str] | None,
+        limit: int,
+        *,
+        ascending: bool,
+        thing: str | None = None,
+        status: str | None = None,
     ) -> list[CertificateRecord]:
-        """At most ``limit`` certificates by (creation time, id) after ``after``."""
+        """At most ``limit`` certificates by (creation time, id) after ``after`` (only
+        ``thing``'s, only ``status``)."""
         return await self._read(
-            lambda c: devices.certificates_page_sync(c, after, limit, ascending=ascending)
+            lambda c: devices.certificates_page_sync(
+                c, after, limit, ascending=ascending, thing_name=thing, status=status
+            )
         )
 
     async def certificate_policy_names(self, certificate_id: str) -> list[str]:

@@ -355,14 +355,25 @@ async def detach_certificate(conn: AsyncConnection, certificate_id: str, now: fl
 
 
 def certificates_page_sync(
-    conn: Connection, after: tuple[float, str] | None, limit: int, *, ascending: bool
+    conn: Connection,
+    after: tuple[float, str] | None,
+    limit: int,
+    *,
+    ascending: bool,
+    thing_name: str | None = None,
+    status: str | None = None,
 ) -> list[CertificateRecord]:
     """Certificates of every project by (creation time, id), oldest or newest first, from just
-    after the key ``after`` (keyset paging: each page is one indexed query)."""
+    after the key ``after`` (keyset paging: each page is one indexed query); only
+    ``thing_name``'s, only those in ``status``, when given."""
     key = sa.tuple_(certificates.c.created_at, certificates.c.id)
     order = (certificates.c.created_at, certificates.c.id)
     columns = order if ascending else tuple(c.desc() for c in order)
     query = sa.select(*CERTIFICATE_COLUMNS).order_by(*columns).limit(limit)
+    if thing_name is not None:
+        query = query.where(certificates.c.thing_name == thing_name)
+    if status is not None:
+        query = query.where(certificates.c.status == status)
     if after is not None:
         query = query.where(key > sa.tuple_(*after) if ascending else key < sa.tuple_(*after))
     return [certificate_record(r) for r in conn.execute(query)]
