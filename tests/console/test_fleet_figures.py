@@ -36,12 +36,12 @@ async def populate(db_file: str) -> None:
                         c,  # type: ignore[arg-type]
                         reg.ThingRecord(
                             f"bed-{i:05d}", "default", {}, None, "s", "m", "x", "n", at, at
-                        ),  # fmt: skip
+                        ),
                     )
                 rows = [
                     DeliveryRow(
                         uuid.uuid4().hex, None, "fcm", "h", status, 200, None, 1, 1.0, now - 120
-                    )  # fmt: skip
+                    )
                     for status in ["sent"] * SENT + ["failed"] * FAILED
                 ]
                 append_deliveries(c, rows)  # type: ignore[arg-type]
