@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +117,8 @@ def _populate(server: LanternProcess, root: Path) -> Iterator[Fleet]:
 
 
 async def _register_node(server: LanternProcess, node_id: str) -> None:
-    """A cluster node's row, as a node of ``lantern serve --workers`` writes it at start."""
+    """A cluster node's row, as a node of ``lantern serve --workers`` writes it at start (its
+    last heartbeat a minute ago)."""
     db = await Database.open(f"sqlite+aiosqlite:///{server.data_dir / 'lantern.db'}")
     try:
         await NodeRegistration(
@@ -125,6 +127,9 @@ async def _register_node(server: LanternProcess, node_id: str) -> None:
             mqtt_address="gateway-7.ward-3.hospital.example.org:8883",
             http_address="https://gateway-7.ward-3.hospital.example.org:8443",
             connections=lambda: 0,
+            # A node that died a minute ago: always "down", so the table and its footnote are
+            # laid out the same whenever a test reads them.
+            clock=lambda: time.time() - 60,
         ).register()
     finally:
         await db.close()

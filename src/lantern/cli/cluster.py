@@ -84,5 +84,6 @@ def status(
     if up < len(nodes):
         console.print(
             f"[dim]A node is down when it sent no heartbeat for {STALE_SECONDS:g} s; a node "
-            "stopped cleanly leaves the list.[/]"
+            "stopped cleanly leaves the list.[/]",
+            soft_wrap=False,  # wrapped to the width like the table
         )
