@@ -4,7 +4,9 @@ MQTT user and policy, firmware, a group and a deployment."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,8 @@ from typer.testing import CliRunner
 
 from lantern.audit import acting_as, current_actor
 from lantern.cli.main import app
+from lantern.cluster.registry import NodeRegistration
+from lantern.store import Database
 from support.process import LanternProcess
 
 
@@ -99,7 +103,33 @@ def _populate(server: LanternProcess, root: Path) -> Iterator[Fleet]:
     f.ok("groups", "add", "ward-3", thing)
     f.ok("deployments", "create", "--firmware", firmware_id, "--group", "ward-3")
     deployment_id = f.json("deployments", "list")[0]["deploymentId"]  # type: ignore[index]
+    f.ok("operators", "create", "night-shift-coordinator-ward-3", "--role", "operator",
+         input="correct horse battery staple\n")  # fmt: skip
+    f.ok("access-keys", "create", "--name", "fleet-automation-pipeline", "--role", "admin")
+    (root / "job.json").write_text(json.dumps({"operation": "reboot"}))
+    f.ok("jobs", "create", "reboot-ward-3-bedside-monitors-2026-12", "--document",
+         str(root / "job.json"), "--things", thing)  # fmt: skip
+    asyncio.run(_register_node(server, "node-eu-central-1a-7f3c9b2e"))
     health = httpx.get(f"{server.http_url}/healthz", timeout=5)
     assert health.status_code == 200
     f.ids.update(thing=thing, key=key_id, firmware=firmware_id, deployment=deployment_id)
     yield f
+
+
+async def _register_node(server: LanternProcess, node_id: str) -> None:
+    """A cluster node's row, as a node of ``lantern serve --workers`` writes it at start (its
+    last heartbeat a minute ago)."""
+    db = await Database.open(f"sqlite+aiosqlite:///{server.data_dir / 'lantern.db'}")
+    try:
+        await NodeRegistration(
+            db,
+            node_id,
+            mqtt_address="gateway-7.ward-3.hospital.example.org:8883",
+            http_address="https://gateway-7.ward-3.hospital.example.org:8443",
+            connections=lambda: 0,
+            # A node that died a minute ago: always "down", so the table and its footnote are
+            # laid out the same whenever a test reads them.
+            clock=lambda: time.time() - 60,
+        ).register()
+    finally:
+        await db.close()

@@ -24,14 +24,21 @@ IDS: dict[str, tuple[list[str], list[str]]] = {
     "groups": (["groups", "list"], ["groupName"]),
     "mqtt-users": (["mqtt-users", "list"], ["username", "policyName"]),
     "policies": (["policies", "list"], ["policyName"]),
+    "operators": (["operators", "list"], ["name"]),
+    "access-keys": (["access-keys", "list"], ["AccessKeyId", "UserName"]),
+    "jobs": (["jobs", "list"], ["jobId"]),
+    "cluster": (["cluster", "status"], ["node_id"]),
 }
+# commands whose --json is an object around the list
+WRAPPED = {"access-keys": "AccessKeyMetadata"}
 
 
 @pytest.mark.parametrize("name", IDS)
 @pytest.mark.parametrize("columns", [80])
 def test_table_fits_and_shows_every_id_whole(fleet: Fleet, name: str, columns: int) -> None:
     args, fields = IDS[name]
-    records: list[dict[str, Any]] = fleet.json(*args)  # type: ignore[assignment]
+    found: Any = fleet.json(*args)
+    records: list[dict[str, Any]] = found[WRAPPED[name]] if name in WRAPPED else found
     ids = [str(r[f]) for r in records for f in fields if r.get(f)]
     assert ids, name
     out = fleet.ok(*args, columns=columns)
@@ -54,3 +61,9 @@ def test_deployments_show_at_80_columns(fleet: Fleet) -> None:
     assert max(len(line) for line in out.splitlines()) <= 80
     assert fleet.ids["deployment"] in out and fleet.ids["thing"] in out
     assert fleet.ids["firmware"] in out
+
+
+def test_jobs_show_at_80_columns(fleet: Fleet) -> None:
+    out = fleet.ok("jobs", "show", "reboot-ward-3-bedside-monitors-2026-12", columns=80)
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert fleet.ids["thing"] in out and "…" not in out

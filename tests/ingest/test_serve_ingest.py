@@ -53,7 +53,7 @@ def test_fhir_api_served_and_cli_tokens(data_dir: Path, database_env: dict[str, 
         assert bundle["resourceType"] == "Bundle" and bundle["total"] == 0
         admin = (data_dir / "admin-token").read_text().strip()
         files = httpx.get(f"{server.http_url}/files", headers={"Authorization": f"Bearer {admin}"})
-        assert files.json() == {"files": []}
+        assert files.json() == {"files": [], "nextCursor": None}
         revoked = cli(data_dir, "tokens", "revoke", token_id)
         assert revoked.returncode == 0, revoked.stderr
         r = httpx.get(f"{server.http_url}/fhir/Observation", headers=auth)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -16,6 +18,11 @@ from lantern.api.openapi import install_docs
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 """Returns problems by name; an empty dict means ready."""
+
+UnmatchedHandler = Callable[[Request], Awaitable[Response | None]]
+"""Asked about a request no route answered (404, or 405 for another method on the path): its
+answer, or None to leave the usual ``{"detail": ...}`` one (the AWS API answers signed calls
+of operations Lantern lacks, :mod:`lantern.awsapi.unsupported`)."""
 
 
 class LanternApp(FastAPI):
@@ -51,9 +58,12 @@ class LanternApp(FastAPI):
 
 
 def create_app(
-    routers: Sequence[APIRouter] = (), readiness: Sequence[ReadinessCheck] = ()
+    routers: Sequence[APIRouter] = (),
+    readiness: Sequence[ReadinessCheck] = (),
+    unmatched: Sequence[UnmatchedHandler] = (),
 ) -> FastAPI:
-    """The HTTP app with ``/healthz`` (process alive) and ``/readyz`` (every check passes)."""
+    """The HTTP app with ``/healthz`` (process alive) and ``/readyz`` (every check passes);
+    ``unmatched`` are asked, in order, about requests no route answers."""
     # docs_url=None: install_docs serves /docs with local assets (FastAPI's page uses a CDN).
     app = LanternApp(title="Lantern", version=lantern.__version__, docs_url=None, redoc_url=None)
 
@@ -71,7 +81,22 @@ def create_app(
         return JSONResponse({"status": "ready"})
 
     install_error_handler(app)
+    if unmatched:
+        _install_unmatched(app, unmatched)
     for router in routers:
         app.include_router(router)
     install_docs(app)
     return app
+
+
+def _install_unmatched(app: FastAPI, handlers: Sequence[UnmatchedHandler]) -> None:
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code in (404, 405):
+            for handler in handlers:
+                answer = await handler(request)
+                if answer is not None:
+                    return answer
+        return await http_exception_handler(request, exc)
+
+    app.add_exception_handler(StarletteHTTPException, handle)

@@ -12,9 +12,14 @@ Admin routes (``Authorization: Bearer <admin token>``)::
                                               "enabled"?, "preProvisioningHookUrl"?} -> 201
     PATCH  /v1/templates/<name>              any of templateBody, description, enabled,
                                               preProvisioningHookUrl (null removes the hook)
-    GET    /v1/things                        GET /v1/things/<name> (with its certificates)
+    GET    /v1/things[?limit=N][&cursor=C]   by name, a page: {"things", "nextCursor"}
+                                              (limit 1-1000, default 100; nextCursor null
+                                              on the last page, else pass it as cursor)
+    GET    /v1/things/<name>                 (with its certificates)
     DELETE /v1/things/<name>                 deactivates its certificates
-    GET    /v1/certificates[?thing=T][&status=S]
+    GET    /v1/certificates[?thing=T][&status=S][&limit=N][&cursor=C]
+                                              oldest first, a page as for things:
+                                              {"certificates", "nextCursor"}
     GET    /v1/certificates/<id or prefix>   (with the PEM and attached policy names)
     PUT    /v1/certificates/<id or prefix>   {"status": "ACTIVE"|"INACTIVE"|"REVOKED"}
 
@@ -41,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lantern import jsonlimits
 from lantern.api.admin_auth import read_body, require_admin
+from lantern.api.paging import decode_cursor, encode_cursor, parse_limit
 from lantern.audit.auth_failures import AuthFailures
 from lantern.errors import InvalidRequest, NotFound
 from lantern.pki import CertificateAuthority, KeyType
@@ -55,7 +61,10 @@ from lantern.provisioning.queries import (
 )
 from lantern.store import Database
 
-__all__ = ["build_provisioning_router"]
+__all__ = ["THINGS_DEFAULT_LIMIT", "THINGS_MAX_LIMIT", "build_provisioning_router"]
+
+THINGS_DEFAULT_LIMIT = 100
+THINGS_MAX_LIMIT = 1000
 
 
 def _ts(value: float | None) -> int | None:
@@ -234,9 +243,18 @@ def _template_routes(router: APIRouter, db: Database, queries: RegistryQueries) 
 
 def _thing_routes(router: APIRouter, db: Database, queries: RegistryQueries) -> None:
     @router.get("/v1/things")
-    async def list_things() -> JSONResponse:
-        things = await queries.things()
-        return JSONResponse({"things": [thing_json(t) for t in things]})
+    async def list_things(limit: str | None = None, cursor: str | None = None) -> JSONResponse:
+        size = parse_limit(limit, THINGS_DEFAULT_LIMIT, THINGS_MAX_LIMIT)
+        after = decode_cursor(cursor) if cursor else None
+        things = await queries.things_page(after, size + 1)
+        more = len(things) > size
+        things = things[:size]
+        return JSONResponse(
+            {
+                "things": [thing_json(t) for t in things],
+                "nextCursor": encode_cursor(things[-1].name) if more else None,
+            }
+        )
 
     @router.get("/v1/things/{name}")
     async def get_thing(name: str) -> JSONResponse:
@@ -257,6 +275,15 @@ def _thing_routes(router: APIRouter, db: Database, queries: RegistryQueries) -> 
         return JSONResponse({"deactivatedCertificates": deactivated})
 
 
+def _certificate_key(key: str) -> tuple[float, str]:
+    """(creation time, id) from a certificates cursor's key."""
+    created, _, cert_id = key.partition(" ")
+    try:
+        return float(created), cert_id
+    except ValueError:
+        raise InvalidRequest("cursor: not a cursor from a previous page (nextCursor)") from None
+
+
 def _certificate_routes(router: APIRouter, db: Database, queries: RegistryQueries) -> None:
     async def certificate_out(cert: CertificateRecord) -> dict[str, Any]:
         policies = await queries.certificate_policy_names(cert.id)
@@ -264,12 +291,29 @@ def _certificate_routes(router: APIRouter, db: Database, queries: RegistryQuerie
 
     @router.get("/v1/certificates")
     async def list_certificates(
-        thing: str | None = None, status: str | None = None
+        thing: str | None = None,
+        status: str | None = None,
+        limit: str | None = None,
+        cursor: str | None = None,
     ) -> JSONResponse:
         if status is not None and status not in CERTIFICATE_STATUSES:
             raise InvalidRequest(f"status: must be one of {', '.join(CERTIFICATE_STATUSES)}")
-        certs = await queries.certificates(thing=thing, status=status)
-        return JSONResponse({"certificates": [certificate_json(c) for c in certs]})
+        size = parse_limit(limit, THINGS_DEFAULT_LIMIT, THINGS_MAX_LIMIT)
+        after = _certificate_key(decode_cursor(cursor)) if cursor else None
+        certs = await queries.certificates_page(
+            after, size + 1, ascending=True, thing=thing, status=status
+        )
+        more = len(certs) > size
+        certs = certs[:size]
+        last = certs[-1] if certs else None
+        return JSONResponse(
+            {
+                "certificates": [certificate_json(c) for c in certs],
+                "nextCursor": (
+                    encode_cursor(f"{last.created_at!r} {last.id}") if more and last else None
+                ),
+            }
+        )
 
     @router.get("/v1/certificates/{id_or_prefix}")
     async def get_certificate(id_or_prefix: str) -> JSONResponse:

@@ -11,12 +11,12 @@ from lantern.cli.common import (
     ConfigOption,
     DataDirOption,
     console,
-    id_table,
     run_async,
     settings_from,
     when,
     with_store,
 )
+from lantern.cli.tables import Col, print_table
 from lantern.iam.keys import ROLES, AccessKeyRecord, AccessKeys
 from lantern.iam.secretbox import data_dir_box
 from lantern.settings import Settings
@@ -81,13 +81,27 @@ def list_keys(
     if as_json:
         typer.echo(json.dumps({"AccessKeyMetadata": [_key_json(k) for k in keys]}))
         return
-    table = id_table("access key id", "name", "role", "status", "created", "last used")
-    for k in keys:
-        status = "[red]disabled[/]" if k.disabled_at is not None else "active"
-        table.add_row(
-            k.id, k.name, k.role, status, when(k.created_at), when(k.last_used_at, missing="-")
-        )
-    console.print(table)
+    print_table(
+        [
+            Col("access key id", id=True),
+            Col("name", id=True),
+            Col("role"),
+            Col("status"),
+            Col("created", drop=2),
+            Col("last used", drop=1),
+        ],
+        [
+            [
+                k.id,
+                k.name,
+                k.role,
+                "[red]disabled[/]" if k.disabled_at is not None else "active",
+                when(k.created_at),
+                when(k.last_used_at, missing="-"),
+            ]
+            for k in keys
+        ],
+    )
 
 
 @app.command("disable")

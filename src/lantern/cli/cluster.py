@@ -11,12 +11,12 @@ from lantern.cli.common import (
     ConfigOption,
     DataDirOption,
     console,
-    id_table,
     run_async,
     settings_from,
     when,
     with_store,
 )
+from lantern.cli.tables import Col, print_table
 from lantern.cluster.registry import STALE_SECONDS, list_status
 
 app = typer.Typer(help="The nodes of a cluster (see docs/cluster.md).", no_args_is_help=True)
@@ -54,23 +54,36 @@ def status(
             "runs on this database."
         )
         return
-    table = id_table("node", "state", "MQTT", "HTTP", "connections", "uptime", "heartbeat", "host")
-    for n in nodes:
-        table.add_row(
-            n.node_id,
-            "[green]up[/]" if n.state == "up" else "[red]down[/]",
-            n.mqtt_address,
-            n.http_address,
-            str(n.connections),
-            _duration(n.uptime_seconds),
-            f"{when(n.heartbeat_at)} ({_duration(n.heartbeat_age_seconds)} ago)",
-            f"{n.hostname} pid {n.pid} v{n.version}",
-        )
-    console.print(table)
+    print_table(
+        [
+            Col("node", id=True),
+            Col("state"),
+            Col("MQTT", id=True, drop=4),
+            Col("HTTP", id=True, drop=5),
+            Col("connections", drop=1, justify="right"),
+            Col("uptime", drop=3),
+            Col("heartbeat", drop=2),
+            Col("host", drop=6),
+        ],
+        [
+            [
+                n.node_id,
+                "[green]up[/]" if n.state == "up" else "[red]down[/]",
+                n.mqtt_address,
+                n.http_address,
+                str(n.connections),
+                _duration(n.uptime_seconds),
+                f"{when(n.heartbeat_at)} ({_duration(n.heartbeat_age_seconds)} ago)",
+                f"{n.hostname} pid {n.pid} v{n.version}",
+            ]
+            for n in nodes
+        ],
+    )
     up = sum(1 for n in nodes if n.state == "up")
     console.print(f"{up} of {len(nodes)} nodes up.")
     if up < len(nodes):
         console.print(
             f"[dim]A node is down when it sent no heartbeat for {STALE_SECONDS:g} s; a node "
-            "stopped cleanly leaves the list.[/]"
+            "stopped cleanly leaves the list.[/]",
+            soft_wrap=False,  # wrapped to the width like the table
         )

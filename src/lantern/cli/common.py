@@ -13,7 +13,6 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lantern.errors import LanternError
@@ -118,15 +117,6 @@ def when(ts: float | None, *, missing: str = "", zone: str = "Z") -> str:
     if ts is None:
         return missing
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime(f"%Y-%m-%d %H:%M:%S{zone}")
-
-
-def id_table(*headers: str) -> Table:
-    """A table whose first column (an identifier) is never wrapped or cut: users copy it into
-    commands."""
-    table = Table(*headers)
-    table.columns[0].no_wrap = True
-    table.columns[0].overflow = "ignore"
-    return table
 
 
 def load_ca(settings: Settings) -> CertificateAuthority:

@@ -19,7 +19,6 @@ from lantern.cli.common import (
     DataDirOption,
     console,
     fail,
-    id_table,
     run_async,
     settings_from,
     when,
@@ -31,6 +30,7 @@ from lantern.cli.firmware import (
     abort_criteria,
 )
 from lantern.cli.output import JsonOption, print_json
+from lantern.cli.tables import Col, print_table
 from lantern.jobs.clock import SystemClock
 from lantern.jobs.files import FileUrls
 from lantern.jobs.generic import JobService, JobSettings, JobSpec, RetryCriterion
@@ -234,10 +234,19 @@ def list_jobs(
         if not items:
             console.print("No jobs. Create one: lantern jobs create ID --document FILE --things T")
             return
-        table = id_table("id", "kind", "status", "selection", "created")
-        for j in items:
-            table.add_row(j.job_id, j.kind, j.status.value, j.target_selection, when(j.created_at))
-        console.print(table)
+        print_table(
+            [
+                Col("id", id=True),
+                Col("kind", drop=2),
+                Col("status"),
+                Col("selection", drop=3),
+                Col("created", drop=1),
+            ],
+            [
+                [j.job_id, j.kind, j.status.value, j.target_selection, when(j.created_at)]
+                for j in items
+            ],
+        )
 
     _run(settings, go)
 
@@ -274,16 +283,25 @@ def show_job(
             counts.add_row(status.value, str(n))
         counts.add_row("[bold]total[/]", str(d.total))
         console.print(counts)
-        rows = id_table("thing", "status", "execution", "version", "last update")
-        for e in d.executions:
-            rows.add_row(
-                e.thing_name,
-                e.status.value,
-                str(e.execution_number),
-                str(e.version_number),
-                when(e.last_updated_at),
-            )
-        console.print(rows)
+        print_table(
+            [
+                Col("thing", id=True),
+                Col("status"),
+                Col("execution", drop=2, justify="right"),
+                Col("version", drop=3, justify="right"),
+                Col("last update", drop=1),
+            ],
+            [
+                [
+                    e.thing_name,
+                    e.status.value,
+                    str(e.execution_number),
+                    str(e.version_number),
+                    when(e.last_updated_at),
+                ]
+                for e in d.executions
+            ],
+        )
 
     _run(settings, go)
 

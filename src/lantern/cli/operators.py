@@ -12,13 +12,13 @@ from lantern.cli.common import (
     DataDirOption,
     console,
     fail,
-    id_table,
     run_async,
     settings_from,
     when,
     with_store,
 )
 from lantern.cli.output import JsonOption, print_json
+from lantern.cli.tables import Col, print_table
 from lantern.operators import ROLES, create_operator, disable_operator, list_operators
 
 app = typer.Typer(
@@ -66,11 +66,18 @@ def operators_list(
     if not accounts:
         console.print("No operators. Create one: lantern operators create NAME --role viewer")
         return
-    table = id_table("name", "role", "status", "created")
-    for a in accounts:
-        status = f"disabled {when(a.disabled_at)}" if a.disabled else "enabled"
-        table.add_row(a.name, a.role, status, when(a.created_at))
-    console.print(table)
+    print_table(
+        [Col("name", id=True), Col("role"), Col("status", drop=2), Col("created", drop=1)],
+        [
+            [
+                a.name,
+                a.role,
+                f"disabled {when(a.disabled_at)}" if a.disabled else "enabled",
+                when(a.created_at),
+            ]
+            for a in accounts
+        ],
+    )
 
 
 @app.command("disable")

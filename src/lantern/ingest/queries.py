@@ -19,6 +19,8 @@ __all__ = [
     "ObservationQuery",
     "ThingRecord",
     "TokenRecord",
+    "count_files",
+    "files_page",
     "get_file",
     "get_observation",
     "get_thing",
@@ -62,12 +64,46 @@ async def get_file(db: Database, file_id: str) -> FileRecord | None:
         return await repo.get_file(conn, file_id)
 
 
+FILE_BATCH = 1000  # files per statement when every file is read
+
+
 async def list_files(
     db: Database, *, project: str | None = None, thing_name: str | None = None
 ) -> list[FileRecord]:
-    """Uploaded files, newest first."""
+    """Every uploaded file, newest first, however many (read in keyset batches)."""
+    found: list[FileRecord] = []
+    before: tuple[float, str] | None = None
+    while True:
+        batch = await files_page(
+            db, before=before, limit=FILE_BATCH, project=project, thing_name=thing_name
+        )
+        found.extend(batch)
+        if len(batch) < FILE_BATCH:
+            return found
+        before = (batch[-1].created_at, batch[-1].id)
+
+
+async def files_page(
+    db: Database,
+    *,
+    before: tuple[float, str] | None,
+    limit: int,
+    project: str | None = None,
+    thing_name: str | None = None,
+) -> list[FileRecord]:
+    """At most ``limit`` files, newest first, older than the (creation time, id) ``before``."""
     async with db.connect() as conn:
-        return await repo.list_files(conn, project=project, thing_name=thing_name)
+        return await repo.list_files(
+            conn, project=project, thing_name=thing_name, limit=limit, before=before
+        )
+
+
+async def count_files(
+    db: Database, *, project: str | None = None, thing_name: str | None = None
+) -> int:
+    """How many files (of ``project``, of ``thing_name``): a count, not a read."""
+    async with db.connect() as conn:
+        return await repo.count_files(conn, project=project, thing_name=thing_name)
 
 
 async def list_tokens(db: Database, project: str | None = None) -> list[TokenRecord]:

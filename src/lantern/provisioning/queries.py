@@ -30,6 +30,7 @@ from lantern.store.registry import (
 
 __all__ = [
     "CERTIFICATE_STATUSES",
+    "THING_BATCH",
     "CertificateRecord",
     "ClaimRecord",
     "ClaimSummary",
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+THING_BATCH = 1000  # things per statement when every thing is read
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +82,33 @@ class RegistryQueries:
 
     # -- things ---------------------------------------------------------------------------------
     async def things(self, project: str | None = None) -> list[ThingRecord]:
-        return await self._read(lambda c: devices.list_things_sync(c, project))
+        """Every thing, by name, however many: read in keyset pages of :data:`THING_BATCH`
+        (a screen or a command that shows the whole fleet; an API pages with
+        :meth:`things_page`)."""
+        found: list[ThingRecord] = []
+        after: str | None = None
+        while True:
+            batch = await self.things_page(after, THING_BATCH, project=project)
+            found.extend(batch)
+            if len(batch) < THING_BATCH:
+                return found
+            after = batch[-1].name
 
-    async def things_page(self, after: str | None, limit: int) -> list[ThingRecord]:
-        """At most ``limit`` things of every project by name, after ``after``."""
+    async def things_page(
+        self, after: str | None, limit: int, *, project: str | None = None
+    ) -> list[ThingRecord]:
+        """At most ``limit`` things by name whose names sort after ``after`` (keyset paging:
+        a thing created or deleted meanwhile never shifts a page)."""
         return await self._read(
-            lambda c: devices.list_things_sync(c, None, limit=limit, after=after)
+            lambda c: devices.list_things_sync(c, project, limit=limit, after=after)
+        )
+
+    async def thing_count(
+        self, project: str | None = None, *, created_since: float | None = None
+    ) -> int:
+        """How many things (created at or after ``created_since``): a count, not a read."""
+        return await self._read(
+            lambda c: devices.count_things_sync(c, project, created_since=created_since)
         )
 
     async def thing(self, name: str) -> ThingDetail | None:
@@ -100,17 +124,34 @@ class RegistryQueries:
     async def certificates(
         self, *, thing: str | None = None, status: str | None = None
     ) -> list[CertificateRecord]:
-        """Certificates of every project, oldest first (only ``thing``'s, only ``status``)."""
-        return await self._read(
-            lambda c: devices.list_certificates_sync(c, None, thing_name=thing, status=status)
-        )
+        """Every certificate of every project, oldest first (only ``thing``'s, only
+        ``status``), however many: read in keyset pages of :data:`THING_BATCH`."""
+        found: list[CertificateRecord] = []
+        after: tuple[float, str] | None = None
+        while True:
+            batch = await self.certificates_page(
+                after, THING_BATCH, ascending=True, thing=thing, status=status
+            )
+            found.extend(batch)
+            if len(batch) < THING_BATCH:
+                return found
+            after = (batch[-1].created_at, batch[-1].id)
 
     async def certificates_page(
-        self, after: tuple[float, str] | None, limit: int, *, ascending: bool
+        self,
+        after: tuple[float, str] | None,
+        limit: int,
+        *,
+        ascending: bool,
+        thing: str | None = None,
+        status: str | None = None,
     ) -> list[CertificateRecord]:
-        """At most ``limit`` certificates by (creation time, id) after ``after``."""
+        """At most ``limit`` certificates by (creation time, id) after ``after`` (only
+        ``thing``'s, only ``status``)."""
         return await self._read(
-            lambda c: devices.certificates_page_sync(c, after, limit, ascending=ascending)
+            lambda c: devices.certificates_page_sync(
+                c, after, limit, ascending=ascending, thing_name=thing, status=status
+            )
         )
 
     async def certificate_policy_names(self, certificate_id: str) -> list[str]:

@@ -28,3 +28,7 @@ class PushQueries:
     ) -> list[DeliveryRow]:
         """The newest ``limit`` deliveries, newest first, optionally of one key or status."""
         return await self._deliveries.recent(limit=limit, key_id=key_id, status=status)
+
+    async def delivery_outcomes(self, since: float) -> dict[str, int]:
+        """Deliveries logged at or after ``since``, counted by status."""
+        return await self._deliveries.status_counts(since)

@@ -8,8 +8,10 @@ from collections.abc import Collection, Sequence
 
 from fastapi import APIRouter
 
+from lantern.api.app import UnmatchedHandler
 from lantern.awsapi.app import build_aws_router, build_iot, build_iot_data
 from lantern.awsapi.common import AwsDeps
+from lantern.awsapi.unsupported import UnsupportedOperations, service_model
 from lantern.iam.keys import AccessKeys
 from lantern.iam.secretbox import data_dir_box
 from lantern.iam.verifier import SignatureVerifier
@@ -84,6 +86,14 @@ class AwsApiComponent(Component):
     def routers(self) -> Sequence[APIRouter]:
         account = self.platform.settings.aws.account_id
         return (build_aws_router([self.iot, self.data], self.verifier, account),)
+
+    def unmatched_handlers(self) -> Sequence[UnmatchedHandler]:
+        # A signed call of an operation Lantern lacks: an AWS error botocore can read.
+        return (
+            UnsupportedOperations(
+                [self.iot.model, self.data.model, service_model("iot-jobs-data")], self.verifier
+            ),
+        )
 
     async def start(self) -> None:
         self.box.source.key()  # creates access-keys.key (0600) on the first start

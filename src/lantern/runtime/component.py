@@ -19,7 +19,7 @@ from lantern.store import Database
 from lantern.store.objects import ObjectStore
 
 if TYPE_CHECKING:
-    from lantern.api.app import ReadinessCheck
+    from lantern.api.app import ReadinessCheck, UnmatchedHandler
 
 
 @dataclass
@@ -65,6 +65,10 @@ class Component:
         return ()
 
     def readiness_checks(self) -> Sequence[ReadinessCheck]:
+        return ()
+
+    def unmatched_handlers(self) -> Sequence[UnmatchedHandler]:
+        """Asked about HTTP requests no route answers (see :func:`lantern.api.app.create_app`)."""
         return ()
 
     async def bind(self) -> None:

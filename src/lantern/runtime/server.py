@@ -248,6 +248,7 @@ async def _start_http(
     app = create_app(
         routers=[r for c in components for r in c.routers()],
         readiness=[chk for c in components for chk in c.readiness_checks()],
+        unmatched=[h for c in components for h in c.unmatched_handlers()],
     )
     guard = ConnectionGuard(http_cfg.max_connections, http_cfg.request_read_timeout)
     config = uvicorn.Config(

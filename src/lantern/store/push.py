@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 
 from lantern.store.db import Database, InTransaction, StoreError
@@ -191,6 +191,18 @@ class DeliveryStore:
         async with self.db.connect() as conn:
             result = await conn.execute(query)
             return [_delivery(r) for r in result.mappings()]
+
+    async def status_counts(self, since: float) -> dict[str, int]:
+        """How many deliveries of each status were logged at or after ``since`` (one grouped
+        count on the created_at index, however many rows)."""
+        query = (
+            select(push_deliveries.c.status, func.count())
+            .where(push_deliveries.c.created_at >= since)
+            .group_by(push_deliveries.c.status)
+        )
+        async with self.db.connect() as conn:
+            result = await conn.execute(query)
+            return {str(status): int(count) for status, count in result.all()}
 
 
 __all__ = [

@@ -22,6 +22,7 @@ from lantern.push.queries import PushQueries
 __all__ = ["add_routes"]
 
 PAGE_SIZE = 50
+SHOWN_FILES = 500  # the newest files listed on the files page (the total is counted)
 OUTCOMES: tuple[str, ...] = get_args(Status)
 
 
@@ -64,8 +65,11 @@ def add_routes(routes: Routes, deps: ConsoleDeps) -> None:
     @routes.get("/console/files")
     async def files(page: Page) -> Response:
         thing = page.query("device")
-        records = await ingest.list_files(deps.db, thing_name=thing or None)
-        context = page.base("files", files=records[:500], total=len(records), device=thing)
+        records = await ingest.files_page(
+            deps.db, before=None, limit=SHOWN_FILES, thing_name=thing or None
+        )
+        total = await ingest.count_files(deps.db, thing_name=thing or None)
+        context = page.base("files", files=records, total=total, device=thing)
         return render("files.html", context)
 
     @routes.get("/console/deliveries")

@@ -38,6 +38,7 @@ from lantern.store.ingest.tokens import (
 )
 from lantern.store.ingest.uploads import (
     claim_link,
+    count_files,
     get_file,
     get_link,
     insert_file,
@@ -59,6 +60,7 @@ __all__ = [
     "TokenRecord",
     "UploadLink",
     "claim_link",
+    "count_files",
     "count_observations",
     "due_outbox",
     "find_active_token",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lantern.store.ingest.records import FileRecord, UploadLink
@@ -10,6 +10,7 @@ from lantern.store.schema.ingest import files, upload_links
 
 __all__ = [
     "claim_link",
+    "count_files",
     "get_file",
     "get_link",
     "insert_file",
@@ -106,10 +107,26 @@ async def list_files(
     project: str | None = None,
     thing_name: str | None = None,
     limit: int = 1000,
+    before: tuple[float, str] | None = None,
 ) -> list[FileRecord]:
-    q = select(files).order_by(files.c.created_at.desc()).limit(limit)
+    """At most ``limit`` files, newest first by (creation time, id), older than the key
+    ``before`` when given (keyset paging)."""
+    q = select(files).order_by(files.c.created_at.desc(), files.c.id.desc()).limit(limit)
     if project is not None:
         q = q.where(files.c.project == project)
     if thing_name is not None:
         q = q.where(files.c.thing_name == thing_name)
+    if before is not None:
+        q = q.where(tuple_(files.c.created_at, files.c.id) < tuple_(*before))
     return [FileRecord(**r._asdict()) for r in (await conn.execute(q)).all()]
+
+
+async def count_files(
+    conn: AsyncConnection, *, project: str | None = None, thing_name: str | None = None
+) -> int:
+    q = select(func.count()).select_from(files)
+    if project is not None:
+        q = q.where(files.c.project == project)
+    if thing_name is not None:
+        q = q.where(files.c.thing_name == thing_name)
+    return int((await conn.execute(q)).scalar_one())

@@ -38,6 +38,7 @@ from lantern.store.sqlite.prepared import Prepared
 
 __all__ = [
     "certificates_with_prefix",
+    "count_things_sync",
     "delete_certificates",
     "delete_certificates_sync",
     "delete_thing",
@@ -173,6 +174,19 @@ async def delete_thing(conn: AsyncConnection, name: str) -> bool:
     """Delete a thing (its certificates stay, detached). True if it existed."""
     result = await conn.execute(sa.delete(things).where(things.c.name == name))
     return bool(result.rowcount)
+
+
+def count_things_sync(
+    conn: Connection, project: str | None = None, *, created_since: float | None = None
+) -> int:
+    """How many things (of ``project``; None: every project), or created at or after
+    ``created_since``: one ``count(*)``, however large the fleet."""
+    query = sa.select(sa.func.count()).select_from(things)
+    if project is not None:
+        query = query.where(things.c.project == project)
+    if created_since is not None:
+        query = query.where(things.c.created_at >= created_since)
+    return int(conn.execute(query).scalar_one())
 
 
 def thing_names_sync(conn: Connection, created_since: float | None = None) -> set[str]:
@@ -341,14 +355,25 @@ async def detach_certificate(conn: AsyncConnection, certificate_id: str, now: fl
 
 
 def certificates_page_sync(
-    conn: Connection, after: tuple[float, str] | None, limit: int, *, ascending: bool
+    conn: Connection,
+    after: tuple[float, str] | None,
+    limit: int,
+    *,
+    ascending: bool,
+    thing_name: str | None = None,
+    status: str | None = None,
 ) -> list[CertificateRecord]:
     """Certificates of every project by (creation time, id), oldest or newest first, from just
-    after the key ``after`` (keyset paging: each page is one indexed query)."""
+    after the key ``after`` (keyset paging: each page is one indexed query); only
+    ``thing_name``'s, only those in ``status``, when given."""
     key = sa.tuple_(certificates.c.created_at, certificates.c.id)
     order = (certificates.c.created_at, certificates.c.id)
     columns = order if ascending else tuple(c.desc() for c in order)
     query = sa.select(*CERTIFICATE_COLUMNS).order_by(*columns).limit(limit)
+    if thing_name is not None:
+        query = query.where(certificates.c.thing_name == thing_name)
+    if status is not None:
+        query = query.where(certificates.c.status == status)
     if after is not None:
         query = query.where(key > sa.tuple_(*after) if ascending else key < sa.tuple_(*after))
     return [certificate_record(r) for r in conn.execute(query)]
