@@ -106,21 +106,21 @@ def cluster(root: Path, size: int, env: dict[str, str]) -> Iterator[list[Node]]:
         nodes: list[Node] = []
         for i in range(size):
             data = root / f"node{i}"
-            tcp_port = free_port()
             node_env = {
                 "LANTERN_DATABASE_URL": url,
                 "LANTERN_CLUSTER__NATS_URL": NATS_URL,
                 "LANTERN_CLUSTER__SECRET": SECRET,
-                "LANTERN_MQTT__TCP_PORT": str(tcp_port),
                 "LANTERN_PROVISIONING__ANONYMOUS_LISTENERS": '["tcp"]',
                 "LANTERN_PROVISIONING__KEY_TYPE": "ec-p256",
                 **env,
             }
-            proc = LanternProcess(data, env=node_env)
+            # The plain-TCP port is picked (and picked again if taken) by LanternProcess.
+            proc = LanternProcess(data, env=node_env, tcp_port=free_port())
             stack.callback(proc.__exit__)
             proc.start(timeout=90)  # several nodes start on a shared, busy machine
-            wait_for_port(tcp_port)
-            nodes.append(Node(proc, tcp_port))
+            assert proc.tcp_port is not None
+            wait_for_port(proc.tcp_port)
+            nodes.append(Node(proc, proc.tcp_port))
         try:
             yield nodes
         except BaseException:

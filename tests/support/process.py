@@ -31,6 +31,7 @@ class LanternProcess:
     env: dict[str, str] = field(default_factory=dict)
     http_port: int = field(default_factory=free_port)
     mqtt_port: int = field(default_factory=free_port)
+    tcp_port: int | None = None  # a plain-TCP MQTT listener (LANTERN_MQTT__TCP_PORT), if wanted
     nofile: int | None = None
     proc: subprocess.Popen[str] | None = None
     output: str = ""
@@ -61,6 +62,8 @@ class LanternProcess:
             LANTERN_MQTT__PORT=str(self.mqtt_port),
         )
         env.update(self.env)
+        if self.tcp_port is not None:
+            env["LANTERN_MQTT__TCP_PORT"] = str(self.tcp_port)
         return env
 
     def command(self) -> list[str]:
@@ -77,7 +80,7 @@ class LanternProcess:
     def start(self, timeout: float = 30.0) -> LanternProcess:
         """Start and wait until ready. Ports picked by :func:`free_port` can be taken by another
         socket before the server binds them (an outgoing connection's ephemeral port): when the
-        server says one of *our* two ports is in use, it is started again on fresh ones."""
+        server says one of *our* ports is in use, it is started again on fresh ones."""
         for attempt in range(3):
             try:
                 return self._start_once(timeout)
@@ -85,6 +88,8 @@ class LanternProcess:
                 if attempt == 2:
                     raise
                 self.http_port, self.mqtt_port = free_port(), free_port()
+                if self.tcp_port is not None:
+                    self.tcp_port = free_port()
         raise AssertionError("unreachable")
 
     def _start_once(self, timeout: float) -> LanternProcess:
@@ -134,7 +139,7 @@ class LanternProcess:
     def _raise_exited(self) -> None:
         assert self.proc is not None
         output = self._read_log()
-        ours = (f"port {self.http_port} ", f"port {self.mqtt_port} ")
+        ours = [f"port {p} " for p in (self.http_port, self.mqtt_port, self.tcp_port) if p]
         if "is already in use" in output and any(p in output for p in ours):
             raise PortTaken(output)
         raise RuntimeError(f"lantern serve exited with {self.proc.returncode}:\n{output}")
