@@ -155,3 +155,26 @@ async def test_a_lookup_racing_a_revocation_does_not_cache_the_old_row(
     release.set()
     await racing  # may still see the key: it started before the revocation
     assert await keys.authenticate(secret) is None  # but nothing stale was cached
+
+
+async def test_env_import_of_a_key_another_node_stored_meanwhile_is_not_an_error(
+    sqlite_db: Database,
+) -> None:
+    """Cluster nodes started at once import the same API_KEYS: a node that read the keys before
+    another stored them loses the insert and carries on (it stopped serve before)."""
+    other = KeyService(sqlite_db)
+    late = KeyService(sqlite_db)
+    real_all = late.store.all
+    raced: list[bool] = []
+
+    async def stale(**kw: object) -> object:
+        rows = await real_all(**kw)  # type: ignore[arg-type]
+        if not kw and not raced:  # the other node stores it right after this node read them
+            raced.append(True)
+            assert await other.import_env(["cccccccccccccccc"], "external") == (1, 0)
+        return rows
+
+    late.store.all = stale  # type: ignore[method-assign]
+    assert await late.import_env(["cccccccccccccccc"], "external") == (0, 0)
+    assert await late.authenticate("cccccccccccccccc") is not None
+    assert len(await late.list()) == 1

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from lantern.audit import AuditedAction, audited
 from lantern.push.errors import PushError
 from lantern.push.scopes import Scope, parse_scope, schemes_allowed
-from lantern.store import Database
+from lantern.store import Database, StoreError
 from lantern.store.push import ApiKeyRow, ApiKeyStore
 
 KEY_PREFIX = "lk_"
@@ -262,7 +262,13 @@ class KeyService:
             if digest in known:
                 continue
             # The name shows which entry it is without revealing it (a hash prefix).
-            await self.create(f"API_KEYS {digest[7:15]}", scope, source="env", secret=secret)
+            try:
+                await self.create(f"API_KEYS {digest[7:15]}", scope, source="env", secret=secret)
+            except StoreError:
+                # Nodes of a cluster started at once import the same keys: one insert wins.
+                if await self.store.by_hash(digest) is None:
+                    raise
+                continue
             added += 1
         revoked = 0
         now = self._clock()

@@ -3,7 +3,9 @@ push gateway's dispatcher as the owning API key (the push component's dispatcher
 
 Test knob: ``LANTERN_TEST_SCHEDULE_CLOCK="<ISO 8601 instant>@<speed>"`` runs this component's
 clock from that instant, ``speed`` times faster than real time, so an end-to-end test can watch
-reminders fire across a DST change in seconds. Never set it in production.
+reminders fire across a DST change in seconds. ``…@<speed>@<epoch seconds>`` pins the instant to
+that real moment instead of the process start, so the nodes of a test cluster share one clock.
+Never set it in production.
 """
 
 from __future__ import annotations
@@ -87,13 +89,14 @@ def clock_from_environment() -> Clock:
     value = os.environ.get(CLOCK_ENV)
     if not value:
         return SystemClock()
-    instant, _, speed = value.partition("@")
+    instant, _, rest = value.partition("@")
+    speed, _, since = rest.partition("@")
     try:
         start = datetime.fromisoformat(instant.replace("Z", "+00:00")).timestamp()
-        return ScaledClock(start, float(speed or "1"))
+        return ScaledClock(start, float(speed or "1"), float(since) if since else None)
     except ValueError as exc:
         raise ConfigError(
-            f"{CLOCK_ENV}={value!r}: expected '<ISO instant>@<speed>' ({exc})"
+            f"{CLOCK_ENV}={value!r}: expected '<ISO instant>@<speed>[@<epoch seconds>]' ({exc})"
         ) from None
 
 

@@ -73,15 +73,22 @@ class ManualClock:
 
 
 class ScaledClock:
-    """Starts at ``start`` and runs ``speed`` times faster than real time."""
+    """Starts at ``start`` and runs ``speed`` times faster than real time.
 
-    def __init__(self, start: float, speed: float = 1.0) -> None:
+    ``since`` (a wall-clock epoch) pins ``start`` to that real instant instead of to the
+    clock's creation, so processes started at different moments share one scaled time.
+    """
+
+    def __init__(self, start: float, speed: float = 1.0, since: float | None = None) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.start, self.speed = start, speed
+        self._since = since
         self._origin = time.monotonic()
 
     def now(self) -> float:
+        if self._since is not None:
+            return self.start + (time.time() - self._since) * self.speed
         return self.start + (time.monotonic() - self._origin) * self.speed
 
     async def wait(self, seconds: float, wake: asyncio.Event) -> None:
