@@ -69,6 +69,8 @@ class ClusterComponent(Component):
         nats = await self.nats.problem()
         if nats is not None:
             problems["nats"] = nats
+        if self.mqtt.draining:
+            problems["draining"] = "the node is shutting down (its MQTT clients move elsewhere)"
         return problems
 
     def _connections(self) -> int:
