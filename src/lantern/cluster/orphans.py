@@ -91,7 +91,7 @@ class OrphanSweeper:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watching
             with contextlib.suppress(Exception):
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def _watch(self, watcher: Any) -> None:
         async for entry in watcher:
