@@ -13,6 +13,7 @@ address, and the node runs its share of the dead-node session sweeper
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -115,7 +116,17 @@ class MQTTComponent(Component):
         await self.server.serve()
 
     async def stop(self) -> None:
-        reference = await self._server_reference() if self.cluster is not None else None
+        reference = None
+        if self.cluster is not None:
+            grace = self.platform.settings.cluster.drain_seconds
+            if grace > 0:
+                # /readyz says draining (the load balancer stops sending), new connections
+                # are refused, open ones keep working meanwhile.
+                self.server.draining = True
+                self.server.set_accepting(False)
+                log.info("draining: disconnecting MQTT clients in %g s", grace)
+                await asyncio.sleep(grace)
+            reference = await self._server_reference()
         await self.server.stop(server_reference=reference)
         if self.sweeper is not None:
             await self.sweeper.stop()
