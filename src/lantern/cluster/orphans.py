@@ -8,8 +8,10 @@ still waiting for its Will Delay). :class:`OrphanSweeper` is a singleton duty
 directory and, every :data:`SWEEP_SECONDS`, asks each node process that holds records whether it
 is alive. A node process is **dead** when it does not answer on NATS (``PING_TIMEOUT``) and
 its node's row in the registry is gone (stopped) or has no heartbeat for ``STALE_SECONDS``; or
-when it has not answered for ``STALE_SECONDS`` while its node id is registered again (the node
-was restarted under the same id). For each record of a dead node process:
+when, its node's row being fresh, no one has listened for it on NATS for ``STALE_SECONDS``
+(the node was restarted under the same id, or lost NATS). A process that listens but does not
+answer (busy, or a version without pings during a rolling upgrade) is not dead while its
+node's heartbeat goes on. For each record of a dead node process:
 
 * a connection that died with the node ended when the death was found (``offline_since``, kept
   in the record): its will is due then (no delay, or session expiry 0) or after its Will Delay;
@@ -29,6 +31,7 @@ import contextlib
 import heapq
 import json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -65,7 +68,7 @@ class OrphanSweeper:
         self._nodes = nodes
         self._clock = clock
         self._holder: dict[str, str] = {}  # key -> node process named by its record
-        self._silent_since: dict[str, float] = {}  # node process -> first unanswered ping
+        self._gone_since: dict[str, float] = {}  # node process -> first ping without listener
         self._dead: set[str] = set()
         self._due: list[tuple[float, str]] = []  # (when, key) of dead nodes' records
         self.wills_published = 0
@@ -105,7 +108,7 @@ class OrphanSweeper:
             if not isinstance(holder, str):
                 self._holder.pop(key, None)
                 continue
-            self._holder[key] = holder
+            self._holder[key] = sys.intern(holder)  # one string per node process
             if holder in self._dead:
                 heapq.heappush(self._due, (0.0, key))
 
@@ -129,15 +132,21 @@ class OrphanSweeper:
                 await self._handle(key, now)
 
     async def _is_dead(self, origin: str, now: float) -> bool:
-        if await self.directory.ping(origin):
-            self._silent_since.pop(origin, None)
+        answer = await self.directory.ping(origin)
+        if answer == "alive":
+            self._gone_since.pop(origin, None)
             return False
-        silent_since = self._silent_since.setdefault(origin, now)
         rows = {n.node_id: n for n in await self._nodes()}
         row = rows.get(node_of(origin))
         if row is None or row.state == "down":
             return True
-        return now - silent_since >= STALE_SECONDS  # the node id runs again, as another process
+        if answer == "silent":  # listening: alive but busy, or an older version
+            self._gone_since.pop(origin, None)
+            return False
+        # Its node id has a live row, but no one listens for this process: the node runs again
+        # as another process (restarted), or lost NATS; dead once that lasted STALE_SECONDS.
+        gone_since = self._gone_since.setdefault(origin, now)
+        return now - gone_since >= STALE_SECONDS
 
     async def _handle(self, key: str, now: float) -> None:
         kv = self.directory.kv

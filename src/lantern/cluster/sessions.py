@@ -180,15 +180,19 @@ class SessionDirectory:
             "will_due": None if due is None else time.time() + max(0.0, due - now),
         }
 
-    async def ping(self, node: str, timeout: float = PING_TIMEOUT) -> bool:
-        """Whether the node process ``node`` (an origin) answers on NATS."""
+    async def ping(self, node: str, timeout: float = PING_TIMEOUT) -> str:
+        """Whether the node process ``node`` (an origin) answers on NATS: "alive"; "gone" (no
+        one listens for it); "silent" (someone listens but did not answer in time: busy, a
+        machine NATS has not noticed the loss of yet, or an older version without pings)."""
         try:
             await self.client.request(
                 f"{self.prefix}.node.{node}.takeover", b'{"ping": true}', timeout=timeout
             )
-        except (NoRespondersError, NatsTimeout):
-            return False
-        return True
+        except NoRespondersError:
+            return "gone"
+        except NatsTimeout:
+            return "silent"
+        return "alive"
 
     def publish_will(self, data: str) -> None:
         """Publish a will kept in a record (base64 envelope) on this node, to the cluster."""
