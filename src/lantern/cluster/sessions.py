@@ -12,12 +12,16 @@ entry is set to the new node. If the holder is gone (no responder) or does not a
 of a node that died is lost (docs/cluster.md).
 
 The entry is a JSON record: the node, and for a persistent session (expiry > 0) also its
-owner, protocol level, expiry, subscriptions and since when it is offline. Each node rewrites
-the records of its sessions when they connect, disconnect or change subscriptions (coalesced,
-in a task; only while the record still names this node, by optimistic concurrency on the
-entry's revision) and deletes them when they end. So when the holder is gone, the new node
-still resumes the session's subscriptions (``sessionPresent`` = 1) unless it expired; the
-QoS 1/2 messages that were queued in the dead node's memory are lost.
+owner, protocol level, expiry, subscriptions and since when it is offline; while a will is
+pending, also the will (an envelope), its delay and, once the connection ended, when it is due
+(wall clock), so that a survivor publishes it when this node dies (:mod:`.orphans`). Each
+node rewrites the records of its sessions when they connect, disconnect or change
+subscriptions (coalesced, in a task; only while the record still names this node, by
+optimistic concurrency on the entry's revision) and deletes them when they end. So when the holder is gone, the new node
+still resumes the session's subscriptions (``sessionPresent`` = 1) unless it expired, and
+publishes the dead connection's will at once unless the session continues and the will has a
+delay not yet passed (then it is cancelled); the QoS 1/2 messages that were queued in the dead
+node's memory are lost.
 """
 
 from __future__ import annotations
@@ -248,13 +252,18 @@ class SessionDirectory:
                     outcome.snapshot = _snapshot_from_record(client_id, record)
                     if outcome.snapshot is not None:
                         self.restored += 1
-                # The will of the connection that died with its node: published now if the
+                # The will of the connection that died with its node (gone: not one that is
+                # only slow to answer, which may still hold it): published now if the
                 # session does not continue (clean start, expired, none kept) or it had no
                 # delay (or its delay passed); a resumed session cancels a delayed will.
-                will_now = "will" in record and (
-                    outcome.snapshot is None
-                    or not record.get("will_delay")
-                    or (record.get("will_due") or float("inf")) <= time.time()
+                will_now = (
+                    gone
+                    and "will" in record
+                    and (
+                        outcome.snapshot is None
+                        or not record.get("will_delay")
+                        or (record.get("will_due") or float("inf")) <= time.time()
+                    )
                 )
         value = json.dumps({"node": self.node}).encode()
         if entry is not None and "will" in record:
