@@ -11,14 +11,14 @@ entry is set to the new node. If the holder is gone (no responder) or does not a
 :data:`TAKEOVER_TIMEOUT`, the client starts a new session: a session kept only in the memory
 of a node that died is lost (docs/cluster.md).
 
-The entry is a JSON record: the node, and for a persistent session (expiry > 0) also its
-owner, protocol level, expiry, subscriptions and since when it is offline; while a will is
-pending, also the will (an envelope), its delay and, once the connection ended, when it is due
-(wall clock), so that a survivor publishes it when this node dies (:mod:`.orphans`). Each
-node rewrites the records of its sessions when they connect, disconnect or change
-subscriptions (coalesced, in a task; only while the record still names this node, by
-optimistic concurrency on the entry's revision) and deletes them when they end. So when the holder is gone, the new node
-still resumes the session's subscriptions (``sessionPresent`` = 1) unless it expired, and
+The entry is a JSON record: the node, and for a persistent session (expiry > 0) also its owner,
+protocol level, expiry, subscriptions and since when it is offline; while a will is pending,
+also the will (an envelope), its delay and, once the connection ended, when it is due (wall
+clock), so that a survivor publishes it when this node dies (:mod:`.orphans`). Each node
+rewrites the records of its sessions when they connect, disconnect or change subscriptions
+(coalesced, in a task; only while the record still names this node, by optimistic concurrency
+on the entry's revision) and deletes them when they end. So when the holder is gone, the new
+node still resumes the session's subscriptions (``sessionPresent`` = 1) unless it expired, and
 publishes the dead connection's will at once unless the session continues and the will has a
 delay not yet passed (then it is cancelled); the QoS 1/2 messages that were queued in the dead
 node's memory are lost.
