@@ -49,7 +49,7 @@ def encode(message: Message, origin: str, seq: int, now: float, wall: float | No
     parts.append(_short(message.topic.encode(), 2))
     props = message.properties
     if message.expires_at is not None:
-        left = max(1, math.ceil(message.expires_at - now))
+        left = max(1, math.ceil(round(message.expires_at - now, 3)))  # float noise: see Message
         props = replace(props, message_expiry_interval=left)
     parts.append(encode_properties(props))
     parts.append(message.payload)

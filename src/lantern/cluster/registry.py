@@ -23,7 +23,9 @@ from lantern.store.cluster import NodeRecord
 __all__ = ["HEARTBEAT_SECONDS", "STALE_SECONDS", "NodeRegistration", "NodeStatus", "list_status"]
 
 log = logging.getLogger("lantern.cluster")
-HEARTBEAT_SECONDS = 5.0
+# A heartbeat is one UPDATE per node every 2 s (nothing for PostgreSQL); three missed ones make
+# a node down, which is also when a survivor publishes its wills (lantern.cluster.orphans).
+HEARTBEAT_SECONDS = 2.0
 STALE_SECONDS = 3 * HEARTBEAT_SECONDS
 
 

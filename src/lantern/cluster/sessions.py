@@ -11,13 +11,17 @@ entry is set to the new node. If the holder is gone (no responder) or does not a
 :data:`TAKEOVER_TIMEOUT`, the client starts a new session: a session kept only in the memory
 of a node that died is lost (docs/cluster.md).
 
-The entry is a JSON record: the node, and for a persistent session (expiry > 0) also its
-owner, protocol level, expiry, subscriptions and since when it is offline. Each node rewrites
-the records of its sessions when they connect, disconnect or change subscriptions (coalesced,
-in a task; only while the record still names this node, by optimistic concurrency on the
-entry's revision) and deletes them when they end. So when the holder is gone, the new node
-still resumes the session's subscriptions (``sessionPresent`` = 1) unless it expired; the
-QoS 1/2 messages that were queued in the dead node's memory are lost.
+The entry is a JSON record: the node, and for a persistent session (expiry > 0) also its owner,
+protocol level, expiry, subscriptions and since when it is offline; while a will is pending,
+also the will (an envelope), its delay and, once the connection ended, when it is due (wall
+clock), so that a survivor publishes it when this node dies (:mod:`.orphans`). Each node
+rewrites the records of its sessions when they connect, disconnect or change subscriptions
+(coalesced, in a task; only while the record still names this node, by optimistic concurrency
+on the entry's revision) and deletes them when they end. So when the holder is gone, the new
+node still resumes the session's subscriptions (``sessionPresent`` = 1) unless it expired, and
+publishes the dead connection's will at once unless the session continues and the will has a
+delay not yet passed (then it is cancelled); the QoS 1/2 messages that were queued in the dead
+node's memory are lost.
 """
 
 from __future__ import annotations
@@ -43,13 +47,16 @@ if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
     from lantern.cluster.bus import _OrderedClient
+    from lantern.mqtt.broker import Message, Session
     from lantern.mqtt.server import MQTTServer
 
-__all__ = ["TAKEOVER_TIMEOUT", "SessionDirectory"]
+__all__ = ["MAX_WILL_RECORD", "TAKEOVER_TIMEOUT", "SessionDirectory", "parse_record"]
 
 log = logging.getLogger("lantern.cluster")
 
 TAKEOVER_TIMEOUT = 0.8  # seconds; the old connection must be closed within 1 s
+PING_TIMEOUT = 0.5  # seconds a live node has to answer "are you there?"
+MAX_WILL_RECORD = 64 * 1024  # bytes of an encoded will kept in a session's record
 
 
 class SessionDirectory:
@@ -113,7 +120,7 @@ class SessionDirectory:
             entry = await kv.get(key)
         except KeyNotFoundError:
             entry = None
-        if entry is not None and _record(entry.value).get("node") != self.node:
+        if entry is not None and parse_record(entry.value).get("node") != self.node:
             return  # another node holds it now
         record = self._record_of(client_id)
         if record is None:
@@ -137,6 +144,9 @@ class SessionDirectory:
         if session is None:
             return None
         record: dict[str, Any] = {"node": self.node}
+        will = session.will
+        if will is not None:
+            record.update(self._will_record(session, will))
         if session.expiry_interval > 0:
             record.update(
                 owner=repr(session.owner),
@@ -159,17 +169,59 @@ class SessionDirectory:
             )
         return record
 
+    def _will_record(self, session: Session, will: Message) -> dict[str, Any]:
+        """The fields of a session's record that let another node publish its will when this
+        node dies: the will itself (an envelope: topic, payload, QoS, retain, properties,
+        sender), its delay and, once the connection ended, when it is due (wall clock)."""
+        now = self.server.loop.time()
+        data = encode(will, "", 0, now)
+        if len(data) > MAX_WILL_RECORD:
+            return {}  # too big to keep in the directory: lost with its node (docs)
+        due = session.will_due
+        return {
+            "will": base64.b64encode(data).decode(),
+            "will_delay": session.will_delay,
+            "will_due": None if due is None else time.time() + max(0.0, due - now),
+        }
+
+    async def ping(self, node: str, timeout: float = PING_TIMEOUT) -> str:
+        """Whether the node process ``node`` (an origin) answers on NATS: "alive"; "gone" (no
+        one listens for it); "silent" (someone listens but did not answer in time: busy, a
+        machine NATS has not noticed the loss of yet, or an older version without pings)."""
+        try:
+            await self.client.request(
+                f"{self.prefix}.node.{node}.takeover", b'{"ping": true}', timeout=timeout
+            )
+        except NoRespondersError:
+            return "gone"
+        except NatsTimeout:
+            return "silent"
+        return "alive"
+
+    def publish_will(self, data: str) -> None:
+        """Publish a will kept in a record (base64 envelope) on this node, to the cluster."""
+        now = self.server.loop.time()
+        message = decode(base64.b64decode(data), now).message.restamped(now)
+        self.server.dispatch(self.server.broker.publish(message, now), now)
+
+    @property
+    def kv(self) -> KeyValue:
+        assert self._kv is not None
+        return self._kv
+
     async def claim(self, client_id: str, clean_start: bool, owner: object) -> ClaimOutcome:
         kv = self._kv
         assert kv is not None
         key = topic_key(client_id)
+        entry: KeyValue.Entry | None
         try:
             entry = await kv.get(key)
-            record = _record(entry.value)
+            record = parse_record(entry.value)
         except KeyNotFoundError:
-            record = {}
+            entry, record = None, {}
         holder = record.get("node")
         outcome = ClaimOutcome()
+        will_now = False  # the dead holder's connection left a will to publish now
         if holder == self.node:
             return outcome
         if holder is not None:
@@ -200,12 +252,38 @@ class SessionDirectory:
                     outcome.snapshot = _snapshot_from_record(client_id, record)
                     if outcome.snapshot is not None:
                         self.restored += 1
-        await kv.put(key, json.dumps({"node": self.node}).encode())
+                # The will of the connection that died with its node (gone: not one that is
+                # only slow to answer, which may still hold it): published now if the
+                # session does not continue (clean start, expired, none kept) or it had no
+                # delay (or its delay passed); a resumed session cancels a delayed will.
+                will_now = (
+                    gone
+                    and "will" in record
+                    and (
+                        outcome.snapshot is None
+                        or not record.get("will_delay")
+                        or (record.get("will_due") or float("inf")) <= time.time()
+                    )
+                )
+        value = json.dumps({"node": self.node}).encode()
+        if entry is not None and "will" in record:
+            try:  # only if the record is as read: else a sweeper handled the will meanwhile
+                await kv.update(key, value, last=entry.revision)
+            except Exception:
+                will_now = False
+                await kv.put(key, value)
+            if will_now:
+                self.publish_will(record["will"])
+        else:
+            await kv.put(key, value)
         return outcome
 
     async def _serve(self, msg: Any) -> None:
         try:
             request = json.loads(msg.data)
+            if request.get("ping"):  # another node asks whether this one is alive
+                await msg.respond(b'{"status": "alive"}')
+                return
             status, snapshot = self.server.hand_off(
                 request["client_id"], bool(request["clean_start"]), str(request["owner"])
             )
@@ -218,7 +296,7 @@ class SessionDirectory:
             log.exception("takeover request not handled")
 
 
-def _record(value: bytes | None) -> dict[str, Any]:
+def parse_record(value: bytes | None) -> dict[str, Any]:
     """A directory entry's record ({} if unreadable)."""
     if not value:
         return {}

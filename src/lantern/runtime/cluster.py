@@ -69,6 +69,8 @@ class ClusterComponent(Component):
         nats = await self.nats.problem()
         if nats is not None:
             problems["nats"] = nats
+        if self.mqtt.draining:
+            problems["draining"] = "the node is shutting down (its MQTT clients move elsewhere)"
         return problems
 
     def _connections(self) -> int:
@@ -97,7 +99,9 @@ class ClusterComponent(Component):
                 problems = await self.check()
             except Exception as exc:  # a check must not end the watch
                 problems = {"check": type(exc).__name__}
-            if problems and not self.problems:
+            if problems and not self.problems and set(problems) == {"draining"}:
+                log.info("node %s draining: not accepting new MQTT connections", self.role.node_id)
+            elif problems and not self.problems:
                 log.error(
                     "node %s not ready: %s; not accepting new MQTT connections until it recovers",
                     self.role.node_id,

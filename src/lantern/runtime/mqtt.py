@@ -6,24 +6,34 @@ client without them. ``bind()`` binds the listeners right after the HTTP server 
 stops ``serve`` before anything else starts) without accepting; ``start()`` opens them. It is
 the last component to start (every ``$aws/...`` handler and writer is ready by then) and the
 first to stop (no new messages while the writers drain). ``stop()`` sends DISCONNECT 0x8B to
-MQTT 5 clients.
+MQTT 5 clients; on a cluster node with a Server Reference naming another live node's MQTT
+address, and the node runs its share of the dead-node session sweeper
+(:mod:`lantern.cluster.orphans`, one node of the cluster at a time).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 
 from lantern.cluster.bus import cluster_name
 from lantern.cluster.mqtt_node import ClusterMQTT, ClusterMQTTCollector
 from lantern.cluster.node import node_id
+from lantern.cluster.orphans import OrphanSweeper
+from lantern.cluster.registry import list_status
+from lantern.cluster.singleton import Singleton
 from lantern.mqtt.errors import ListenerBindFailed
 from lantern.mqtt.hooks import Authenticator, Authorizer, PublishInterceptor
 from lantern.mqtt.server import MQTTServer, MQTTServerConfig
+from lantern.runtime.cluster import duty_singleton
 from lantern.runtime.component import Component, Platform
 from lantern.runtime.metrics import MQTTCollector
 from lantern.runtime.ports import PortUnavailable
 
 __all__ = ["MQTTComponent", "ServerHooks"]
+
+log = logging.getLogger("lantern.cluster")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +87,7 @@ class MQTTComponent(Component):
         platform.metrics.register(MQTTCollector(self.server))
         # A cluster node (docs/cluster.md): MQTT routed to and from the other nodes over NATS.
         self.cluster: ClusterMQTT | None = None
+        self.sweeper: Singleton | None = None
         if platform.settings.cluster.nats_url:
             self.cluster = ClusterMQTT(
                 platform.settings.cluster,
@@ -97,12 +108,52 @@ class MQTTComponent(Component):
     async def start(self) -> None:
         if self.cluster is not None:
             await self.cluster.start()
+            assert self.cluster.sessions is not None
+            sweeper = OrphanSweeper.for_database(self.cluster.sessions, self.platform.db)
+            self.sweeper = duty_singleton(self.platform, "session-sweeper", sweeper.run)
+            if self.sweeper is not None:
+                await self.sweeper.start()
         await self.server.serve()
 
     async def stop(self) -> None:
-        await self.server.stop()
+        reference = None
+        if self.cluster is not None:
+            grace = self.platform.settings.cluster.drain_seconds
+            if grace > 0:
+                # /readyz says draining (the load balancer stops sending), new connections
+                # are refused, open ones keep working meanwhile.
+                self.server.draining = True
+                self.server.set_accepting(False)
+                log.info("draining: disconnecting MQTT clients in %g s", grace)
+                await asyncio.sleep(grace)
+            reference = await self._server_reference()
+        await self.server.stop(server_reference=reference)
+        if self.sweeper is not None:
+            await self.sweeper.stop()
         if self.cluster is not None:
             await self.cluster.stop()
+
+    async def _server_reference(self) -> str | None:
+        """The MQTT address of another live node (the least loaded) for the Server Reference
+        of DISCONNECT 0x8B; None when the registry knows none (or cannot be read)."""
+        assert self.cluster is not None
+        own_node = self.cluster.node_id
+        ports = self.server.ports
+        port = ports.get("mqtts", next(iter(ports.values()), self.platform.settings.mqtt.port))
+        own_address = f"{self.platform.settings.mqtt.public_host}:{port}"
+        try:
+            nodes = await list_status(self.platform.db)
+        except Exception as exc:
+            log.warning("no server reference for the clients (%s)", type(exc).__name__)
+            return None
+        others = [
+            n
+            for n in nodes
+            if n.state == "up" and n.node_id != own_node and n.mqtt_address != own_address
+        ]
+        if not others:
+            return None
+        return min(others, key=lambda n: n.connections).mqtt_address
 
     def describe(self) -> list[str]:
         host = self.platform.settings.mqtt.public_host

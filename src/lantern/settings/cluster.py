@@ -30,6 +30,14 @@ class ClusterSettings(SectionModel):
         description="This node's identity in the cluster; default: generated and kept in the "
         "data directory.",
     )
+    drain_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=300,
+        description="On SIGTERM, how long the node answers /readyz 503 (draining) and refuses "
+        "new MQTT connections before it disconnects its clients (DISCONNECT 0x8B); set it to "
+        "the time your load balancer takes to mark a node down (HAProxy inter x fall).",
+    )
     secret: SecretStr | None = Field(
         default=None,
         min_length=16,

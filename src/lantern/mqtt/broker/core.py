@@ -244,6 +244,8 @@ class Broker:
                 session.will = None
                 session.will_due = None
                 self._publish(will.restamped(now), now, out)
+                if not ends and self.link is not None:
+                    self.link.session_changed(session, False)  # its record keeps no will
             if ends:
                 self._discard(session)
         return out

@@ -154,7 +154,8 @@ class Message:
         """Properties as sent to one recipient: its subscription ids, the expiry time left."""
         props = self.properties
         if self.expires_at is not None:
-            left = max(1, math.ceil(self.expires_at - now))
+            # Rounded to the millisecond first: now + 300 - now may be 300.00000000003.
+            left = max(1, math.ceil(round(self.expires_at - now, 3)))
             props = replace(props, message_expiry_interval=left)
         if sub_ids:
             props = replace(props, subscription_identifiers=sub_ids)

@@ -151,9 +151,10 @@ class HandlerBase:
         message = Message(topic, payload, qos, False, properties, sender=None, now=now)
         self._server.dispatch(self._server.broker.deliver_direct(session, message, qos, now), now)
 
-    def close(self, reason_code: ReasonCode) -> None:
-        """DISCONNECT with ``reason_code`` (MQTT 5, after CONNACK) and close."""
-        self._shutdown(reason_code, f"closed by server ({reason_code.name})")
+    def close(self, reason_code: ReasonCode, properties: Properties = EMPTY_PROPERTIES) -> None:
+        """DISCONNECT with ``reason_code`` (and ``properties``: MQTT 5, after CONNACK) and
+        close."""
+        self._shutdown(reason_code, f"closed by server ({reason_code.name})", properties)
 
     def abort(self) -> None:
         """Close now, without flushing."""
@@ -248,12 +249,14 @@ class HandlerBase:
             self._send(Disconnect(exc.reason_code))
         self._close_stream()
 
-    def _shutdown(self, code: ReasonCode, why: str) -> None:
+    def _shutdown(
+        self, code: ReasonCode, why: str, properties: Properties = EMPTY_PROPERTIES
+    ) -> None:
         if self._closed:
             return
         self._reason = why
         if self._level == MQTT5 and self._conn.state is ConnectionState.CONNECTED:
-            self._send(Disconnect(code))
+            self._send(Disconnect(code, properties))
         self._close_stream()
 
     def _end_session(self) -> None:

@@ -84,6 +84,8 @@ class MQTTServer:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._drained: asyncio.Event | None = None
+        # Set when stop() begins (a cluster node's /readyz then says it is draining).
+        self.draining = False
         # A cluster's session directory (None on one node): asked before each CONNECT.
         self.claims: SessionClaims | None = None
         # Awaited before SUBACK when subscriptions changed what this node asks the cluster
@@ -199,12 +201,24 @@ class MQTTServer:
             await listener.start_serving()
 
     async def stop(
-        self, reason: ReasonCode = ReasonCode.SERVER_SHUTTING_DOWN, timeout: float = 5.0
+        self,
+        reason: ReasonCode = ReasonCode.SERVER_SHUTTING_DOWN,
+        timeout: float = 5.0,
+        *,
+        server_reference: str | None = None,
     ) -> None:
-        """Stop accepting, DISCONNECT ``reason`` to MQTT 5 clients, close every connection."""
+        """Stop accepting, DISCONNECT ``reason`` to MQTT 5 clients (with a Server Reference
+        property naming ``server_reference``, another server to use, if given), close every
+        connection. :attr:`draining` is True from the start of the stop."""
+        self.draining = True
         await self._close_listeners()
+        props = (
+            EMPTY_PROPERTIES
+            if server_reference is None
+            else Properties(server_reference=server_reference)
+        )
         for handler in list(self.handlers):
-            handler.close(reason)
+            handler.close(reason, props)
         if self.handlers:
             self._drained = asyncio.Event()
             try:
