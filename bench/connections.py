@@ -1,0 +1,262 @@
+"""Connection capacity of one node: idle MQTT connections held, RSS per connection, CPU at idle.
+
+Not a test. Lantern (``lantern serve`` on the embedded default) and Mosquitto for reference, one
+after the other, each a fresh process per size, started by this script on free loopback ports:
+
+- ``--clients`` processes open N mTLS connections in total (EC P-256 client certificate, MQTT
+  3.1.1 CONNECT with keep-alive ``--keepalive`` seconds, CONNACK awaited), as devices do;
+- the connections are then held for ``--hold`` seconds while each one sends PINGREQ once per
+  keep-alive period, the pings spread evenly over the period (N / keep-alive pings per second in
+  all, the steady state of an idle fleet);
+- printed: connections accepted, connects/s, server RSS before and after and (after - before) / N
+  per connection, the server's CPU (utime+stime, all its threads) at idle before any connection
+  and during the hold, as % of one core, PINGRESPs received against PINGREQs sent.
+
+The connections are opened from the same 2-core machine: the client processes' TLS handshakes
+share the CPUs with the server, so connects/s is a lower bound. The file descriptor limit is
+raised to the hard limit; sizes above it (less a margin) are skipped and said so.
+
+    .venv/bin/python bench/connections.py                      # 1,000 and 10,000 connections
+    .venv/bin/python bench/connections.py --sizes 1000,19000 --hold 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import selectors
+import shutil
+import socket
+import ssl
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from mqtt import (  # noqa: E402
+    CONNACK_LEN,
+    Certs,
+    Target,
+    connect_packet,
+    cpu_seconds,
+    raise_fd_limit,
+    rss_bytes,
+    start_broker,
+)
+
+PINGREQ = b"\xc0\x00"
+PINGRESP_LEN = 2
+
+
+def hold_client(
+    port: int, n: int, prefix: str, keepalive: int, certs: Certs, conn: Connection
+) -> None:
+    """Child process: open ``n`` mTLS MQTT connections, report, ping them until told to close."""
+    raise_fd_limit()
+    ctx = ssl.create_default_context(cafile=str(certs.ca_file))
+    ctx.load_cert_chain(certs.client_cert, certs.client_key)
+    sel = selectors.DefaultSelector()
+    done: list[ssl.SSLSocket] = []
+    started = failed = in_progress = 0
+    deadline = time.monotonic() + max(120.0, n / 20)
+    while len(done) + failed < n and time.monotonic() < deadline:
+        while started < n and in_progress < 64:
+            raw = socket.socket()
+            raw.setblocking(False)
+            s = ctx.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False)
+            s.connect_ex(("127.0.0.1", port))
+            packet = connect_packet(f"{prefix}-{started}", keepalive)
+            sel.register(s, selectors.EVENT_WRITE, ["handshake", packet, b""])
+            started += 1
+            in_progress += 1
+        for key, _ in sel.select(timeout=1.0):
+            s = key.fileobj  # type: ignore[assignment]
+            state = key.data
+            try:
+                if state[0] == "handshake":
+                    s.do_handshake()
+                    s.send(state[1])
+                    state[0] = "reply"
+                    sel.modify(s, selectors.EVENT_READ, state)
+                else:
+                    state[2] += s.recv(16)
+                    if len(state[2]) >= CONNACK_LEN:
+                        sel.unregister(s)
+                        in_progress -= 1
+                        if state[2][3] == 0:
+                            done.append(s)
+                        else:
+                            s.close()
+                            failed += 1
+            except ssl.SSLWantReadError:
+                sel.modify(s, selectors.EVENT_READ, state)
+            except ssl.SSLWantWriteError:
+                sel.modify(s, selectors.EVENT_WRITE, state)
+            except OSError:
+                sel.unregister(s)
+                s.close()
+                in_progress -= 1
+                failed += 1
+    sel.close()
+    conn.send(("ready", len(done), failed))
+    conn.recv()  # "hold"
+    # Ping each connection once per keep-alive period, connection i at offset i/n of the period.
+    reader = selectors.DefaultSelector()
+    for s in done:
+        reader.register(s, selectors.EVENT_READ)
+    sent = received = lost = 0
+    start = time.monotonic()
+    next_ping = 0  # index of the next ping over all periods
+    count = max(len(done), 1)
+    while not conn.poll():
+        now = time.monotonic() - start
+        due = int(now / keepalive * count)
+        while next_ping < due and done:
+            s = done[next_ping % len(done)]
+            next_ping += 1
+            try:
+                s.send(PINGREQ)
+                sent += 1
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                pass
+            except OSError:
+                pass
+        for key, _ in reader.select(timeout=0.05):
+            s = key.fileobj  # type: ignore[assignment]
+            try:
+                data = s.recv(4096)
+            except ssl.SSLWantReadError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                reader.unregister(s)
+                lost += 1
+                continue
+            received += len(data) // PINGRESP_LEN
+    conn.recv()  # "stop"
+    reader.close()
+    for s in done:
+        s.close()
+    conn.send(("closed", sent, received, lost))
+
+
+def measure(target: Target, certs: Certs, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    time.sleep(2.0)  # the server settles after start
+    idle_cpu0, idle_t0 = cpu_seconds(target.pid), time.monotonic()
+    time.sleep(args.baseline)
+    idle_pct = (cpu_seconds(target.pid) - idle_cpu0) / (time.monotonic() - idle_t0)
+    before = rss_bytes(target.pid)
+    ctx = mp.get_context("fork")
+    pipes: list[Connection] = []
+    procs = []
+    share = [n // args.clients + (1 if i < n % args.clients else 0) for i in range(args.clients)]
+    t0 = time.monotonic()
+    for i, k in enumerate(share):
+        parent, child = ctx.Pipe()
+        p = ctx.Process(
+            target=hold_client,
+            args=(target.tls_port, k, f"hold{i}", args.keepalive, certs, child),
+        )
+        p.start()
+        pipes.append(parent)
+        procs.append(p)
+    ok = failed = 0
+    for parent in pipes:
+        _, k_ok, k_failed = parent.recv()
+        ok, failed = ok + k_ok, failed + k_failed
+    connect_s = time.monotonic() - t0
+    time.sleep(1.0)  # let the server finish any work following the last CONNACK
+    after = rss_bytes(target.pid)
+    for parent in pipes:
+        parent.send("hold")
+    cpu0, h0 = cpu_seconds(target.pid), time.monotonic()
+    time.sleep(args.hold)
+    hold_pct = (cpu_seconds(target.pid) - cpu0) / (time.monotonic() - h0)
+    rss_end = rss_bytes(target.pid)
+    sent = received = lost = 0
+    for parent in pipes:
+        parent.send("stop")
+        _, k_sent, k_received, k_lost = parent.recv()
+        sent, received, lost = sent + k_sent, received + k_received, lost + k_lost
+    for p in procs:
+        p.join()
+    return {
+        "n": n,
+        "ok": ok,
+        "failed": failed,
+        "connect_rate": ok / connect_s if connect_s else 0.0,
+        "before": before,
+        "after": after,
+        "rss_end": rss_end,
+        "per_conn": (after - before) / max(ok, 1),
+        "idle_pct": idle_pct,
+        "hold_pct": hold_pct,
+        "pings_sent": sent,
+        "pings_answered": received,
+        "closed_by_server": lost,
+    }
+
+
+def fmt(name: str, m: dict[str, Any]) -> str:
+    return (
+        f"[{name}] {m['n']:>6} conns: {m['ok']} ok, {m['failed']} failed, "
+        f"{m['connect_rate']:.0f} conn/s; RSS {m['before'] / 2**20:.0f} -> "
+        f"{m['after'] / 2**20:.0f} MiB ({m['rss_end'] / 2**20:.0f} MiB after the hold) = "
+        f"{m['per_conn'] / 1024:.1f} KiB/conn; CPU idle {m['idle_pct']:.1%} of a core, "
+        f"holding {m['hold_pct']:.1%}; PINGREQ {m['pings_sent']} / PINGRESP "
+        f"{m['pings_answered']}; {m['closed_by_server']} closed by the server"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--sizes", default="1000,10000", help="connection counts, comma-separated")
+    ap.add_argument("--keepalive", type=int, default=60, help="MQTT keep-alive, seconds")
+    ap.add_argument("--hold", type=float, default=20.0, help="seconds connections are held")
+    ap.add_argument("--baseline", type=float, default=5.0, help="seconds of idle CPU measured")
+    ap.add_argument("--clients", type=int, default=2, help="client processes")
+    ap.add_argument("--skip-mosquitto", action="store_true")
+    ap.add_argument("--skip-lantern", action="store_true")
+    args = ap.parse_args()
+    fd_limit = raise_fd_limit()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    for n in sizes:
+        if n + 200 > fd_limit:
+            print(f"size {n} skipped: fd limit {fd_limit} (the server needs one per connection)")
+    sizes = [n for n in sizes if n + 200 <= fd_limit]
+    work = Path(tempfile.mkdtemp(prefix="lantern-bench-"))
+    results: dict[str, list[dict[str, Any]]] = {}
+    started = time.monotonic()
+    try:
+        for name in ("mosquitto", "lantern"):
+            if getattr(args, f"skip_{name}"):
+                continue
+            for n in sizes:
+                with start_broker(name, work) as started_target:
+                    if isinstance(started_target, str):
+                        print(f"[{name}] skipped: {started_target}", flush=True)
+                        break
+                    target, certs = started_target
+                    m = measure(target, certs, n, args)
+                    print(fmt(name, m), flush=True)
+                    results.setdefault(name, []).append(m)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n== summary (keep-alive {args.keepalive} s, hold {args.hold:.0f} s) ==")
+    print(f"{'broker':<10} {'conns':>7} {'KiB/conn':>9} {'conn/s':>7} {'idle CPU':>9} {'held CPU':>9}")
+    for name, runs in results.items():
+        for m in runs:
+            print(
+                f"{name:<10} {m['ok']:>7} {m['per_conn'] / 1024:>9.1f} {m['connect_rate']:>7.0f}"
+                f" {m['idle_pct']:>9.1%} {m['hold_pct']:>9.1%}"
+            )
+    print(f"(total {time.monotonic() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
