@@ -28,16 +28,13 @@ import selectors
 import shutil
 import socket
 import ssl
-import sys
 import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-from mqtt import (  # noqa: E402
+from mqtt import (
     CONNACK_LEN,
     Certs,
     Target,
@@ -248,7 +245,8 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n== summary (keep-alive {args.keepalive} s, hold {args.hold:.0f} s) ==")
-    print(f"{'broker':<10} {'conns':>7} {'KiB/conn':>9} {'conn/s':>7} {'idle CPU':>9} {'held CPU':>9}")
+    head = ("broker", "conns", "KiB/conn", "conn/s", "idle CPU", "held CPU")
+    print(f"{head[0]:<10} {head[1]:>7} {head[2]:>9} {head[3]:>7} {head[4]:>9} {head[5]:>9}")
     for name, runs in results.items():
         for m in runs:
             print(
