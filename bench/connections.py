@@ -5,9 +5,10 @@ after the other, each a fresh process per size, started by this script on free l
 
 - ``--clients`` processes open N mTLS connections in total (EC P-256 client certificate, MQTT
   3.1.1 CONNECT with keep-alive ``--keepalive`` seconds, CONNACK awaited), as devices do;
-- the connections are then held for ``--hold`` seconds while each one sends PINGREQ once per
-  keep-alive period, the pings spread evenly over the period (N / keep-alive pings per second in
-  all, the steady state of an idle fleet);
+- every connection sends PINGREQ one keep-alive period after its CONNECT and every period after
+  that, during the connect phase too (which may last longer than a keep-alive period); the
+  connections are held for ``--hold`` seconds after the last one is accepted: N / keep-alive
+  pings per second in all, the steady state of an idle fleet;
 - printed: connections accepted, connects/s, server RSS before and after and (after - before) / N
   per connection, the server's CPU (utime+stime, all its threads) at idle before any connection
   and during the hold, as % of one core, PINGRESPs received against PINGREQs sent.
@@ -23,6 +24,7 @@ raised to the hard limit; sizes above it (less a margin) are skipped and said so
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import selectors
 import shutil
@@ -30,6 +32,8 @@ import socket
 import ssl
 import tempfile
 import time
+from collections import deque
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -40,9 +44,11 @@ from mqtt import (
     Target,
     connect_packet,
     cpu_seconds,
+    issue_client_cert,
+    lantern,
+    mosquitto,
     raise_fd_limit,
     rss_bytes,
-    start_broker,
 )
 
 PINGREQ = b"\xc0\x00"
@@ -52,12 +58,32 @@ PINGRESP_LEN = 2
 def hold_client(
     port: int, n: int, prefix: str, keepalive: int, certs: Certs, conn: Connection
 ) -> None:
-    """Child process: open ``n`` mTLS MQTT connections, report, ping them until told to close."""
+    """Child process: open ``n`` mTLS MQTT connections, report, hold them until told to close.
+
+    Each connection sends PINGREQ ``keepalive`` seconds after its CONNECT and then every
+    ``keepalive`` seconds (as a client library does on an idle connection), from the moment it
+    is accepted: the connect phase may last longer than the keep-alive."""
     raise_fd_limit()
     ctx = ssl.create_default_context(cafile=str(certs.ca_file))
     ctx.load_cert_chain(certs.client_cert, certs.client_key)
     sel = selectors.DefaultSelector()
     done: list[ssl.SSLSocket] = []
+    due: deque[tuple[float, ssl.SSLSocket]] = deque()  # due times grow along the deque
+    counts = {"sent": 0, "received": 0, "lost": 0}
+
+    def ping_due() -> None:
+        now = time.monotonic()
+        while due and due[0][0] <= now:
+            at, s = due.popleft()
+            try:
+                s.send(PINGREQ)
+                counts["sent"] += 1
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                pass
+            except OSError:
+                continue  # closed: no more pings
+            due.append((at + keepalive, s))
+
     started = failed = in_progress = 0
     deadline = time.monotonic() + max(120.0, n / 20)
     while len(done) + failed < n and time.monotonic() < deadline:
@@ -67,16 +93,17 @@ def hold_client(
             s = ctx.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False)
             s.connect_ex(("127.0.0.1", port))
             packet = connect_packet(f"{prefix}-{started}", keepalive)
-            sel.register(s, selectors.EVENT_WRITE, ["handshake", packet, b""])
+            sel.register(s, selectors.EVENT_WRITE, ["handshake", packet, b"", 0.0])
             started += 1
             in_progress += 1
-        for key, _ in sel.select(timeout=1.0):
+        for key, _ in sel.select(timeout=0.2):
             s = key.fileobj  # type: ignore[assignment]
             state = key.data
             try:
                 if state[0] == "handshake":
                     s.do_handshake()
                     s.send(state[1])
+                    state[3] = time.monotonic()
                     state[0] = "reply"
                     sel.modify(s, selectors.EVENT_READ, state)
                 else:
@@ -86,6 +113,7 @@ def hold_client(
                         in_progress -= 1
                         if state[2][3] == 0:
                             done.append(s)
+                            due.append((state[3] + keepalive, s))
                         else:
                             s.close()
                             failed += 1
@@ -98,30 +126,14 @@ def hold_client(
                 s.close()
                 in_progress -= 1
                 failed += 1
+        ping_due()
     sel.close()
     conn.send(("ready", len(done), failed))
-    conn.recv()  # "hold"
-    # Ping each connection once per keep-alive period, connection i at offset i/n of the period.
     reader = selectors.DefaultSelector()
     for s in done:
         reader.register(s, selectors.EVENT_READ)
-    sent = received = lost = 0
-    start = time.monotonic()
-    next_ping = 0  # index of the next ping over all periods
-    count = max(len(done), 1)
-    while not conn.poll():
-        now = time.monotonic() - start
-        due = int(now / keepalive * count)
-        while next_ping < due and done:
-            s = done[next_ping % len(done)]
-            next_ping += 1
-            try:
-                s.send(PINGREQ)
-                sent += 1
-            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                pass
-            except OSError:
-                pass
+    while not conn.poll():  # until "stop"
+        ping_due()
         for key, _ in reader.select(timeout=0.05):
             s = key.fileobj  # type: ignore[assignment]
             try:
@@ -132,18 +144,18 @@ def hold_client(
                 data = b""
             if not data:
                 reader.unregister(s)
-                lost += 1
+                counts["lost"] += 1
                 continue
-            received += len(data) // PINGRESP_LEN
+            counts["received"] += len(data) // PINGRESP_LEN
     conn.recv()  # "stop"
     reader.close()
     for s in done:
         s.close()
-    conn.send(("closed", sent, received, lost))
+    conn.send(("closed", counts["sent"], counts["received"], counts["lost"]))
 
 
 def measure(target: Target, certs: Certs, n: int, args: argparse.Namespace) -> dict[str, Any]:
-    time.sleep(2.0)  # the server settles after start
+    time.sleep(5.0)  # the server settles after start (migrations, key pool, first heartbeats)
     idle_cpu0, idle_t0 = cpu_seconds(target.pid), time.monotonic()
     time.sleep(args.baseline)
     idle_pct = (cpu_seconds(target.pid) - idle_cpu0) / (time.monotonic() - idle_t0)
@@ -169,8 +181,6 @@ def measure(target: Target, certs: Certs, n: int, args: argparse.Namespace) -> d
     connect_s = time.monotonic() - t0
     time.sleep(1.0)  # let the server finish any work following the last CONNACK
     after = rss_bytes(target.pid)
-    for parent in pipes:
-        parent.send("hold")
     cpu0, h0 = cpu_seconds(target.pid), time.monotonic()
     time.sleep(args.hold)
     hold_pct = (cpu_seconds(target.pid) - cpu0) / (time.monotonic() - h0)
@@ -210,6 +220,25 @@ def fmt(name: str, m: dict[str, Any]) -> str:
     )
 
 
+@contextlib.contextmanager
+def start(name: str, work: Path, n: int) -> Iterator[tuple[Target, Certs] | str]:
+    """A fresh Mosquitto or Lantern able to hold ``n`` connections on its mTLS listener.
+
+    Lantern shares its file descriptors between its listeners (``lantern.runtime.fdlimits``):
+    it runs here without the plain TCP listener and with HTTP capped at 64 connections, so the
+    mTLS listener gets nearly all of them."""
+    if name == "lantern":
+        extra = {"LANTERN_HTTP__MAX_CONNECTIONS": "64"}
+        with lantern(work, tcp=False, extra_env=extra) as started:
+            yield started
+        return
+    certs = issue_client_cert(work / "bench-ca", work)
+    with mosquitto(work, certs) as started_mosquitto:
+        yield (
+            started_mosquitto if isinstance(started_mosquitto, str) else (started_mosquitto, certs)
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000", help="connection counts, comma-separated")
@@ -234,7 +263,7 @@ def main() -> None:
             if getattr(args, f"skip_{name}"):
                 continue
             for n in sizes:
-                with start_broker(name, work) as started_target:
+                with start(name, work, n) as started_target:
                     if isinstance(started_target, str):
                         print(f"[{name}] skipped: {started_target}", flush=True)
                         break

@@ -266,22 +266,30 @@ require_certificate true
 
 
 @contextlib.contextmanager
-def lantern(work: Path) -> Iterator[tuple[Target, Certs] | str]:
+def lantern(
+    work: Path, tcp: bool = True, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[Target, Certs] | str]:
+    """A fresh ``lantern serve``; ``tcp=False``: no plain listener (every file descriptor the
+    process has is then shared by the mTLS listener and HTTP only)."""
     data_dir = Path(tempfile.mkdtemp(prefix="lantern-data-", dir=work))
     tls_port, tcp_port, http_port = free_ports(3)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LANTERN_")}
     env.update(
         LANTERN_DATA_DIR=str(data_dir),
         LANTERN_MQTT__PORT=str(tls_port),
-        LANTERN_MQTT__TCP_PORT=str(tcp_port),
         LANTERN_HTTP__PORT=str(http_port),
         LANTERN_MQTT__HOST="127.0.0.1",
         # The same per-session QoS 1 queue bound as the Mosquitto configuration above
         # (max_queued_messages 10000): the saturation runs keep up to 10000 messages in flight.
         LANTERN_MQTT__MAX_QUEUED_MESSAGES="10000",
-        # The load generator connects without credentials on the plain listener.
-        LANTERN_PROVISIONING__ANONYMOUS_LISTENERS='["tcp"]',
     )
+    if tcp:
+        # The load generator connects without credentials on the plain listener.
+        env.update(
+            LANTERN_MQTT__TCP_PORT=str(tcp_port),
+            LANTERN_PROVISIONING__ANONYMOUS_LISTENERS='["tcp"]',
+        )
+    env.update(extra_env or {})
     log_file = data_dir.parent / f"{data_dir.name}.log"
     log = log_file.open("wb")
     proc = subprocess.Popen(
@@ -293,7 +301,7 @@ def lantern(work: Path) -> Iterator[tuple[Target, Certs] | str]:
             tail = log_file.read_text(errors="replace")[-600:]
             yield f"no MQTT listener on {tls_port} (exit code {proc.poll()}); log tail:\n{tail}"
             return
-        tcp_ok = wait_for_port(tcp_port, 5, proc)
+        tcp_ok = tcp and wait_for_port(tcp_port, 5, proc)
         certs = issue_client_cert(data_dir / "ca", work)
         register_claim_certificate(data_dir, certs.client_cert)
         yield Target("lantern", proc, tls_port, tcp_port if tcp_ok else None, mqtt=True), certs
