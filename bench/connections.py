@@ -129,6 +129,7 @@ def hold_client(
         ping_due()
     sel.close()
     conn.send(("ready", len(done), failed))
+    sent_before_hold = counts["sent"]
     reader = selectors.DefaultSelector()
     for s in done:
         reader.register(s, selectors.EVENT_READ)
@@ -151,7 +152,8 @@ def hold_client(
     reader.close()
     for s in done:
         s.close()
-    conn.send(("closed", counts["sent"], counts["received"], counts["lost"]))
+    hold_sent = counts["sent"] - sent_before_hold
+    conn.send(("closed", counts["sent"], counts["received"], counts["lost"], hold_sent))
 
 
 def measure(target: Target, certs: Certs, n: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -185,11 +187,12 @@ def measure(target: Target, certs: Certs, n: int, args: argparse.Namespace) -> d
     time.sleep(args.hold)
     hold_pct = (cpu_seconds(target.pid) - cpu0) / (time.monotonic() - h0)
     rss_end = rss_bytes(target.pid)
-    sent = received = lost = 0
+    sent = received = lost = hold_sent = 0
     for parent in pipes:
         parent.send("stop")
-        _, k_sent, k_received, k_lost = parent.recv()
+        _, k_sent, k_received, k_lost, k_hold = parent.recv()
         sent, received, lost = sent + k_sent, received + k_received, lost + k_lost
+        hold_sent += k_hold
     for p in procs:
         p.join()
     return {
@@ -204,6 +207,7 @@ def measure(target: Target, certs: Certs, n: int, args: argparse.Namespace) -> d
         "idle_pct": idle_pct,
         "hold_pct": hold_pct,
         "pings_sent": sent,
+        "hold_pings_per_s": hold_sent / args.hold,
         "pings_answered": received,
         "closed_by_server": lost,
     }
@@ -215,7 +219,8 @@ def fmt(name: str, m: dict[str, Any]) -> str:
         f"{m['connect_rate']:.0f} conn/s; RSS {m['before'] / 2**20:.0f} -> "
         f"{m['after'] / 2**20:.0f} MiB ({m['rss_end'] / 2**20:.0f} MiB after the hold) = "
         f"{m['per_conn'] / 1024:.1f} KiB/conn; CPU idle {m['idle_pct']:.1%} of a core, "
-        f"holding {m['hold_pct']:.1%}; PINGREQ {m['pings_sent']} / PINGRESP "
+        f"holding {m['hold_pct']:.1%} ({m['hold_pings_per_s']:.0f} PINGREQ/s); "
+        f"PINGREQ {m['pings_sent']} / PINGRESP "
         f"{m['pings_answered']}; {m['closed_by_server']} closed by the server"
     )
 
