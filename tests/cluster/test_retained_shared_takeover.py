@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections.abc import Iterator
 
@@ -190,3 +191,42 @@ def test_takeover_with_clean_start_publishes_the_will_and_drops_the_session(
     finally:
         watcher.stop()
         first.paho.loop_stop()
+
+
+def test_simultaneous_first_connects_on_two_nodes_leave_one_connection(nodes: list[Node]) -> None:
+    """Two connections with one new client id arriving at two nodes at once: the cluster keeps
+    one of them (the other gets DISCONNECT 0x8E), as one node would, never both."""
+    a, b = nodes
+    for round_ in range(8):
+        cid = f"racer-{round_}"
+        pair = [client(a, cid), client(b, cid)]
+        for c in pair:  # no automatic reconnect: it would take the session back
+            c.paho.reconnect_delay_set(min_delay=120, max_delay=120)
+        start = threading.Barrier(2)
+        threads = [threading.Thread(target=_connect_at_once, args=(c, start)) for c in pair]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+        try:
+            codes = []
+            for c in pair:
+                try:
+                    codes.append(c.disconnects.get(timeout=1.5 if not codes else 0.5))
+                except queue.Empty:
+                    codes.append(None)
+            assert sorted(codes, key=lambda x: x is None) in ([SESSION_TAKEN_OVER, None],), (
+                round_,
+                codes,
+            )
+            survivor = pair[codes.index(None)]
+            assert survivor.paho.is_connected()
+        finally:
+            for c in pair:
+                c.paho.loop_stop()
+                c.paho.disconnect()
+
+
+def _connect_at_once(c: Client, start: threading.Barrier) -> None:
+    start.wait()
+    c.connect(clean_start=False, properties=props(1, SessionExpiryInterval=60))

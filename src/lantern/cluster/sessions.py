@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import APIError, BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from lantern.cluster.envelope import decode, encode
 from lantern.cluster.retained import topic_key
@@ -54,6 +54,11 @@ __all__ = ["MAX_WILL_RECORD", "TAKEOVER_TIMEOUT", "SessionDirectory", "parse_rec
 
 log = logging.getLogger("lantern.cluster")
 
+_CLAIM_ATTEMPTS = 3
+# A takeover request for a client id this node claimed less than _PENDING_SECONDS ago whose
+# session is not there yet (CONNACK pending) waits up to _PENDING_WAIT for it.
+_PENDING_SECONDS = 3.0
+_PENDING_WAIT = 0.5
 TAKEOVER_TIMEOUT = 0.8  # seconds; the old connection must be closed within 1 s
 PING_TIMEOUT = 0.5  # seconds a live node has to answer "are you there?"
 MAX_WILL_RECORD = 64 * 1024  # bytes of an encoded will kept in a session's record
@@ -72,6 +77,9 @@ class SessionDirectory:
         self.handed_off = 0
         self.taken_over = 0
         self.restored = 0  # sessions resumed from their record (their node was gone)
+        self._claimed: dict[str, float] = {}  # client id -> when this node last claimed it
+        self._pending_tasks: set[asyncio.Task[None]] = set()
+        self._arrivals: dict[str, asyncio.Event] = {}  # set when the session is there
         self._dirty: dict[str, None] = {}  # client ids whose record to rewrite, in order
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # set while nothing waits to be written
@@ -98,6 +106,9 @@ class SessionDirectory:
         self._dirty[client_id] = None
         self._idle.clear()
         self._wake.set()
+        arrived = self._arrivals.get(client_id)
+        if arrived is not None:
+            arrived.set()
 
     async def _write_records(self) -> None:
         while True:
@@ -210,9 +221,34 @@ class SessionDirectory:
         return self._kv
 
     async def claim(self, client_id: str, clean_start: bool, owner: object) -> ClaimOutcome:
+        """Take ``client_id`` for this node (see the module docstring). The directory entry is
+        written only if it is still as read: when two nodes claim one client id at once (two
+        first connects), the loser reads the winner's entry and takes the session over from
+        it, so one connection survives, as on one node."""
+        for _ in range(_CLAIM_ATTEMPTS):
+            outcome = await self._claim_once(client_id, clean_start, owner)
+            if outcome is not None:
+                return outcome
+        log.info("client id %r claimed by several nodes at once; this node keeps it", client_id)
+        kv = self._kv
+        assert kv is not None
+        await kv.put(topic_key(client_id), json.dumps({"node": self.node}).encode())
+        return ClaimOutcome()
+
+    def _note_claim(self, client_id: str) -> None:
+        now = time.monotonic()
+        if len(self._claimed) > 1024:  # forget old claims (only recent ones matter)
+            self._claimed = {c: t for c, t in self._claimed.items() if now - t < _PENDING_SECONDS}
+        self._claimed[client_id] = now
+
+    async def _claim_once(
+        self, client_id: str, clean_start: bool, owner: object
+    ) -> ClaimOutcome | None:
+        """One attempt of :meth:`claim`; None if another node changed the entry meanwhile."""
         kv = self._kv
         assert kv is not None
         key = topic_key(client_id)
+        self._note_claim(client_id)
         entry: KeyValue.Entry | None
         try:
             entry = await kv.get(key)
@@ -266,16 +302,20 @@ class SessionDirectory:
                     )
                 )
         value = json.dumps({"node": self.node}).encode()
-        if entry is not None and "will" in record:
-            try:  # only if the record is as read: else a sweeper handled the will meanwhile
+        try:  # only if the entry is as read
+            if entry is None:
+                await kv.create(key, value)
+            else:
                 await kv.update(key, value, last=entry.revision)
-            except Exception:
-                will_now = False
-                await kv.put(key, value)
-            if will_now:
-                self.publish_will(record["will"])
-        else:
+        except (KeyWrongLastSequenceError, BadRequestError, APIError):
+            # Changed meanwhile: a sweeper handled the will, or another node claimed the
+            # client id. With a session in hand, this node keeps it; else it asks again.
+            if outcome.snapshot is None and not will_now:
+                return None
+            will_now = False
             await kv.put(key, value)
+        if will_now:
+            self.publish_will(record["will"])
         return outcome
 
     async def _serve(self, msg: Any) -> None:
@@ -284,16 +324,47 @@ class SessionDirectory:
             if request.get("ping"):  # another node asks whether this one is alive
                 await msg.respond(b'{"status": "alive"}')
                 return
-            status, snapshot = self.server.hand_off(
-                request["client_id"], bool(request["clean_start"]), str(request["owner"])
-            )
-            body: dict[str, Any] = {"status": status, "session": None}
-            if snapshot is not None:
-                body["session"] = _snapshot_to_json(snapshot, self.server)
-                self.handed_off += 1
-            await msg.respond(json.dumps(body).encode())
+            client_id = request["client_id"]
+            claimed = self._claimed.get(client_id)
+            if (
+                claimed is not None
+                and time.monotonic() - claimed < _PENDING_SECONDS
+                and client_id not in self.server.broker.sessions
+            ):
+                # Claimed here a moment ago, its CONNACK not sent yet: wait for the session
+                # (in a task: other requests go on meanwhile), then hand it over.
+                task = asyncio.get_running_loop().create_task(self._serve_pending(msg, request))
+                self._pending_tasks.add(task)
+                task.add_done_callback(self._pending_tasks.discard)
+                return
+            await self._hand_over(msg, request)
         except Exception:
             log.exception("takeover request not handled")
+
+    async def _serve_pending(self, msg: Any, request: dict[str, Any]) -> None:
+        client_id = request["client_id"]
+        arrived = self._arrivals.setdefault(client_id, asyncio.Event())
+        try:
+            if client_id not in self.server.broker.sessions:
+                await asyncio.wait_for(arrived.wait(), _PENDING_WAIT)
+        except TimeoutError:
+            pass  # refused or closed meanwhile: the request is answered as it stands
+        finally:
+            self._arrivals.pop(client_id, None)
+        try:
+            await self._hand_over(msg, request)
+        except Exception:
+            log.exception("takeover request not handled")
+
+    async def _hand_over(self, msg: Any, request: dict[str, Any]) -> None:
+        status, snapshot = self.server.hand_off(
+            request["client_id"], bool(request["clean_start"]), str(request["owner"])
+        )
+        body: dict[str, Any] = {"status": status, "session": None}
+        if snapshot is not None:
+            body["session"] = _snapshot_to_json(snapshot, self.server)
+            self.handed_off += 1
+        await msg.respond(json.dumps(body).encode())
 
 
 def parse_record(value: bytes | None) -> dict[str, Any]:
