@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from lantern.api.app import ReadinessCheck
 from lantern.cluster.health import NatsConnection, NatsProbe, database_problem
 from lantern.cluster.mode import ClusterRole
+from lantern.cluster.mqtt_node import ClusterMQTT
 from lantern.cluster.registry import NodeRegistration
 from lantern.cluster.singleton import AdvisoryLock, Duty, DutyLock, FileLock, Singleton
 from lantern.mqtt.server import MQTTServer
@@ -45,18 +46,21 @@ class ClusterComponent(Component):
 
     name = "cluster"
 
-    def __init__(self, platform: Platform, role: ClusterRole, mqtt: MQTTServer) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        role: ClusterRole,
+        mqtt: MQTTServer,
+        routing: ClusterMQTT | None = None,
+    ) -> None:
         super().__init__(platform)
         self.role = role
         self.mqtt = mqtt
+        self.routing = routing  # MQTT routing's own NATS connections, checked too
         self.nats: NatsProbe = NatsConnection(platform.settings.cluster, f"lantern-{role.node_id}")
         self.registration: NodeRegistration | None = None
         self.problems: dict[str, str] = {}
         self._monitor: asyncio.Task[None] | None = None
-
-    def use_nats(self, probe: NatsProbe) -> None:
-        """Check readiness on ``probe`` (a connection MQTT routing holds) instead of ours."""
-        self.nats = probe
 
     def readiness_checks(self) -> Sequence[ReadinessCheck]:
         return [self.check]
@@ -67,6 +71,8 @@ class ClusterComponent(Component):
         if db is not None:
             problems["database"] = db
         nats = await self.nats.problem()
+        if nats is None and self.routing is not None and not self.routing.nats_connected:
+            nats = "MQTT routing's NATS connection is down (reconnecting)"
         if nats is not None:
             problems["nats"] = nats
         if self.mqtt.draining:

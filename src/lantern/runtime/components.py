@@ -87,6 +87,6 @@ def build_components(platform: Platform) -> Components:
         cluster=(
             None
             if platform.cluster is None
-            else ClusterComponent(platform, platform.cluster, mqtt.server)
+            else ClusterComponent(platform, platform.cluster, mqtt.server, mqtt.cluster)
         ),
     )
