@@ -13,9 +13,10 @@ Two things nats-py does not offer are added here:
   handler of a "direct" subscription synchronously from the connection's reader, in wire order.
 * **Publishing from synchronous code, batched** (:meth:`Bus.publish_nowait`): the broker routes
   inside a socket callback. Each message is appended as a ``PUB`` command to the connection's
-  outbox; the first one of an event-loop turn schedules (``call_soon``) one hand-over of the
-  whole outbox to nats-py's write buffer, so a turn costs one buffer append and one flusher
-  wake-up instead of a coroutine per message. The wire order is the call order.
+  outbox; the first one schedules one hand-over of the whole outbox to nats-py's write buffer
+  at the end of the loop turn, or, under load, :data:`COALESCE_SECONDS` after the previous
+  hand-over. A batch costs one buffer append and one write instead of a coroutine per message
+  and a write per loop turn. The wire order is the call order.
 * **A cheaper reader.** nats-py's parser matches a regular expression and deletes the consumed
   bytes from its buffer (a copy of the rest) for every message, then awaits a coroutine per
   message. :class:`_FastParser` handles runs of ``MSG`` lines of direct subscriptions in one
@@ -43,6 +44,12 @@ from lantern.settings.cluster import ClusterSettings
 __all__ = ["Bus", "DirectHandler", "cluster_name"]
 
 log = logging.getLogger("lantern.cluster")
+
+COALESCE_SECONDS = 0.001
+"""A hand-over of batched publishes (one write to NATS) follows the previous one after at least
+this long: under load, a write per millisecond instead of one per event-loop turn (each a
+system call here and a wake-up of NATS and of the receiving node); when idle, a message goes at
+the end of the loop turn that published it, without delay."""
 
 DirectHandler = Callable[[bytes, bytes], None]
 """Called with (subject, payload) for each message of a direct subscription, in wire order."""
@@ -127,7 +134,8 @@ class _OrderedClient(Client):
             )
         self.direct: dict[int, DirectHandler] = {}
         self._ps = _FastParser(self)
-        self.outbox: list[bytes] = []  # PUB commands of this loop turn (Bus.publish_nowait)
+        self.outbox: list[bytes] = []  # PUB commands not yet handed over (Bus.publish_nowait)
+        self.sent_at = 0.0  # time.monotonic() of the last hand-over
 
     async def _process_msg(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
@@ -248,7 +256,12 @@ class Bus:
             return
         outbox = client.outbox
         if not outbox:
-            asyncio.get_running_loop().call_soon(self.send_outbox, client)
+            loop = asyncio.get_running_loop()
+            wait = client.sent_at + COALESCE_SECONDS - time.monotonic()
+            if wait <= 0:  # idle: at the end of this loop turn
+                loop.call_soon(self.send_outbox, client)
+            else:  # busy: with what the next turns add
+                loop.call_later(wait, self.send_outbox, client)
         outbox += (b"PUB %s %d\r\n" % (subject.encode(), size), payload, b"\r\n")
 
     def send_outbox(self, client: _OrderedClient) -> None:
@@ -257,6 +270,7 @@ class Bus:
         if not outbox:
             return
         client.outbox = []
+        client.sent_at = time.monotonic()
         count = len(outbox) // 3
         data = b"".join(outbox)
         if client.is_closed:
