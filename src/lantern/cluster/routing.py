@@ -90,6 +90,8 @@ class ClusterRouter:
         self.bus.closing = True
         if self._syncing is not None:
             self._syncing.cancel()
+        if self._routes is not None:
+            self.bus.send_outbox(self._routes)  # what was routed since Bus.settle
         for client in (self._routes, self._shared):
             if client is not None and not client.is_closed:
                 try:
