@@ -44,8 +44,8 @@ __all__ = ["ClusterRouter", "RouterStats"]
 
 log = logging.getLogger("lantern.cluster")
 
-Key = tuple[str | None, str]
-_SUBJECT_CACHE = 4096  # topics whose subject is kept (cleared when full)  # (shared group or None, topic filter)
+Key = tuple[str | None, str]  # (shared group or None, topic filter)
+_SUBJECT_CACHE = 4096  # topics whose subject is kept (cleared when full)
 
 
 @dataclass(slots=True)
