@@ -248,8 +248,8 @@ class Bus:
         await sub.unsubscribe()
 
     def publish_nowait(self, client: _OrderedClient, subject: str, payload: bytes) -> None:
-        """Publish from synchronous code, in call order, batched per loop turn (see the
-        module docstring). ``subject`` must be a valid subject (no whitespace)."""
+        """Publish from synchronous code, in call order, batched (see the module docstring).
+        ``subject`` must be a valid subject (no whitespace)."""
         size = len(payload)
         if size > client._max_payload:
             self._lost(1, f"a message of {size} bytes is over the NATS max_payload")
