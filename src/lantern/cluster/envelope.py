@@ -13,23 +13,29 @@ from __future__ import annotations
 import math
 import struct
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import NamedTuple
 
 from lantern.mqtt.broker import Message
-from lantern.mqtt.properties import PUBLISH_PROPS, decode_properties, encode_properties
+from lantern.mqtt.properties import (
+    EMPTY_PROPERTIES,
+    PUBLISH_PROPS,
+    decode_properties,
+    encode_properties,
+)
 
 __all__ = ["Envelope", "EnvelopeError", "decode", "encode"]
 
 _VERSION = 1
 _HEAD = struct.Struct("!BBQd")
+_U16 = struct.Struct("!H")
 
 
 class EnvelopeError(ValueError):
     """Bytes that are not an envelope of this version."""
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(NamedTuple):  # a tuple: built for every message received, cheaply
     origin: str
     seq: int
     published_at: float  # wall clock
@@ -63,25 +69,30 @@ def _short(data: bytes, width: int) -> bytes:
 def decode(data: bytes, now: float, *, age: float = 0.0) -> Envelope:
     """The envelope in ``data``; its message's expiry counts from ``now`` minus ``age`` seconds
     already spent (a retained message read later)."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
     try:
         version, flags, seq, published_at = _HEAD.unpack_from(data)
         if version != _VERSION:
             raise EnvelopeError(f"envelope version {version}, expected {_VERSION}")
-        view = memoryview(data)
         pos = _HEAD.size
         n = data[pos]
-        origin = bytes(view[pos + 1 : pos + 1 + n]).decode()
+        origin = data[pos + 1 : pos + 1 + n].decode()
         pos += 1 + n
         sender = None
         if flags & 8:
-            n = int.from_bytes(view[pos : pos + 2], "big")
-            sender = bytes(view[pos + 2 : pos + 2 + n]).decode()
+            n = _U16.unpack_from(data, pos)[0]
+            sender = data[pos + 2 : pos + 2 + n].decode()
             pos += 2 + n
-        n = int.from_bytes(view[pos : pos + 2], "big")
-        topic = bytes(view[pos + 2 : pos + 2 + n]).decode()
+        n = _U16.unpack_from(data, pos)[0]
+        topic = data[pos + 2 : pos + 2 + n].decode()
         pos += 2 + n
-        props, pos = decode_properties(view, pos, PUBLISH_PROPS, "envelope")
-        payload = bytes(view[pos:])
+        if data[pos] == 0:  # no properties: the usual case
+            props = EMPTY_PROPERTIES
+            pos += 1
+        else:
+            props, pos = decode_properties(memoryview(data), pos, PUBLISH_PROPS, "envelope")
+        payload = data[pos:]
     except EnvelopeError:
         raise
     except Exception as exc:  # truncated or garbled

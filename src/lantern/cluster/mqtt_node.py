@@ -88,7 +88,7 @@ class ClusterMQTT:
             await self.sessions.stop()
         if self.retained is not None:
             await self.retained.stop()
-        await self.bus.settle()
+        await self.bus.settle(self.router._routes)
         await self.router.stop()
 
     @property

@@ -45,6 +45,7 @@ __all__ = ["ClusterRouter", "RouterStats"]
 log = logging.getLogger("lantern.cluster")
 
 Key = tuple[str | None, str]  # (shared group or None, topic filter)
+_SUBJECT_CACHE = 4096  # topics whose subject is kept (cleared when full)
 
 
 @dataclass(slots=True)
@@ -70,6 +71,7 @@ class ClusterRouter:
         self._routes: _OrderedClient | None = None  # no_echo: publishing and plain filters
         self._shared: _OrderedClient | None = None  # queue subscriptions
         self._seq = 0
+        self._subjects: dict[str, str] = {}  # topic -> subject, of recent topics
         self._last_seen: dict[str, int] = {}
         self._counts: dict[Key, int] = {}
         self._subs: dict[Key, list[Subscription]] = {}
@@ -88,6 +90,8 @@ class ClusterRouter:
         self.bus.closing = True
         if self._syncing is not None:
             self._syncing.cancel()
+        if self._routes is not None:
+            self.bus.send_outbox(self._routes)  # what was routed since Bus.settle
         for client in (self._routes, self._shared):
             if client is not None and not client.is_closed:
                 try:
@@ -114,7 +118,13 @@ class ClusterRouter:
             return
         self._seq += 1
         data = encode(message, self.origin, self._seq, self.server.loop.time())
-        self.bus.publish_nowait(routes, topic_subject(self.prefix, message.topic), data)
+        topic = message.topic
+        subject = self._subjects.get(topic)
+        if subject is None:
+            if len(self._subjects) >= _SUBJECT_CACHE:
+                self._subjects.clear()
+            subject = self._subjects[topic] = topic_subject(self.prefix, topic)
+        self.bus.publish_nowait(routes, subject, data)
         self.stats.messages_out += 1
         if message.retain and self.retained is not None:
             self.retained.changed(message.topic, data if message.payload else None)
