@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from lantern.device.ingest import FHIR_INGEST_TOPIC, observation_payload
 from support.cluster import Node, cluster
 from support.mqtt_server import ClientFiles, props
-from support.provisioning_env import Claim, lantern_cli, provision_device
+from support.provisioning_env import claim_files, provision_device
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
 
@@ -188,18 +188,7 @@ def test_kill_9_under_ingest_load_loses_no_acknowledged_observation(
     with cluster(tmp_path, 3, s3_env) as nodes:
         a = nodes[0]
         out = tmp_path / "claim"
-        done = lantern_cli(
-            a.proc,
-            "claims",
-            "create",
-            "--template",
-            "DefaultProvisioningTemplate",
-            "--out",
-            str(out),
-        )
-        assert done.returncode == 0, done.stderr
-        cert = next(out.glob("claim-*.pem"))
-        claim = Claim(cert, cert.with_suffix(".key"), out / "ca.pem")
+        claim = claim_files(a.proc, out)
         devices = []
         for i in range(DEVICES):
             home = i % len(nodes)

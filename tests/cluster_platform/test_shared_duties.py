@@ -25,7 +25,7 @@ from lantern.device.client import DeviceClient, Endpoint
 from lantern.device.ingest import observation_payload, upload_observation
 from support.apns_standin import APNsStandIn, SigningKey
 from support.process import LanternProcess
-from support.provisioning_env import Claim, lantern_cli, provision_device
+from support.provisioning_env import claim_files, lantern_cli, provision_device
 
 from .conftest import node, start_all
 
@@ -165,18 +165,7 @@ def test_push_log_and_outbox_forwarding_with_three_nodes(
 
         # Observations through every node; the outbox forwards each one once.
         out = tmp_path / "claim"
-        done = lantern_cli(
-            nodes[0],
-            "claims",
-            "create",
-            "--template",
-            "DefaultProvisioningTemplate",
-            "--out",
-            str(out),
-        )
-        assert done.returncode == 0, done.stderr
-        cert = next(out.glob("claim-*.pem"))
-        claim = Claim(cert, cert.with_suffix(".key"), out / "ca.pem")
+        claim = claim_files(nodes[0], out)
         observations: list[str] = []
         for i, proc in enumerate(nodes):
             result, files = provision_device(proc, claim, tmp_path / f"dev{i}", serial=f"o{i}")

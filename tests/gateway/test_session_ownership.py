@@ -22,7 +22,7 @@ import pytest
 from support.mqtt_server import Client, ClientFiles, props, reason_value
 from support.net import free_port, wait_for_port
 from support.process import LanternProcess
-from support.provisioning_env import Claim, lantern_cli, provision_device
+from support.provisioning_env import Claim, claim_files, provision_device
 
 NOT_AUTHORIZED = 0x87  # paho maps a 3.1.1 return code 5 to 0x87 too
 CREATE = "$aws/certificates/create/json"
@@ -48,18 +48,7 @@ def lantern(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LanternP
 @pytest.fixture(scope="module")
 def claim(lantern: tuple[LanternProcess, int], tmp_path_factory: pytest.TempPathFactory) -> Claim:
     out = tmp_path_factory.mktemp("claim")
-    done = lantern_cli(
-        lantern[0],
-        "claims",
-        "create",
-        "--template",
-        "DefaultProvisioningTemplate",
-        "--out",
-        str(out),
-    )
-    assert done.returncode == 0, done.stderr
-    cert = next(out.glob("claim-*.pem"))
-    return Claim(cert, cert.with_suffix(".key"), out / "ca.pem")
+    return claim_files(lantern[0], out)
 
 
 def _user(proc: LanternProcess, name: str, tmp: Path, topic_prefix: str | None = None) -> None:

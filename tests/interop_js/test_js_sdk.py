@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from support.process import LanternProcess
-from support.provisioning_env import Claim, lantern_cli
+from support.provisioning_env import Claim, claim_files, lantern_cli
 
 pytestmark = pytest.mark.slow
 
@@ -134,25 +134,9 @@ def server(js_sdk: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
         yield proc
 
 
-def create_claim(server: LanternProcess, out: Path, *options: str) -> Claim:
-    done = lantern_cli(
-        server,
-        "claims",
-        "create",
-        "--template",
-        "DefaultProvisioningTemplate",
-        *options,
-        "--out",
-        str(out),
-    )
-    assert done.returncode == 0, done.stderr
-    cert = next(out.glob("claim-*.pem"))
-    return Claim(cert, cert.with_suffix(".key"), out / "ca.pem")
-
-
 @pytest.fixture(scope="module")
 def claim(server: LanternProcess, tmp_path_factory: pytest.TempPathFactory) -> Claim:
-    return create_claim(server, tmp_path_factory.mktemp("claim"))
+    return claim_files(server, tmp_path_factory.mktemp("claim"))
 
 
 @dataclass
@@ -381,7 +365,7 @@ def test_register_thing_rejection_exits_with_its_error_code(
 def test_claim_device_limit_is_refused_with_limit_exceeded(
     js: JsDevice, server: LanternProcess, tmp_path: Path
 ) -> None:
-    limited = create_claim(server, tmp_path / "claim", "--device-limit", "1")
+    limited = claim_files(server, tmp_path / "claim", "--device-limit", "1")
     provision_ok(js, limited, tmp_path / "first")
     done = js.provision(limited, tmp_path / "second", "js-second")
     assert done.returncode == 1, done
@@ -392,7 +376,7 @@ def test_claim_device_limit_is_refused_with_limit_exceeded(
 def test_revoked_claim_cannot_connect(
     js: JsDevice, server: LanternProcess, tmp_path: Path, identity: str
 ) -> None:
-    revoked = create_claim(server, tmp_path / "claim")
+    revoked = claim_files(server, tmp_path / "claim")
     done = lantern_cli(server, "claims", "revoke", revoked.cert.stem)
     assert done.returncode == 0, done.stderr
     extra = ["--mqtt5"] if identity == "mqtt5" else []

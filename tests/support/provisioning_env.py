@@ -83,6 +83,24 @@ def lantern_cli(proc: LanternProcess, *args: str) -> subprocess.CompletedProcess
     )
 
 
+def claim_files(proc: LanternProcess, out: Path, *options: str) -> Claim:
+    """A claim for DefaultProvisioningTemplate made with `lantern claims create [options]
+    --out out` against ``proc``'s data directory."""
+    done = lantern_cli(
+        proc,
+        "claims",
+        "create",
+        "--template",
+        "DefaultProvisioningTemplate",
+        *options,
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    cert = next(out.glob("claim-*.pem"))
+    return Claim(cert, cert.with_suffix(".key"), out / "ca.pem")
+
+
 def provision_device(
     server: LanternProcess, claim: Claim, directory: Path, serial: str = "7"
 ) -> tuple[ProvisionResult, ClientFiles]:
