@@ -163,11 +163,21 @@ def test_push_log_and_outbox_forwarding_with_three_nodes(
         assert Counter(row["deliveryId"] for row in rows) == Counter(list(sent)), rows
         assert {row["status"] for row in rows} == {"delivered"}, rows
 
-        # Observations through every node; the outbox forwards each one once.
+        # Observations through every node, the forwarding node's first (its own commits wake
+        # it; the others' it must find by itself); the outbox forwards each one once.
         out = tmp_path / "claim"
         claim = claim_files(nodes[0], out)
+        forwarding = _wait_for(
+            lambda: [
+                n for n in nodes if "fhir-forwarder: this node runs it now" in n.current_output()
+            ],
+            30,
+            "a node runs the FHIR forwarder",
+        )
+        assert len(forwarding) == 1, "the forwarder runs on exactly one node"
+        ordered = forwarding + [n for n in nodes if n is not forwarding[0]]
         observations: list[str] = []
-        for i, proc in enumerate(nodes):
+        for i, proc in enumerate(ordered):
             result, files = provision_device(proc, claim, tmp_path / f"dev{i}", serial=f"o{i}")
             with DeviceClient(
                 Endpoint("localhost", proc.mqtt_port),

@@ -40,8 +40,12 @@ class FhirForwarder:
         retry_seconds: float,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
+        idle_seconds: float = MAX_BACKOFF,
     ) -> None:
+        """``idle_seconds``: the longest wait between passes. A lone server is poked by its own
+        commits; in a cluster, rows committed on other nodes are found by polling this often."""
         self._db = db
+        self._idle = idle_seconds
         self._base = base_url.rstrip("/")
         self._token = token
         self._max_attempts = max_attempts
@@ -116,7 +120,8 @@ class FhirForwarder:
             except Exception as exc:
                 log.error("FHIR forwarding pass failed: %s", type(exc).__name__)
                 next_due = self._clock() + self._retry
-            delay = MAX_BACKOFF if next_due is None else max(0.0, next_due - self._clock())
+            delay = self._idle if next_due is None else max(0.0, next_due - self._clock())
+            delay = min(delay, self._idle)
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)

@@ -18,7 +18,7 @@ from lantern.api.files import build_files_router
 from lantern.cluster.singleton import Singleton
 from lantern.gateway.router import ReservedTopicRouter
 from lantern.ingest.files import CREATE_LINK_TOPIC, FileLinkService
-from lantern.ingest.forwarder import FhirForwarder
+from lantern.ingest.forwarder import MAX_BACKOFF, FhirForwarder
 from lantern.ingest.observations import FHIR_INGEST_TOPIC, ObservationService
 from lantern.ingest.writer import GroupCommitWriter
 from lantern.runtime.cluster import duty_singleton
@@ -31,6 +31,7 @@ from lantern.store.signing import UrlSigner, load_or_create_signing_key
 log = logging.getLogger(__name__)
 
 RECONCILE_SECONDS = 5.0
+CLUSTER_FORWARD_POLL_SECONDS = 1.0  # how often the forwarding node looks for rows of other nodes
 
 
 class IngestComponent(Component):
@@ -48,6 +49,8 @@ class IngestComponent(Component):
                 token=token,
                 max_attempts=cfg.fhir_forward_max_attempts,
                 retry_seconds=cfg.fhir_forward_retry_seconds,
+                # Rows other nodes commit do not poke this node: it looks every second.
+                idle_seconds=CLUSTER_FORWARD_POLL_SECONDS if platform.cluster else MAX_BACKOFF,
             )
         self.writer = GroupCommitWriter(
             open_observation_sink(platform.db, writer=cfg.sqlite_writer),
