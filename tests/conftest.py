@@ -63,3 +63,19 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         database = await Database.open(url)
         yield database
         await database.close()
+
+
+# Multi-node clusters: each test runs 2-3 `lantern serve` nodes against deadlines (found-dead
+# bounds, forwarding within N s). Under `pytest -n 2` a second worker's load makes them miss
+# those deadlines, so scripts/check runs them after the parallel part, one at a time
+# (`-m serial`).
+SERIAL_DIRS = ("cluster", "cluster_platform")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests under :data:`SERIAL_DIRS` ``serial``."""
+    here = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(here).parts if item.path.is_relative_to(here) else ()
+        if parts and parts[0] in SERIAL_DIRS:
+            item.add_marker(pytest.mark.serial)

@@ -6,6 +6,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 
 import pytest
 
@@ -103,16 +104,21 @@ def test_shared_subscription_balances_across_nodes_one_delivery_each(nodes: list
         n = 60
         for i in range(n):
             pub.publish(f"jobs/{i % 3}", str(i).encode(), qos=1)
-        time.sleep(1.0)
-        per_member: list[list[int]] = []
-        for m in members:
-            got = []
+        # Collect until all n arrived (no fixed wait), then drain what else comes (duplicates).
+        per_member: list[list[int]] = [[] for _ in members]
+        deadline = time.monotonic() + 15
+        while sum(map(len, per_member)) < n and time.monotonic() < deadline:
+            for m, got in zip(members, per_member, strict=True):
+                with suppress(queue.Empty):
+                    while True:
+                        got.append(int(m.messages.get_nowait().payload))
+            time.sleep(0.02)
+        for m, got in zip(members, per_member, strict=True):
             while True:
                 try:
                     got.append(int(m.expect(timeout=0.2).payload))
                 except queue.Empty:
                     break
-            per_member.append(got)
         everything = sorted(x for got in per_member for x in got)
         assert everything == list(range(n))  # each message to exactly one member
         on_a = len(per_member[0]) + len(per_member[1])

@@ -87,12 +87,14 @@ async def test_ctrl_c_to_the_process_group_does_not_stop_the_child(path: str) ->
     try:
         await writer.start()
         pid = child_pid(writer)
-        await asyncio.sleep(1.0)  # past its imports, where it installs its signal handlers
+        # An answered batch: the child is past its imports and has installed its signal
+        # handlers (they come before its loop), with no fixed wait.
+        await writer.write([row(6)], outbox=False, now=1.0)
         os.kill(pid, signal.SIGINT)
         os.kill(pid, signal.SIGTERM)
         await writer.write([row(7)], outbox=False, now=1.0)
         assert child_pid(writer) == pid
-        assert counts(path) == (1, 2, 0)
+        assert counts(path) == (2, 4, 0)
     finally:
         await writer.close()
 
