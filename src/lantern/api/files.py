@@ -17,24 +17,21 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from lantern.api.admin_auth import require_admin
-from lantern.api.paging import decode_cursor, encode_cursor, parse_limit
+from lantern.api.paging import (
+    decode_cursor,
+    decode_time_id,
+    encode_time_id,
+    parse_limit,
+    split_page,
+)
 from lantern.audit.auth_failures import AuthFailures
-from lantern.errors import InvalidRequest, NotFound
+from lantern.errors import NotFound
 from lantern.ingest import queries
 from lantern.ingest.errors import UploadRefused
 from lantern.ingest.files import FileLinkService
 
 FILES_DEFAULT_LIMIT = 100
 FILES_MAX_LIMIT = 1000
-
-
-def _file_key(key: str) -> tuple[float, str]:
-    """(creation time, id) from a files cursor's key."""
-    created, _, file_id = key.partition(" ")
-    try:
-        return float(created), file_id
-    except ValueError:
-        raise InvalidRequest("cursor: not a cursor from a previous page (nextCursor)") from None
 
 
 def file_json(record: queries.FileRecord) -> dict[str, Any]:
@@ -95,22 +92,11 @@ def build_files_router(
         cursor: str | None = None,
     ) -> JSONResponse:
         size = parse_limit(limit, FILES_DEFAULT_LIMIT, FILES_MAX_LIMIT)
-        before = _file_key(decode_cursor(cursor)) if cursor else None
+        before = decode_time_id(decode_cursor(cursor)) if cursor else None
         await service.reconcile_s3()
-        records = await queries.files_page(
-            service.db, before=before, limit=size + 1, thing_name=thing
-        )
-        more = len(records) > size
-        records = records[:size]
-        last = records[-1] if records else None
-        return JSONResponse(
-            {
-                "files": [file_json(r) for r in records],
-                "nextCursor": (
-                    encode_cursor(f"{last.created_at!r} {last.id}") if more and last else None
-                ),
-            }
-        )
+        rows = await queries.files_page(service.db, before=before, limit=size + 1, thing_name=thing)
+        records, next_cursor = split_page(rows, size, lambda r: encode_time_id(r.created_at, r.id))
+        return JSONResponse({"files": [file_json(r) for r in records], "nextCursor": next_cursor})
 
     @admin.get("/files/{file_id}")
     async def get_file(file_id: str, request: Request) -> JSONResponse:

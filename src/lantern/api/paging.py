@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from lantern.errors import InvalidRequest
 
-__all__ = ["decode_cursor", "encode_cursor", "parse_limit"]
+__all__ = [
+    "decode_cursor",
+    "decode_time_id",
+    "encode_cursor",
+    "encode_time_id",
+    "parse_limit",
+    "split_page",
+]
+
+T = TypeVar("T")
 
 _PREFIX = "k1:"  # a version, so a later key shape can tell old cursors apart
 
@@ -43,3 +54,24 @@ def decode_cursor(raw: str) -> str:
     if not text.startswith(_PREFIX):
         raise InvalidRequest("cursor: not a cursor from a previous page (nextCursor)")
     return text.removeprefix(_PREFIX)
+
+
+def split_page(rows: Sequence[T], size: int, key: Callable[[T], str]) -> tuple[list[T], str | None]:
+    """A page of ``rows`` read with ``limit = size + 1``: its first ``size`` rows, and the
+    ``nextCursor`` after the last of them (None when nothing follows)."""
+    page = list(rows[:size])
+    return page, encode_cursor(key(page[-1])) if len(rows) > size and page else None
+
+
+def encode_time_id(created_at: float, item_id: str) -> str:
+    """The cursor key of an item sorted by (creation time, id)."""
+    return f"{created_at!r} {item_id}"
+
+
+def decode_time_id(key: str) -> tuple[float, str]:
+    """(creation time, id) from a key made by :func:`encode_time_id`; otherwise a 400."""
+    created, _, item_id = key.partition(" ")
+    try:
+        return float(created), item_id
+    except ValueError:
+        raise InvalidRequest("cursor: not a cursor from a previous page (nextCursor)") from None

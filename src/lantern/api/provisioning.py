@@ -46,7 +46,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lantern import jsonlimits
 from lantern.api.admin_auth import read_body, require_admin
-from lantern.api.paging import decode_cursor, encode_cursor, parse_limit
+from lantern.api.paging import (
+    decode_cursor,
+    decode_time_id,
+    encode_time_id,
+    parse_limit,
+    split_page,
+)
 from lantern.audit.auth_failures import AuthFailures
 from lantern.errors import InvalidRequest, NotFound
 from lantern.pki import CertificateAuthority, KeyType
@@ -246,13 +252,13 @@ def _thing_routes(router: APIRouter, db: Database, queries: RegistryQueries) -> 
     async def list_things(limit: str | None = None, cursor: str | None = None) -> JSONResponse:
         size = parse_limit(limit, THINGS_DEFAULT_LIMIT, THINGS_MAX_LIMIT)
         after = decode_cursor(cursor) if cursor else None
-        things = await queries.things_page(after, size + 1)
-        more = len(things) > size
-        things = things[:size]
+        things, next_cursor = split_page(
+            await queries.things_page(after, size + 1), size, lambda t: t.name
+        )
         return JSONResponse(
             {
                 "things": [thing_json(t) for t in things],
-                "nextCursor": encode_cursor(things[-1].name) if more else None,
+                "nextCursor": next_cursor,
             }
         )
 
@@ -275,15 +281,6 @@ def _thing_routes(router: APIRouter, db: Database, queries: RegistryQueries) -> 
         return JSONResponse({"deactivatedCertificates": deactivated})
 
 
-def _certificate_key(key: str) -> tuple[float, str]:
-    """(creation time, id) from a certificates cursor's key."""
-    created, _, cert_id = key.partition(" ")
-    try:
-        return float(created), cert_id
-    except ValueError:
-        raise InvalidRequest("cursor: not a cursor from a previous page (nextCursor)") from None
-
-
 def _certificate_routes(router: APIRouter, db: Database, queries: RegistryQueries) -> None:
     async def certificate_out(cert: CertificateRecord) -> dict[str, Any]:
         policies = await queries.certificate_policy_names(cert.id)
@@ -299,20 +296,13 @@ def _certificate_routes(router: APIRouter, db: Database, queries: RegistryQuerie
         if status is not None and status not in CERTIFICATE_STATUSES:
             raise InvalidRequest(f"status: must be one of {', '.join(CERTIFICATE_STATUSES)}")
         size = parse_limit(limit, THINGS_DEFAULT_LIMIT, THINGS_MAX_LIMIT)
-        after = _certificate_key(decode_cursor(cursor)) if cursor else None
-        certs = await queries.certificates_page(
+        after = decode_time_id(decode_cursor(cursor)) if cursor else None
+        rows = await queries.certificates_page(
             after, size + 1, ascending=True, thing=thing, status=status
         )
-        more = len(certs) > size
-        certs = certs[:size]
-        last = certs[-1] if certs else None
+        certs, next_cursor = split_page(rows, size, lambda c: encode_time_id(c.created_at, c.id))
         return JSONResponse(
-            {
-                "certificates": [certificate_json(c) for c in certs],
-                "nextCursor": (
-                    encode_cursor(f"{last.created_at!r} {last.id}") if more and last else None
-                ),
-            }
+            {"certificates": [certificate_json(c) for c in certs], "nextCursor": next_cursor}
         )
 
     @router.get("/v1/certificates/{id_or_prefix}")
