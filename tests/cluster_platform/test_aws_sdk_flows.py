@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from awsiot import iotidentity, iotjobs, mqtt5_client_builder
 
 from support.process import LanternProcess
 from support.provisioning_env import lantern_cli
+from support.waiting import wait_for
 
 from .conftest import node, start_all
 
@@ -72,16 +72,6 @@ def _rest(proc: LanternProcess) -> httpx.Client:
     return httpx.Client(
         base_url=proc.http_url, timeout=15, headers={"Authorization": f"Bearer {token}"}
     )
-
-
-def _wait_for(check: Any, what: str) -> Any:
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {TIMEOUT} s: {what}")
 
 
 def test_sdk_device_provisions_on_one_node_and_runs_a_job_created_on_another(
@@ -145,7 +135,7 @@ def test_sdk_device_provisions_on_one_node_and_runs_a_job_created_on_another(
                 .execution
             )
 
-        execution = _wait_for(started, "the execution queued by the rollout")
+        execution = wait_for(started, TIMEOUT, "the execution queued by the rollout", interval=0.2)
         assert execution.job_id == job_id
         assert execution.status == iotjobs.JobStatus.IN_PROGRESS
         document = execution.job_document

@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +26,7 @@ from lantern.device.ingest import observation_payload, upload_observation
 from support.apns_standin import APNsStandIn, SigningKey
 from support.process import LanternProcess
 from support.provisioning_env import claim_files, lantern_cli, provision_device
+from support.waiting import wait_for
 
 from .conftest import node, start_all
 
@@ -111,16 +112,6 @@ def _sql(database_url: str, query: str) -> list[Any]:
     return asyncio.run(run())
 
 
-def _wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
 def test_push_log_and_outbox_forwarding_with_three_nodes(
     tmp_path: Path,
     cluster_env: dict[str, str],
@@ -167,7 +158,7 @@ def test_push_log_and_outbox_forwarding_with_three_nodes(
         # it; the others' it must find by itself); the outbox forwards each one once.
         out = tmp_path / "claim"
         claim = claim_files(nodes[0], out)
-        forwarding = _wait_for(
+        forwarding = wait_for(
             lambda: [
                 n for n in nodes if "fhir-forwarder: this node runs it now" in n.current_output()
             ],
@@ -195,7 +186,7 @@ def test_push_log_and_outbox_forwarding_with_three_nodes(
             rows = _sql(url, "SELECT observation_id, state FROM fhir_outbox")
             return sorted(r[0] for r in rows if r[1] == "delivered") == sorted(observations)
 
-        _wait_for(all_delivered, 30, "every observation forwarded")
+        wait_for(all_delivered, 30, "every observation forwarded")
         assert target.puts == Counter(observations), target.puts
     finally:
         target.close()
@@ -257,7 +248,7 @@ def test_a_schedule_fires_once_per_occurrence_across_three_nodes_and_after_a_kil
                 return float(line.split()[1])
         raise AssertionError("lantern_schedule_occurrences_fired_total not in /metrics")
 
-    _wait_for(lambda: len(fired()) >= 3, 30, "three occurrences fired")
+    wait_for(lambda: len(fired()) >= 3, 30, "three occurrences fired")
     # The node that fires the next occurrence is killed right after its result is recorded
     # (the one after is up to 2 s away, so the kill does not land in the middle of a send).
     before = [fired_by(p) for p in nodes]
@@ -266,9 +257,9 @@ def test_a_schedule_fires_once_per_occurrence_across_three_nodes_and_after_a_kil
         now = [fired_by(p) for p in nodes]
         return [p for p, b, n in zip(nodes, before, now, strict=True) if n > b]
 
-    (holder,) = _wait_for(firing, 15, "the next occurrence")
+    (holder,) = wait_for(firing, 15, "the next occurrence")
 
-    _wait_for(
+    wait_for(
         lambda: all(o["status"] != "claimed" for o in history(nodes[0])),
         15,
         "its result recorded",
@@ -283,7 +274,7 @@ def test_a_schedule_fires_once_per_occurrence_across_three_nodes_and_after_a_kil
         later = [o for o in history(survivor) if o["scheduled_at"] > killed_at]
         return sum(o["status"] == "fired" for o in later) >= 4
 
-    _wait_for(fired_after_kill, 45, "four occurrences fired after the kill")
+    wait_for(fired_after_kill, 45, "four occurrences fired after the kill")
     done = [o for o in history(survivor) if o["status"] != "claimed"]
     assert {o["status"] for o in done} == {"fired"}, done
 

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from support.mqtt_server import Client, ClientFiles
 from support.process import LanternProcess
 from support.provisioning_env import lantern_cli
+from support.waiting import wait_for
 
 
 @dataclass
@@ -66,21 +66,12 @@ def _nodes(proc: LanternProcess) -> dict[str, dict[str, object]]:
     return {str(n["node_id"]): n for n in json.loads(listed.stdout)}
 
 
-def _wait_for(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
 @pytest.mark.timeout(400)
 def test_two_workers_share_the_ports_and_the_database(tmp_path: Path) -> None:
     proc = WorkersProcess(tmp_path / "data")
     proc.start(120)  # the workers start at once, on a machine shared with other tests
     try:
-        _wait_for(lambda: len(_nodes(proc)) == 2, 30, "both workers registered")
+        wait_for(lambda: len(_nodes(proc)) == 2, 30, "both workers registered")
         nodes = _nodes(proc)
         pids = {int(n["pid"]) for n in nodes.values()}  # type: ignore[call-overload]
         assert len(pids) == 2 and proc.proc is not None and proc.proc.pid not in pids
@@ -125,10 +116,10 @@ def test_two_workers_share_the_ports_and_the_database(tmp_path: Path) -> None:
             now = _nodes(proc).get(victim_id)
             return now is not None and now["pid"] != victim["pid"] and now["state"] == "up"
 
-        _wait_for(replaced, 60, "the killed worker restarted")
+        wait_for(replaced, 60, "the killed worker restarted")
         assert "exited with -9; restarting it" in proc.current_output()
         pids = {int(n["pid"]) for n in _nodes(proc).values()}  # type: ignore[call-overload]
-        _wait_for(lambda: _listening_pids(proc.mqtt_port) == pids, 30, "restarted worker listens")
+        wait_for(lambda: _listening_pids(proc.mqtt_port) == pids, 30, "restarted worker listens")
 
         proc.stop(timeout=60)
     finally:
